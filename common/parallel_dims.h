@@ -33,8 +33,8 @@ inline constexpr const char* kDegreePositive = "degree_positive";
 inline constexpr const char* kDpShardResolve = "dp_shard_resolve";        // dp_shard=-1 has no integer solution
 inline constexpr const char* kWorldSize = "world_size_product";           // dp_r*dp_s*cp*tp*pp != world
 inline constexpr const char* kEtpOneOrTp = "etp_one_or_tp";               // EP>1: ETP must be 1 or TP
-inline constexpr const char* kEpBorrowEtpTp = "ep_borrow_etp_tp";         // ETP=TP: EP%CP, (dp_s*CP)%EP
-inline constexpr const char* kEpBorrowEtp1 = "ep_borrow_etp1";            // ETP=1: EP%(CP*TP), (dp_s*CP*TP)%EP
+inline constexpr const char* kEpBorrowEtpTp = "ep_borrow_etp_tp";         // ETP=TP: (dp_s*CP) % EP
+inline constexpr const char* kEpBorrowEtp1 = "ep_borrow_etp1";            // ETP=1: (dp_s*CP*TP) % EP
 inline constexpr const char* kSeqLenDivisible = "seq_len_divisible";      // seq_len % (2*CP*TP)
 inline constexpr const char* kHeadsDivisible = "heads_divisible_tp";
 inline constexpr const char* kKvHeadsDivisible = "kv_heads_divisible_tp";

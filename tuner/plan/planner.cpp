@@ -1,0 +1,297 @@
+#include "tuner/plan/planner.h"
+
+#include <algorithm>
+#include <climits>
+#include <cstdio>
+#include <set>
+#include <sstream>
+#include <unordered_map>
+
+#include <nlohmann/json.hpp>
+
+#include "common/error.h"
+#include "common/flavors.h"
+#include "common/parallel_dims.h"
+
+namespace partune {
+
+namespace {
+
+constexpr const char* kDpReplicate = "parallelism.data_parallel_replicate_degree";
+constexpr const char* kDpShard = "parallelism.data_parallel_shard_degree";
+constexpr const char* kCp = "parallelism.context_parallel_degree";
+constexpr const char* kTp = "parallelism.tensor_parallel_degree";
+constexpr const char* kPp = "parallelism.pipeline_parallel_degree";
+constexpr const char* kEp = "parallelism.expert_parallel_degree";
+constexpr const char* kEtp = "parallelism.expert_tensor_parallel_degree";
+constexpr const char* kLbs = "training.local_batch_size";
+constexpr const char* kGbs = "training.global_batch_size";
+constexpr const char* kSeqLen = "training.seq_len";
+constexpr const char* kAcMode = "activation_checkpoint.mode";
+constexpr const char* kAcOption = "activation_checkpoint.selective_ac_option";
+constexpr const char* kCompile = "compile.enable";
+constexpr const char* kCompileComponents = "compile.components";
+constexpr const char* kModelName = "model.name";
+constexpr const char* kModelFlavor = "model.flavor";
+
+// The planner refuses spaces larger than this rather than run for hours.
+constexpr int64_t kMaxPoints = 10'000'000;
+
+// Degrees are ints in ParallelDims; anything beyond 2^30 is illegal for any
+// world size partune accepts, so clamping keeps it illegal.
+int degree(const JobConfig& c, const char* key) {
+  return static_cast<int>(std::clamp<int64_t>(c.get_int(key), -(int64_t{1} << 30), int64_t{1} << 30));
+}
+
+ParallelDims dims_of(const JobConfig& c) {
+  ParallelDims d;
+  d.dp_replicate = degree(c, kDpReplicate);
+  d.dp_shard = degree(c, kDpShard);
+  d.cp = degree(c, kCp);
+  d.tp = degree(c, kTp);
+  d.pp = degree(c, kPp);
+  d.ep = degree(c, kEp);
+  d.etp = degree(c, kEtp);
+  return d;
+}
+
+BatchShape batch_of(const JobConfig& c) {
+  return BatchShape{c.get_int(kLbs), c.get_int(kGbs), c.get_int(kSeqLen)};
+}
+
+// Unknown models still get the mesh-independent rules that need no model.
+bool needs_no_model(const std::string& rule) {
+  return rule == rules::kSeqLenDivisible || rule == rules::kGlobalBatch;
+}
+
+std::string cell(const Value& v) {
+  if (const auto* s = std::get_if<std::string>(&v)) return *s;
+  if (const auto* l = std::get_if<StringList>(&v)) {
+    std::string out;
+    for (const auto& e : *l) out += (out.empty() ? "" : ",") + e;
+    return out.empty() ? "[]" : out;
+  }
+  return value_to_string(v);
+}
+
+std::string column_name(const std::string& key) {
+  static const std::map<std::string, std::string> shorter = {
+      {kDpReplicate, "dp_rep"}, {kDpShard, "dp_shard"}, {kCp, "cp"},
+      {kTp, "tp"},              {kPp, "pp"},            {kEp, "ep"},
+      {kEtp, "etp"},            {kLbs, "lbs"},          {kGbs, "gbs"},
+      {kSeqLen, "seq_len"},     {kAcMode, "ac"},        {kAcOption, "sac_option"},
+      {kCompile, "compile"},
+  };
+  auto it = shorter.find(key);
+  return it == shorter.end() ? key : it->second;
+}
+
+}  // namespace
+
+const std::vector<std::string>& canonical_explicit_keys() {
+  static const std::vector<std::string> keys = {
+      kModelName, kModelFlavor, kLbs,  kGbs, kSeqLen, kDpReplicate, kDpShard, kCp,
+      kTp,        kPp,          kEp,   kEtp, kAcMode, kCompile};
+  return keys;
+}
+
+JobConfig canonicalize(const JobConfig& config, int world_size) {
+  JobConfig c = config;
+  ParallelDims d = dims_of(c);
+  check_parallel_dims(d, world_size);  // resolves dp_shard = -1
+  if (d.ep == 1) d.etp = 1;
+  c.set(kDpReplicate, int64_t{d.dp_replicate});
+  c.set(kDpShard, int64_t{d.dp_shard});
+  c.set(kCp, int64_t{d.cp});
+  c.set(kTp, int64_t{d.tp});
+  c.set(kPp, int64_t{d.pp});
+  c.set(kEp, int64_t{d.ep});
+  c.set(kEtp, int64_t{d.etp});
+  BatchShape b = batch_of(c);
+  if (b.global_batch_size == -1) c.set(kGbs, b.local_batch_size * dp_degree(d));
+
+  const bool selective = c.get_string(kAcMode) == "selective";
+  const bool compiled = c.get_bool(kCompile);
+  if (!selective) c.erase(kAcOption);
+  if (!compiled) c.erase(kCompileComponents);
+
+  std::set<std::string> keep(canonical_explicit_keys().begin(), canonical_explicit_keys().end());
+  if (selective) keep.insert(kAcOption);
+  if (compiled) keep.insert(kCompileComponents);
+  std::vector<std::string> defaulted;
+  for (const auto& [key, value] : c.values()) {
+    if (keep.count(key)) continue;
+    const KeySpec* spec = find_key_spec(key);
+    if (spec && spec->default_value && *spec->default_value == value) defaulted.push_back(key);
+  }
+  for (const auto& key : defaulted) c.erase(key);
+  for (const auto& key : keep)
+    if (auto v = c.get(key)) c.set(key, *v);
+  return c;
+}
+
+std::string config_id(const JobConfig& canonical) {
+  uint64_t h = 14695981039346656037ull;  // FNV-1a 64 offset basis
+  for (unsigned char ch : canonical.to_toml()) {
+    h ^= ch;
+    h *= 1099511628211ull;  // FNV-1a 64 prime
+  }
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
+  return buf;
+}
+
+PlanResult plan(const Space& space) {
+  PlanResult result;
+  const int world = space.hardware.world_size();
+  const auto& axes = space.axes;
+
+  int64_t points = 1;
+  for (const auto& a : axes) {
+    if (points > kMaxPoints / static_cast<int64_t>(a.values.size()))
+      throw InputError(space.path + ": [space]: more than " + std::to_string(kMaxPoints) +
+                       " points; narrow the axes");
+    points *= static_cast<int64_t>(a.values.size());
+  }
+
+  struct FlavorInfo {
+    std::optional<Flavor> flavor;
+  };
+  std::map<std::pair<std::string, std::string>, FlavorInfo> flavors;
+  std::unordered_map<std::string, size_t> by_id;
+
+  std::vector<size_t> idx(axes.size(), 0);
+  for (int64_t n = 0; n < points; ++n) {
+    // Odometer: the last axis turns fastest.
+    if (n > 0) {
+      for (size_t i = axes.size(); i-- > 0;) {
+        if (++idx[i] < axes[i].values.size()) break;
+        idx[i] = 0;
+      }
+    }
+    ++result.enumerated;
+    JobConfig cfg = space.base;
+    for (size_t i = 0; i < axes.size(); ++i) cfg.set(axes[i].key, axes[i].values[idx[i]]);
+
+    ParallelDims dims = dims_of(cfg);
+    if (auto v = check_parallel_dims(dims, world); !v.empty()) {
+      ++result.rejected[v.front().rule];
+      continue;
+    }
+
+    const std::string model = cfg.get_string(kModelName), name = cfg.get_string(kModelFlavor);
+    auto [it, inserted] = flavors.try_emplace({model, name});
+    if (inserted) {
+      it->second.flavor = find_flavor(model, name);
+      if (!it->second.flavor) {
+        std::vector<std::string> known = flavor_names(model);
+        std::string list;
+        for (const auto& k : known) list += (list.empty() ? "" : ", ") + k;
+        std::string what = known.empty() ? "unknown model \"" + model + "\""
+                                         : "unknown flavor \"" + name + "\" of model \"" + model +
+                                               "\" (known: " + list + "; \"<flavor>-L<n>\" sets the depth)";
+        if (space.backend.kind == "embedded")
+          throw InputError(space.path + ": key 'model.flavor': " + what + "; the embedded trainer cannot build it");
+        result.notes.push_back(what + ": heads, kv-heads, experts and pipeline rules not checked (backend \"" +
+                               space.backend.kind + "\" runs it as given)");
+      }
+    }
+    std::vector<RuleViolation> model_violations;
+    if (it->second.flavor) {
+      model_violations = check_model_rules(dims, *it->second.flavor, batch_of(cfg));
+    } else {
+      Flavor any;  // divides everything; only the model-free rules are kept
+      any.n_heads = any.n_kv_heads = any.num_experts = any.top_k = 1;
+      any.moe = true;
+      for (auto& v : check_model_rules(dims, any, batch_of(cfg)))
+        if (needs_no_model(v.rule)) model_violations.push_back(std::move(v));
+    }
+    if (!model_violations.empty()) {
+      ++result.rejected[model_violations.front().rule];
+      continue;
+    }
+
+    JobConfig canon = canonicalize(cfg, world);
+    std::string id = config_id(canon);
+    if (auto seen = by_id.find(id); seen != by_id.end()) {
+      if (!(result.candidates[seen->second].config == canon))
+        throw std::logic_error("plan: FNV-1a 64 collision between two configs (id " + id + ")");
+      ++result.duplicates;
+      continue;
+    }
+    Candidate c;
+    c.id = id;
+    for (size_t i = 0; i < axes.size(); ++i) {
+      // A dropped key (e.g. selective_ac_option under full AC) reads as its default.
+      auto v = canon.get(axes[i].key);
+      c.axes[axes[i].key] = v ? *v : axes[i].values[idx[i]];
+    }
+    c.config = std::move(canon);
+    by_id.emplace(id, result.candidates.size());
+    result.candidates.push_back(std::move(c));
+  }
+  return result;
+}
+
+nlohmann::json plan_to_json(const PlanResult& result) {
+  nlohmann::json candidates = nlohmann::json::array();
+  for (const auto& c : result.candidates) {
+    nlohmann::json config = nlohmann::json::object();
+    for (const auto& [key, value] : c.axes) config[key] = value_to_json(value);
+    candidates.push_back({{"id", c.id}, {"config", std::move(config)}});
+  }
+  nlohmann::json rejected = nlohmann::json::object();
+  for (const auto& [rule, count] : result.rejected) rejected[rule] = count;
+  return {{"candidates", std::move(candidates)}, {"rejected", std::move(rejected)}};
+}
+
+std::string plan_to_table(const PlanResult& result, const Space& space) {
+  std::vector<std::vector<std::string>> rows;
+  std::vector<std::string> header = {"id"};
+  for (const auto& a : space.axes) header.push_back(column_name(a.key));
+  rows.push_back(header);
+  for (const auto& c : result.candidates) {
+    std::vector<std::string> row = {c.id};
+    for (const auto& a : space.axes) {
+      auto it = c.axes.find(a.key);
+      row.push_back(it == c.axes.end() ? "" : cell(it->second));
+    }
+    rows.push_back(std::move(row));
+  }
+  std::vector<size_t> width(header.size(), 0);
+  for (const auto& r : rows)
+    for (size_t i = 0; i < r.size(); ++i) width[i] = std::max(width[i], r[i].size());
+
+  std::ostringstream out;
+  out << "plan for " << space.path << ": study " << space.study.name << ", world size "
+      << space.hardware.world_size() << " (" << space.hardware.devices << " devices x "
+      << space.hardware.nodes << " node" << (space.hardware.nodes == 1 ? "" : "s") << "), backend "
+      << space.backend.kind << "\n\n";
+  if (!result.candidates.empty()) {
+    for (const auto& r : rows) {
+      std::string line;
+      for (size_t i = 0; i < r.size(); ++i) {
+        line += r[i];
+        if (i + 1 < r.size()) line += std::string(width[i] - r[i].size() + 2, ' ');
+      }
+      out << line << "\n";
+    }
+    out << "\n";
+  }
+  int64_t rejected = 0;
+  for (const auto& [rule, count] : result.rejected) rejected += count;
+  out << result.candidates.size() << " candidate" << (result.candidates.size() == 1 ? "" : "s") << " from "
+      << result.enumerated << " point" << (result.enumerated == 1 ? "" : "s") << ": " << rejected
+      << " rejected, " << result.duplicates << " duplicate" << (result.duplicates == 1 ? "" : "s") << "\n";
+  if (!result.rejected.empty()) {
+    size_t w = 0;
+    for (const auto& [rule, count] : result.rejected) w = std::max(w, rule.size());
+    out << "rejected by rule:\n";
+    for (const auto& [rule, count] : result.rejected)
+      out << "  " << rule << std::string(w - rule.size() + 2, ' ') << count << "\n";
+  }
+  for (const auto& note : result.notes) out << "note: " << note << "\n";
+  return out.str();
+}
+
+}  // namespace partune

@@ -1,0 +1,69 @@
+// The planner: turns a Space into the list of legal, distinct candidates.
+//
+// plan() enumerates the cartesian product of the axes (first axis outermost,
+// last axis fastest) over space.base, then for each point:
+//   1. applies torchtitan's rules as torchtitan would see the config:
+//      check_parallel_dims (world = devices * nodes) and check_model_rules
+//      (flavor from model.name / model.flavor); a point that breaks any is
+//      counted under the name of the FIRST rule it breaks;
+//   2. canonicalises the legal ones (canonicalize() below) and keeps the first
+//      of any that canonicalise to the same config (the rest count as
+//      duplicates).
+// Nothing is launched; the result is a pure function of the Space.
+#pragma once
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+#include "tuner/space/space.h"
+#include "tuner/trial/trial.h"
+
+namespace partune {
+
+struct PlanResult {
+  std::vector<Candidate> candidates;       // legal, distinct, in enumeration order
+  std::map<std::string, int64_t> rejected;  // rule name (partune::rules) -> count
+  std::vector<std::string> notes;           // e.g. model rules skipped for an unknown flavor
+  int64_t enumerated = 0;                   // size of the cartesian product
+  int64_t duplicates = 0;                   // legal points equal to an earlier one after canonicalising
+};
+
+// Throws InputError when the model's flavor is unknown and the backend is
+// "embedded" (the trainer could not build it); for the other backends the
+// model-side rules (heads, kv heads, experts) are skipped with a note, and the
+// mesh, seq_len and batch rules still apply.
+PlanResult plan(const Space& space);
+
+// The canonical form of a job config whose parallel dims are legal for
+// `world_size` ranks. Two configs that run the same job canonicalise to equal
+// configs:
+//   - parallelism.expert_tensor_parallel_degree = 1 when EP = 1 (no effect then);
+//   - data_parallel_shard_degree = -1 resolved to its value;
+//   - training.global_batch_size = -1 resolved to lbs * dp degree;
+//   - activation_checkpoint.selective_ac_option dropped unless mode = "selective";
+//   - compile.components dropped unless compile.enable;
+//   - any other explicit value equal to its schema default dropped, except the
+//     keys of canonical_explicit_keys(), which are always written out.
+JobConfig canonicalize(const JobConfig& config, int world_size);
+
+// Keys a canonical config always sets explicitly (every parallel degree, the
+// batch shape, AC mode, compile, model name and flavor): an exported config
+// states them even when they equal torchtitan's defaults.
+const std::vector<std::string>& canonical_explicit_keys();
+
+// A candidate's id: FNV-1a 64 of config.to_toml(), as 16 lower-case hex digits.
+// Pass a canonical config (canonicalize()) so equal jobs get equal ids.
+std::string config_id(const JobConfig& canonical);
+
+// {"candidates": [{"id": "...", "config": {"section.key": value, ...}}, ...],
+//  "rejected": {"rule_name": count, ...}}; config holds every axis key.
+nlohmann::json plan_to_json(const PlanResult& result);
+
+// Human-readable: one row per candidate (id and the axis values), then the
+// counts (enumerated, legal, duplicates, rejected by rule) and notes.
+std::string plan_to_table(const PlanResult& result, const Space& space);
+
+}  // namespace partune

@@ -1,0 +1,97 @@
+// The search-space file: what a study explores and how it runs its trials.
+// docs/search-space.md documents every key.
+//
+// load_space() promises: every key it returns was read from the file or is the
+// documented default; anything it cannot use (an unknown section or key, a
+// wrong type, an empty axis, an axis that is not a job-config key, a value a
+// job-config key does not accept, a missing required key, a bad enum, a number
+// out of range, an unknown backend placeholder, a TOML syntax error) throws
+// partune::InputError "path:line:col: key 'section.key': reason". Nothing is defaulted
+// silently and nothing is dropped.
+#pragma once
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/job_config.h"
+
+namespace partune {
+
+struct StudySpec {
+  std::string name;                // required; [A-Za-z0-9._-]+ (it names files)
+  std::string db_path;             // TOML key "db"; default "results/<name>.db"
+  std::string objective = "mfu";  // maximised: "mfu" | "tps" | "tflops"
+};
+
+struct HardwareSpec {
+  std::string device_type = "cuda";  // "cuda" | "cpu"
+  int devices = 8;                   // ranks per node in one trial
+  int nodes = 1;
+  std::optional<double> memory_gib;   // per device; nullopt: detected at run time
+  std::optional<double> peak_tflops;  // bf16 dense peak per device; nullopt: from the device name
+  int world_size() const { return devices * nodes; }
+};
+
+struct BackendSpec {
+  std::string kind = "embedded";  // "embedded" | "torchtitan" | "command"
+  // command: the argv template; placeholders {config_file} {devices} {trial_id} {log_dir}.
+  std::vector<std::string> argv;
+  std::map<std::string, std::string> env;  // added to the trial's environment (placeholders allowed)
+  std::string trainer;  // embedded: path to bin/trainer; empty: next to the tune binary
+  // torchtitan: `torchrun --nproc_per_node={devices} <torchrun_args> -m <module> --job.config_file {config_file}`
+  std::string torchrun = "torchrun";
+  std::vector<std::string> torchrun_args;
+  std::string module = "torchtitan.train";
+  std::string workdir;  // working directory of the trial; empty: tune's
+};
+
+struct TrialSpec {
+  int steps = 20;
+  int warmup_steps = 3;  // steps not counted in the medians; < steps
+  double timeout_s = 1800;
+  double hang_timeout_s = 600;  // no output line for this long = hang
+  int repeats = 1;
+};
+
+struct PruneSpec {
+  double memory_headroom = 0.90;         // fraction of device memory, in (0, 1]
+  bool alloc_retries_over_limit = true;  // allocation retries count as over the headroom
+};
+
+struct SearchSpec {
+  std::string strategy = "grid";  // one of strategy_names() (tuner/search/strategy.h)
+  std::optional<int64_t> max_trials;  // nullopt: every candidate
+  uint64_t seed = 0;
+};
+
+// One searched key and its values, in file order; values have the key's schema
+// type (an int given for a float key is stored as a float).
+struct Axis {
+  std::string key;  // "section.key", a job-config key
+  std::vector<Value> values;
+};
+
+struct Space {
+  std::string path;  // the space file, as given
+  StudySpec study;
+  HardwareSpec hardware;
+  BackendSpec backend;
+  TrialSpec trial;
+  PruneSpec prune;
+  JobConfig base;  // [base] config_file merged under the inline [base.<section>] tables
+  std::vector<Axis> axes;  // file order
+  SearchSpec search;
+};
+
+// Reads and validates a search-space file (see the promise above).
+Space load_space(const std::string& path);
+// The same from text; `path` names the source in messages and anchors
+// [base] config_file (relative to its folder).
+Space load_space_from_string(std::string_view text, const std::string& path);
+
+// Placeholders allowed in backend argv, torchrun_args and env values.
+const std::vector<std::string>& backend_placeholders();
+
+}  // namespace partune

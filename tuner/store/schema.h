@@ -1,0 +1,82 @@
+// The study database schema, as SQL, and its migrations. kMigrations[i]
+// brings a database from user_version i to i + 1; a new schema version is a
+// new entry here (never an edit of an old one) plus a line in
+// docs/results-db.md.
+#pragma once
+#include <array>
+
+namespace partune::schema {
+
+inline constexpr const char* kVersion1 = R"sql(
+CREATE TABLE studies (
+  name        TEXT PRIMARY KEY,
+  space_path  TEXT NOT NULL DEFAULT '',
+  space_text  TEXT NOT NULL DEFAULT '',
+  objective   TEXT NOT NULL DEFAULT 'mfu',
+  created_at  TEXT NOT NULL,
+  facts_json  TEXT NOT NULL DEFAULT '{}'
+);
+
+CREATE TABLE trials (
+  study         TEXT NOT NULL REFERENCES studies(name) ON DELETE CASCADE,
+  id            TEXT NOT NULL,
+  plan_index    INTEGER NOT NULL,
+  status        TEXT NOT NULL DEFAULT 'pending'
+                CHECK (status IN ('pending', 'running', 'done', 'failed', 'pruned')),
+  failure       TEXT CHECK (failure IN ('oom', 'hang', 'timeout', 'crash', 'nccl', 'error')),
+  reason        TEXT NOT NULL DEFAULT '',
+  config_json   TEXT NOT NULL,
+  axes_json     TEXT NOT NULL,
+  attempt       INTEGER NOT NULL DEFAULT 0,
+  pgid          INTEGER,
+  log_dir       TEXT NOT NULL DEFAULT '',
+  started_at    TEXT,
+  finished_at   TEXT,
+  wall_s        REAL,
+  mfu           REAL,
+  tps           REAL,
+  tflops        REAL,
+  memory_gib    REAL,
+  memory_pct    REAL,
+  alloc_retries INTEGER,
+  oom_errors    INTEGER,
+  counted_steps INTEGER,
+  pruned_by     TEXT,
+  source        TEXT NOT NULL DEFAULT 'tune' CHECK (source IN ('tune', 'ingest')),
+  facts_json    TEXT NOT NULL DEFAULT '{}',
+  PRIMARY KEY (study, id)
+);
+CREATE INDEX trials_by_status ON trials(study, status);
+
+CREATE TABLE steps (
+  study      TEXT NOT NULL,
+  trial      TEXT NOT NULL,
+  attempt    INTEGER NOT NULL,
+  step       INTEGER NOT NULL,
+  rank       INTEGER NOT NULL DEFAULT 0,
+  loss       REAL,
+  grad_norm  REAL,
+  memory_gib REAL,
+  memory_pct REAL,
+  tps        REAL,
+  tflops     REAL,
+  mfu        REAL,
+  PRIMARY KEY (study, trial, attempt, step),
+  FOREIGN KEY (study, trial) REFERENCES trials(study, id) ON DELETE CASCADE
+);
+
+CREATE TABLE events (
+  id        INTEGER PRIMARY KEY AUTOINCREMENT,
+  study     TEXT NOT NULL REFERENCES studies(name) ON DELETE CASCADE,
+  trial     TEXT,
+  time      TEXT NOT NULL,
+  kind      TEXT NOT NULL,
+  message   TEXT NOT NULL DEFAULT '',
+  data_json TEXT
+);
+CREATE INDEX events_by_trial ON events(study, trial);
+)sql";
+
+inline constexpr std::array<const char*, 1> kMigrations = {kVersion1};
+
+}  // namespace partune::schema
