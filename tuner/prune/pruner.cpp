@@ -1,0 +1,78 @@
+#include "tuner/prune/pruner.h"
+
+#include <cstdio>
+#include <cstdlib>
+#include <set>
+
+namespace partune {
+
+namespace {
+constexpr const char* kLbs = "training.local_batch_size";
+constexpr const char* kSeq = "training.seq_len";
+constexpr const char* kAcMode = "activation_checkpoint.mode";
+constexpr const char* kAcOption = "activation_checkpoint.selective_ac_option";
+// Follows lbs (gbs = lbs * dp when unset) so it differs whenever lbs does.
+constexpr const char* kGbs = "training.global_batch_size";
+
+std::string fmt(double v, const char* spec) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, spec, v);
+  return buf;
+}
+}  // namespace
+
+std::optional<std::string> over_memory_limit(FailureClass failure, const TrialMetrics& m, const MemoryLimit& limit) {
+  if (failure == FailureClass::Oom) return std::string("out of memory");
+  if (m.oom_errors > 0) return std::to_string(m.oom_errors) + " CUDA OOM errors";
+  if (limit.alloc_retries_over_limit && m.alloc_retries > 0)
+    return std::to_string(m.alloc_retries) + " allocation retries";
+  if (m.memory_pct && *m.memory_pct > 100.0 * limit.memory_headroom)
+    return "memory " + fmt(*m.memory_pct, "%.2f") + "% over the " + fmt(100.0 * limit.memory_headroom, "%.0f") +
+           "% headroom";
+  return std::nullopt;
+}
+
+double ac_memory_rank(const JobConfig& config) {
+  const std::string mode = config.get_string(kAcMode);
+  if (mode == "full") return 0.0;
+  if (mode == "none") return 2.0;
+  if (mode == "selective") {
+    const std::string opt = config.get_string(kAcOption);
+    if (opt == "op") return 1.5;  // saves some ops of every block: between full and none
+    char* end = nullptr;
+    long n = std::strtol(opt.c_str(), &end, 10);
+    if (*end == '\0' && n >= 1) return 1.0 + (1.0 - 1.0 / static_cast<double>(n));  // every Nth block
+  }
+  return 1.0;  // memory_budget and unknown forms: no order claimed beyond "between"
+}
+
+bool needs_more_memory(const Candidate& trial, const Candidate& other) {
+  static const std::set<std::string, std::less<>> kMemoryKeys = {kLbs, kSeq, kAcMode, kAcOption, kGbs};
+  // Every other setting must be equal.
+  const auto& a = trial.config.values();
+  const auto& b = other.config.values();
+  std::set<std::string> keys;
+  for (const auto& [k, v] : a) keys.insert(k);
+  for (const auto& [k, v] : b) keys.insert(k);
+  for (const auto& k : keys) {
+    if (kMemoryKeys.count(k)) continue;
+    if (trial.config.get(k) != other.config.get(k)) return false;
+  }
+  const int64_t lbs_a = trial.config.get_int(kLbs), lbs_b = other.config.get_int(kLbs);
+  const int64_t seq_a = trial.config.get_int(kSeq), seq_b = other.config.get_int(kSeq);
+  const double ac_a = ac_memory_rank(trial.config), ac_b = ac_memory_rank(other.config);
+  if (lbs_b < lbs_a || seq_b < seq_a || ac_b < ac_a) return false;
+  return lbs_b > lbs_a || seq_b > seq_a || ac_b > ac_a;
+}
+
+std::vector<PruneDecision> dominated_by(const Candidate& trial, const std::string& why,
+                                        const std::vector<const Candidate*>& pending) {
+  std::vector<PruneDecision> out;
+  for (const Candidate* c : pending) {
+    if (c->id == trial.id || !needs_more_memory(trial, *c)) continue;
+    out.push_back({c->id, "needs at least the memory of trial " + trial.id + " (" + why + ")"});
+  }
+  return out;
+}
+
+}  // namespace partune
