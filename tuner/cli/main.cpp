@@ -1,0 +1,289 @@
+// tune: the search controller's command line. Every subcommand maps bad input
+// to exit code 2 with a message naming the file, key or flag; a study another
+// tune is running to exit code 3.
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include "common/error.h"
+#include "tuner/plan/planner.h"
+#include "tuner/report/exporter.h"
+#include "tuner/report/report.h"
+#include "tuner/space/space.h"
+#include "tuner/store/store.h"
+#include "tuner/study/ingest.h"
+#include "tuner/study/runner.h"
+
+namespace fs = std::filesystem;
+using namespace partune;
+
+namespace {
+
+constexpr int kExitBusy = 3;
+
+struct DbArgs {
+  std::string db;
+  std::string space;
+  std::string study;
+};
+
+void add_db_args(CLI::App* cmd, DbArgs& a) {
+  cmd->add_option("--db", a.db, "results database (default: the one the space names)");
+  cmd->add_option("--space", a.space, "search-space file (names the study and its database)");
+  cmd->add_option("--study", a.study, "study name (default: the database's only study)");
+}
+
+struct Opened {
+  Store store;
+  std::string study;
+  double headroom = kDefaultMemoryHeadroom;
+  std::string objective = "mfu";
+};
+
+Opened open_db(const DbArgs& a) {
+  std::string db = a.db, study = a.study;
+  if (!a.space.empty()) {
+    Space s = load_space(a.space);
+    if (db.empty()) db = s.study.db_path;
+    if (study.empty()) study = s.study.name;
+  }
+  if (db.empty()) throw InputError("give --db FILE or --space FILE");
+  Store store = Store::open(db, Store::Mode::Existing);
+  if (study.empty()) {
+    auto names = store.studies();
+    if (names.size() != 1) {
+      std::string list;
+      for (const auto& n : names) list += (list.empty() ? "" : ", ") + n;
+      throw InputError(db + ": holds " + std::to_string(names.size()) + " studies (" + list +
+                       "); choose one with --study");
+    }
+    study = names.front();
+  }
+  auto row = store.study(study);
+  if (!row) throw InputError(db + ": no study named '" + study + "'");
+  Opened o{std::move(store), study};
+  if (row->facts.contains("memory_headroom")) o.headroom = row->facts["memory_headroom"].get<double>();
+  if (!row->objective.empty()) o.objective = row->objective;
+  return o;
+}
+
+void check_format(const std::string& format, std::initializer_list<const char*> allowed) {
+  for (const char* a : allowed)
+    if (format == a) return;
+  std::string list;
+  for (const char* a : allowed) list += (list.empty() ? "" : ", ") + std::string(a);
+  throw InputError("--format: '" + format + "' is not one of " + list);
+}
+
+void write_output(const std::string& text, const std::string& path) {
+  if (path.empty() || path == "-") {
+    std::cout << text;
+    return;
+  }
+  std::ofstream f(path);
+  f << text;
+  if (!f) throw InputError(path + ": cannot write");
+  std::cerr << "wrote " << path << "\n";
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"tune: find the fastest parallelism configuration for a training job"};
+  app.require_subcommand(0, 1);
+
+  // run (also the default: `tune --space F`)
+  std::string space_path;
+  std::optional<double> budget;
+  std::optional<int64_t> max_trials;
+  bool plain = false;
+  app.add_option("--space", space_path, "search-space file: runs the study (same as `tune run --space F`)");
+  auto* run = app.add_subcommand("run", "run or resume a study");
+  run->add_option("--space", space_path, "search-space file")->required();
+  for (auto* cmd : {&app, run}) {
+    cmd->add_option("--time-budget", budget, "start no new trial after this many seconds (resume later)");
+    cmd->add_option("--max-trials", max_trials, "run at most this many trials in the study");
+    cmd->add_flag("--plain", plain, "one line per event even on a terminal");
+  }
+
+  std::string format = "table";
+  auto* plan_cmd = app.add_subcommand("plan", "list the legal candidates; launches nothing");
+  plan_cmd->add_option("--space", space_path, "search-space file")->required();
+  plan_cmd->add_option("--format", format, "table | json");
+
+  DbArgs db_args;
+  auto* list = app.add_subcommand("list", "every trial of a study");
+  add_db_args(list, db_args);
+  list->add_option("--format", format, "table | json");
+
+  std::string trial_id;
+  auto* show = app.add_subcommand("show", "one trial: config, summary, steps");
+  add_db_args(show, db_args);
+  show->add_option("id", trial_id, "trial id (a unique prefix is enough)")->required();
+  show->add_option("--format", format, "table | json");
+
+  size_t top = 5;
+  std::string objective;
+  bool all = false;
+  auto* best = app.add_subcommand("best", "the best healthy trials, best first");
+  add_db_args(best, db_args);
+  best->add_option("--top", top, "how many (0: all)");
+  best->add_option("--objective", objective, "mfu | tps | tflops (default: the study's)");
+  best->add_flag("--all", all, "also trials over the memory headroom or with allocation retries, flagged");
+  best->add_option("--format", format, "table | json");
+
+  bool export_best = false;
+  std::string out_path;
+  auto* exp = app.add_subcommand("export", "a trial as a torchtitan job config");
+  add_db_args(exp, db_args);
+  auto* eb = exp->add_flag("--best", export_best, "the best healthy trial");
+  auto* et = exp->add_option("--trial", trial_id, "trial id (a unique prefix is enough)");
+  eb->excludes(et);
+  exp->add_option("--objective", objective, "mfu | tps | tflops, for --best (default: the study's)");
+  exp->add_option("--format", format, "toml | cli | json (default toml)");
+  exp->add_option("-o,--output", out_path, "write to this file instead of stdout");
+
+  IngestOptions ingest;
+  auto* ing = app.add_subcommand("ingest", "record runs done outside tune as finished trials");
+  ing->add_option("--db", ingest.db_path, "results database")->required();
+  ing->add_option("--study", ingest.study, "study name")->required();
+  ing->add_option("--config", ingest.config_path, "the runs' torchtitan job config")->required();
+  ing->add_option("--warmup-steps", ingest.warmup_steps, "steps not counted in the medians");
+  ing->add_option("logs", ingest.logs, "log files, one run each")->required();
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    std::cerr << "tune: error: " << e.what() << "\n";
+    return kExitBadInput;
+  }
+
+  try {
+    auto resolve_trial = [&](Opened& o) -> TrialRecord {
+      std::vector<TrialRecord> matches;
+      for (auto& r : o.store.trials(o.study))
+        if (r.id.rfind(trial_id, 0) == 0) matches.push_back(std::move(r));
+      if (matches.empty()) throw InputError("study '" + o.study + "': no trial with id '" + trial_id + "'");
+      if (matches.size() > 1)
+        throw InputError("study '" + o.study + "': id prefix '" + trial_id + "' matches " +
+                         std::to_string(matches.size()) + " trials; give more digits");
+      return *o.store.trial_with_steps(o.study, matches.front().id);
+    };
+
+    if (*plan_cmd) {
+      check_format(format, {"table", "json"});
+      Space space = load_space(space_path);
+      PlanResult r = plan(space);
+      if (format == "json") std::cout << plan_to_json(r).dump(2) << "\n";
+      else std::cout << plan_to_table(r, space);
+      return kExitOk;
+    }
+    if (*list) {
+      check_format(format, {"table", "json"});
+      Opened o = open_db(db_args);
+      auto trials = o.store.trials(o.study);
+      if (format == "json") {
+        nlohmann::json arr = nlohmann::json::array();
+        for (const auto& t : trials) arr.push_back(trial_to_json(t, false, o.headroom));
+        std::cout << arr.dump(2) << "\n";
+      } else {
+        TableOptions to;
+        to.memory_headroom = o.headroom;
+        std::cout << trials_table(trials, to);
+      }
+      return kExitOk;
+    }
+    if (*show) {
+      check_format(format, {"table", "json"});
+      Opened o = open_db(db_args);
+      TrialRecord r = resolve_trial(o);
+      if (format == "json") std::cout << trial_to_json(r, true, o.headroom).dump(2) << "\n";
+      else std::cout << trial_detail(r, o.headroom);
+      return kExitOk;
+    }
+    if (*best) {
+      check_format(format, {"table", "json"});
+      Opened o = open_db(db_args);
+      auto ranked = rank_best(o.store.trials(o.study), objective.empty() ? o.objective : objective, top, o.headroom, all);
+      if (format == "json") {
+        nlohmann::json arr = nlohmann::json::array();
+        for (const auto& t : ranked) arr.push_back(trial_to_json(t, false, o.headroom));
+        std::cout << arr.dump(2) << "\n";
+      } else {
+        TableOptions to;
+        to.rank = true;
+        to.health = all;
+        to.memory_headroom = o.headroom;
+        if (ranked.empty()) std::cerr << "no " << (all ? "" : "healthy ") << "finished trial yet\n";
+        std::cout << trials_table(ranked, to);
+      }
+      return kExitOk;
+    }
+    if (*exp) {
+      if (!exp->count("--format")) format = "toml";
+      check_format(format, {"toml", "cli", "json"});
+      if (!export_best && trial_id.empty()) throw InputError("tune export: give --best or --trial ID");
+      Opened o = open_db(db_args);
+      TrialRecord r;
+      if (export_best) {
+        auto ranked = rank_best(o.store.trials(o.study), objective.empty() ? o.objective : objective, 1, o.headroom);
+        if (ranked.empty())
+          throw InputError("study '" + o.study + "': no healthy finished trial to export (see `tune best --all`)");
+        r = *o.store.trial_with_steps(o.study, ranked.front().id);
+      } else {
+        r = resolve_trial(o);
+      }
+      std::string text = format == "toml" ? export_toml(r)
+                         : format == "cli" ? export_cli(r) + "\n"
+                                           : export_json(r).dump(2) + "\n";
+      write_output(text, out_path);
+      return kExitOk;
+    }
+    if (*ing) {
+      ingest_runs(ingest, std::cout);
+      return kExitOk;
+    }
+    if (space_path.empty()) {
+      std::cerr << app.help();
+      return kExitBadInput;
+    }
+    Space space = load_space(space_path);
+    RunOptions opts;
+    opts.tune_exe = argv[0];
+    opts.time_budget_s = budget;
+    opts.max_trials = max_trials;
+    opts.live = !plain && isatty(STDOUT_FILENO);
+    RunSummary s = run_study(space, opts, std::cout);
+    std::cout << "study " << space.study.name << ": " << s.done << " done, " << s.failed << " failed, " << s.pruned
+              << " pruned, " << s.pending << " pending of " << s.candidates << " candidates; ran " << s.ran
+              << " trials in " << s.wall_s << " s (tuner overhead " << s.overhead_per_trial_s()
+              << " s per trial)\n";
+    if (s.done > 0) {
+      auto trials = Store::open(space.study.db_path, Store::Mode::Existing).trials(space.study.name);
+      auto ranked = rank_best(trials, space.study.objective, 3, space.prune.memory_headroom);
+      if (!ranked.empty()) {
+        TableOptions to;
+        to.rank = true;
+        to.memory_headroom = space.prune.memory_headroom;
+        std::cout << "best so far:\n" << trials_table(ranked, to);
+      }
+    }
+    std::cout << "results: " << space.study.db_path << " (tune best --space " << space.path << ")\n";
+    return kExitOk;
+  } catch (const InputError& e) {
+    std::string msg = e.what();
+    std::cerr << "tune: error: " << msg << "\n";
+    return msg.find("is being run by another tune") != std::string::npos ? kExitBusy : kExitBadInput;
+  } catch (const std::exception& e) {
+    std::cerr << "tune: error: " << e.what() << "\n";
+    return kExitFailure;
+  }
+}

@@ -1,0 +1,28 @@
+// `tune ingest`: records runs done outside tune (e.g. by hand with
+// torchtitan) as finished trials, from their job config and log, so they
+// rank and export with the rest. Only the log's numbers are needed, so a
+// flavor partune does not know still ingests (with a note).
+#pragma once
+#include <ostream>
+#include <string>
+#include <vector>
+
+namespace partune {
+
+struct IngestOptions {
+  std::string db_path;
+  std::string study;
+  std::string config_path;        // the run's torchtitan job config
+  std::vector<std::string> logs;  // one run per log
+  int warmup_steps = 3;           // steps not counted in the medians
+};
+
+// Returns the trial ids (one per log; a log ingested before is skipped and
+// reported). Throws InputError for unreadable files and bad configs.
+std::vector<std::string> ingest_runs(const IngestOptions& options, std::ostream& out);
+
+// The job-config keys shown as a trial's "config" for ingested runs: the
+// parallelism degrees, batch shape, AC and compile settings.
+const std::vector<std::string>& ingest_axis_keys();
+
+}  // namespace partune

@@ -1,0 +1,50 @@
+// What a running study shows its user. On a terminal: one status line,
+// rewritten in place (trial i of N, its config, current step, live MFU and
+// memory, best so far, ETA). Elsewhere (a log file, CI): one plain line per
+// event, so nothing depends on carriage returns.
+#pragma once
+#include <chrono>
+#include <optional>
+#include <ostream>
+#include <string>
+
+#include "tuner/trial/trial.h"
+
+namespace partune {
+
+class Progress {
+ public:
+  Progress(std::ostream& out, bool live) : out_(out), live_(live) {}
+
+  void study_start(const std::string& study, int64_t candidates, int64_t finished, int64_t to_run);
+  void trial_start(int64_t index, int64_t total, const Candidate& c, int attempt, int steps);
+  void step(const StepRow& row);
+  void trial_end(const Candidate& c, TrialStatus status, FailureClass failure, const std::string& reason,
+                 const TrialMetrics& m, double wall_s);
+  void pruned(const std::string& id, const std::string& reason);
+  void note(const std::string& message);
+  void best(const std::string& id, double value, const std::string& objective);
+  // Remaining trials, for the ETA (mean wall time of the trials run so far).
+  void remaining(int64_t n) { remaining_ = n; }
+
+ private:
+  void redraw();
+  void clear_live_line();
+  std::string eta() const;
+
+  std::ostream& out_;
+  bool live_;
+  std::string trial_label_;
+  int steps_ = 0;
+  std::optional<StepRow> last_step_;
+  std::string best_;
+  int64_t remaining_ = 0;
+  double trial_wall_sum_ = 0;
+  int64_t trials_timed_ = 0;
+  bool line_open_ = false;
+};
+
+// "TP=2 EP=4 lbs=8 seq=8192 AC=selective": the axes, short names.
+std::string describe_axes(const std::map<std::string, Value>& axes);
+
+}  // namespace partune

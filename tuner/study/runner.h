@@ -1,0 +1,48 @@
+// The study runner: `tune run`. Plans the space, records the candidates,
+// ends whatever a killed earlier run left behind, then launches the trials in
+// the Strategy's order — each one written to the store as it happens, parsed,
+// classified, summarised — and prunes what a trial over the memory limit
+// makes pointless. Killing tune at any moment loses nothing: running it again
+// resumes (finished trials are not rerun; interrupted ones are).
+#pragma once
+#include <cstdint>
+#include <optional>
+#include <ostream>
+#include <string>
+
+#include "tuner/space/space.h"
+
+namespace partune {
+
+struct RunOptions {
+  std::string tune_exe;                   // path of the running tune (locates bin/trainer)
+  std::optional<double> time_budget_s;    // start no trial after this many seconds
+  std::optional<int64_t> max_trials;      // overrides [search] max_trials
+  bool live = false;                      // rewrite a status line (terminal)
+};
+
+struct RunSummary {
+  int64_t candidates = 0;
+  int64_t finished_before = 0;  // done/failed/pruned when this run started
+  int64_t ran = 0;              // trials launched by this run
+  int64_t done = 0, failed = 0, pruned = 0, pending = 0;  // whole study, at the end
+  int64_t reset = 0;            // trials a killed earlier run left running, rerun
+  int64_t leftovers_killed = 0; // processes of an earlier run ended before starting
+  double wall_s = 0;            // this run
+  double trial_wall_s = 0;      // summed wall time of the launched processes
+  bool stopped_by_budget = false;
+  // Tuner time per trial that is not the trial's processes: planning share,
+  // config writing, store writes, parsing, process start/stop bookkeeping.
+  double overhead_per_trial_s() const { return ran ? (wall_s - trial_wall_s) / static_cast<double>(ran) : 0; }
+};
+
+// Runs (or resumes) the study. Throws InputError for bad input (exit 2) and
+// StudyBusy-style InputError when another tune holds the study.
+RunSummary run_study(const Space& space, const RunOptions& options, std::ostream& out);
+
+// The environment key and token that mark every process of a study's trials,
+// so a later run can find and end the leftovers of a killed one.
+inline constexpr const char* kStudyTokenEnv = "PARTUNE_STUDY_TOKEN";
+std::string study_token(const std::string& db_path, const std::string& study);
+
+}  // namespace partune
