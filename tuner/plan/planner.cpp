@@ -114,10 +114,23 @@ JobConfig canonicalize(const JobConfig& config, int world_size) {
   const bool compiled = c.get_bool(kCompile);
   if (!selective) c.erase(kAcOption);
   if (!compiled) c.erase(kCompileComponents);
+  // State what the job depends on, even where it is torchtitan's default.
+  for (const auto& key : canonical_explicit_keys())
+    if (auto v = c.get(key)) c.set(key, *v);
+  if (selective) c.set(kAcOption, *c.get(kAcOption));
+  if (compiled) c.set(kCompileComponents, *c.get(kCompileComponents));
+  return c;
+}
 
+namespace {
+// What a config's id hashes: explicit values equal to their default dropped,
+// the canonical explicit keys (and the AC option / compile components where
+// they matter) always written, so "unset" and "set to the default" agree.
+JobConfig identity_form(const JobConfig& config) {
+  JobConfig c = config;
   std::set<std::string> keep(canonical_explicit_keys().begin(), canonical_explicit_keys().end());
-  if (selective) keep.insert(kAcOption);
-  if (compiled) keep.insert(kCompileComponents);
+  if (c.get_string(kAcMode) == "selective") keep.insert(kAcOption);
+  if (c.get_bool(kCompile)) keep.insert(kCompileComponents);
   std::vector<std::string> defaulted;
   for (const auto& [key, value] : c.values()) {
     if (keep.count(key)) continue;
@@ -129,10 +142,11 @@ JobConfig canonicalize(const JobConfig& config, int world_size) {
     if (auto v = c.get(key)) c.set(key, *v);
   return c;
 }
+}  // namespace
 
 std::string config_id(const JobConfig& canonical) {
   uint64_t h = 14695981039346656037ull;  // FNV-1a 64 offset basis
-  for (unsigned char ch : canonical.to_toml()) {
+  for (unsigned char ch : identity_form(canonical).to_toml()) {
     h ^= ch;
     h *= 1099511628211ull;  // FNV-1a 64 prime
   }
@@ -214,7 +228,7 @@ PlanResult plan(const Space& space) {
     JobConfig canon = canonicalize(cfg, world);
     std::string id = config_id(canon);
     if (auto seen = by_id.find(id); seen != by_id.end()) {
-      if (!(result.candidates[seen->second].config == canon))
+      if (!(identity_form(result.candidates[seen->second].config) == identity_form(canon)))
         throw std::logic_error("plan: FNV-1a 64 collision between two configs (id " + id + ")");
       ++result.duplicates;
       continue;

@@ -38,15 +38,17 @@ struct PlanResult {
 PlanResult plan(const Space& space);
 
 // The canonical form of a job config whose parallel dims are legal for
-// `world_size` ranks. Two configs that run the same job canonicalise to equal
-// configs:
+// `world_size` ranks: the config that runs, with what has no effect removed
+// and what is implicit resolved, so that two configs that run the same job
+// get the same config_id():
 //   - parallelism.expert_tensor_parallel_degree = 1 when EP = 1 (no effect then);
 //   - data_parallel_shard_degree = -1 resolved to its value;
 //   - training.global_batch_size = -1 resolved to lbs * dp degree;
 //   - activation_checkpoint.selective_ac_option dropped unless mode = "selective";
 //   - compile.components dropped unless compile.enable;
-//   - any other explicit value equal to its schema default dropped, except the
-//     keys of canonical_explicit_keys(), which are always written out.
+//   - the keys of canonical_explicit_keys() (and the AC option / compile
+//     components where they apply) always set explicitly.
+// Every other value is kept as given, so an exported config reads like its base.
 JobConfig canonicalize(const JobConfig& config, int world_size);
 
 // Keys a canonical config always sets explicitly (every parallel degree, the
@@ -54,8 +56,11 @@ JobConfig canonicalize(const JobConfig& config, int world_size);
 // states them even when they equal torchtitan's defaults.
 const std::vector<std::string>& canonical_explicit_keys();
 
-// A candidate's id: FNV-1a 64 of config.to_toml(), as 16 lower-case hex digits.
-// Pass a canonical config (canonicalize()) so equal jobs get equal ids.
+// A candidate's id: FNV-1a 64 of the TOML text (JobConfig::to_toml) of the
+// config with every explicit value that equals its schema default removed
+// (except the canonical explicit keys, always written), as 16 lower-case hex
+// digits. "Unset" and "set to the default" hash alike. Pass a canonical config
+// (canonicalize()) so that equal jobs get equal ids.
 std::string config_id(const JobConfig& canonical);
 
 // {"candidates": [{"id": "...", "config": {"section.key": value, ...}}, ...],
