@@ -121,7 +121,6 @@ class TrialLogState {
 // verdicts); then the class the log shows; else a signal is a crash, an exit
 // code above 128 (a shell's "killed by signal") a crash, any other non-zero
 // exit an error. A clean exit with a clean log is None.
-FailureClass classify_exit(int exit_code, int signal, bool timed_out, bool hung,
-                           const TrialLogState& log);
+FailureClass classify_exit(int exit_code, int signal, bool timed_out, bool hung, const TrialLogState& log);
 
 }  // namespace partune
