@@ -1,8 +1,7 @@
 // `tune export`: a trial as something to train with.
 #pragma once
-#include <string>
-
 #include <nlohmann/json.hpp>
+#include <string>
 
 #include "tuner/store/store.h"
 

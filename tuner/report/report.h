@@ -4,10 +4,9 @@
 // and the text tables.
 #pragma once
 #include <cstddef>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "tuner/store/store.h"
 
@@ -26,19 +25,17 @@ bool is_healthy(const TrialRecord& r, double memory_headroom = kDefaultMemoryHea
 // unknown), "attempt", "wall_s", "started_at", "finished_at", "pruned_by",
 // "source", "healthy", "study"}; with_steps adds "job_config" (every key of
 // the full job config) and "steps" (the latest attempt's rows).
-nlohmann::json trial_to_json(const TrialRecord& r, bool with_steps,
-                             double memory_headroom = kDefaultMemoryHeadroom);
+nlohmann::json trial_to_json(const TrialRecord& r, bool with_steps, double memory_headroom = kDefaultMemoryHeadroom);
 
 // Ranks done trials that have the objective metric ("mfu" | "tps" |
 // "tflops"; InputError otherwise), best first, ties by id. Healthy trials
 // only unless include_all. top == 0: all of them.
-std::vector<TrialRecord> rank_best(std::vector<TrialRecord> trials, const std::string& objective,
-                                   size_t top, double memory_headroom = kDefaultMemoryHeadroom,
-                                   bool include_all = false);
+std::vector<TrialRecord> rank_best(std::vector<TrialRecord> trials, const std::string& objective, size_t top,
+                                   double memory_headroom = kDefaultMemoryHeadroom, bool include_all = false);
 
 struct TableOptions {
-  bool rank = false;     // a leading "#" column (for best)
-  bool health = false;   // a "healthy" column (for best --all)
+  bool rank = false;    // a leading "#" column (for best)
+  bool health = false;  // a "healthy" column (for best --all)
   double memory_headroom = kDefaultMemoryHeadroom;
 };
 

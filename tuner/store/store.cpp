@@ -128,8 +128,7 @@ struct Store::Impl {
     auto it = cache.find(sql);
     if (it == cache.end()) {
       sqlite3_stmt* s = nullptr;
-      if (sqlite3_prepare_v3(db.get(), sql.c_str(), -1, SQLITE_PREPARE_PERSISTENT, &s, nullptr) !=
-          SQLITE_OK)
+      if (sqlite3_prepare_v3(db.get(), sql.c_str(), -1, SQLITE_PREPARE_PERSISTENT, &s, nullptr) != SQLITE_OK)
         fail("prepare " + sql);
       it = cache.emplace(sql, StmtHandle(s)).first;
     }
@@ -190,8 +189,7 @@ struct Store::Impl {
     return s.step();
   }
   void require_study(const std::string& study) {
-    if (!study_exists(study))
-      throw StoreError(path + ": study '" + study + "' is not in the database");
+    if (!study_exists(study)) throw StoreError(path + ": study '" + study + "' is not in the database");
   }
   [[noreturn]] void no_trial(const std::string& study, const std::string& id) const {
     throw StoreError(path + ": trial '" + id + "' is not in study '" + study + "'");
@@ -260,8 +258,8 @@ struct Store::Impl {
   }
 
   std::vector<TrialRecord> query_trials(const std::string& study, const std::string& where) {
-    auto s = prepare(std::string("SELECT ") + kTrialColumns + " FROM trials WHERE study = ?1" +
-                     where + " ORDER BY plan_index");
+    auto s = prepare(std::string("SELECT ") + kTrialColumns + " FROM trials WHERE study = ?1" + where +
+                     " ORDER BY plan_index");
     s.bind(1, study);
     std::vector<TrialRecord> out;
     while (s.step()) out.push_back(read_trial(s));
@@ -269,8 +267,7 @@ struct Store::Impl {
   }
 
   std::optional<TrialRecord> query_trial(const std::string& study, const std::string& id) {
-    auto s = prepare(std::string("SELECT ") + kTrialColumns +
-                     " FROM trials WHERE study = ?1 AND id = ?2");
+    auto s = prepare(std::string("SELECT ") + kTrialColumns + " FROM trials WHERE study = ?1 AND id = ?2");
     s.bind(1, study).bind(2, id);
     if (!s.step()) return std::nullopt;
     return read_trial(s);
@@ -297,8 +294,7 @@ struct Store::Impl {
     return out;
   }
 
-  void insert_step(const std::string& study, const std::string& id, int attempt,
-                   const StepRow& row, int rank) {
+  void insert_step(const std::string& study, const std::string& id, int attempt, const StepRow& row, int rank) {
     auto s = prepare(
         "INSERT OR REPLACE INTO steps (study, trial, attempt, step, rank, loss, grad_norm, "
         "memory_gib, memory_pct, tps, tflops, mfu) "
@@ -309,9 +305,8 @@ struct Store::Impl {
     s.run();
   }
 
-  void insert_event(const std::string& study, const std::optional<std::string>& trial,
-                    const std::string& kind, const std::string& message,
-                    const nlohmann::json& data) {
+  void insert_event(const std::string& study, const std::optional<std::string>& trial, const std::string& kind,
+                    const std::string& message, const nlohmann::json& data) {
     auto s = prepare(
         "INSERT INTO events (study, trial, time, kind, message, data_json) "
         "VALUES (?1, ?2, ?3, ?4, ?5, ?6)");
@@ -337,10 +332,12 @@ Store Store::open(const std::string& path, Mode mode) {
   namespace fs = std::filesystem;
   const fs::path p(path);
   std::error_code ec;
-  if (mode == Mode::Existing && !fs::exists(p, ec))
-    throw InputError(path + ": no results database here");
-  if (p.has_parent_path() && !fs::exists(p.parent_path(), ec)) {
-    fs::create_directories(p.parent_path(), ec);
+  if (mode == Mode::Existing && !fs::exists(p, ec)) throw InputError(path + ": no results database here");
+  if (p.has_parent_path() && !fs::is_directory(p.parent_path(), ec)) {
+    if (fs::exists(p.parent_path(), ec))
+      ec = std::make_error_code(std::errc::not_a_directory);
+    else
+      fs::create_directories(p.parent_path(), ec);
     if (ec)
       throw InputError(path + ": cannot create folder '" + p.parent_path().string() +
                        "' for the results database: " + ec.message());
@@ -354,8 +351,7 @@ Store Store::open(const std::string& path, Mode mode) {
   int rc = sqlite3_open_v2(path.c_str(), &raw, flags, nullptr);
   impl->db.reset(raw);
   if (rc != SQLITE_OK)
-    throw InputError(path + ": cannot open results database: " +
-                     (raw ? sqlite3_errmsg(raw) : sqlite3_errstr(rc)));
+    throw InputError(path + ": cannot open results database: " + (raw ? sqlite3_errmsg(raw) : sqlite3_errstr(rc)));
   try {
     sqlite3_extended_result_codes(raw, 1);
     sqlite3_busy_timeout(raw, kBusyTimeoutMs);
@@ -439,8 +435,7 @@ std::optional<TrialRecord> Store::trial(const std::string& study, const std::str
   return impl_->query_trial(study, id);
 }
 
-std::optional<TrialRecord> Store::trial_with_steps(const std::string& study,
-                                                   const std::string& id) {
+std::optional<TrialRecord> Store::trial_with_steps(const std::string& study, const std::string& id) {
   std::lock_guard lock(impl_->mutex);
   auto r = impl_->query_trial(study, id);
   if (r) r->steps = impl_->query_steps(study, id, r->attempt);
@@ -457,8 +452,7 @@ std::vector<TrialRecord> Store::running_trials(const std::string& study) {
   return impl_->query_trials(study, " AND status = 'running'");
 }
 
-std::vector<StepRow> Store::steps(const std::string& study, const std::string& id,
-                                  std::optional<int> attempt) {
+std::vector<StepRow> Store::steps(const std::string& study, const std::string& id, std::optional<int> attempt) {
   std::lock_guard lock(impl_->mutex);
   if (!attempt) {
     auto r = impl_->query_trial(study, id);
@@ -468,8 +462,7 @@ std::vector<StepRow> Store::steps(const std::string& study, const std::string& i
   return impl_->query_steps(study, id, *attempt);
 }
 
-std::vector<EventRow> Store::events(const std::string& study,
-                                    const std::optional<std::string>& trial) {
+std::vector<EventRow> Store::events(const std::string& study, const std::optional<std::string>& trial) {
   std::lock_guard lock(impl_->mutex);
   auto s = impl_->prepare(
       "SELECT id, study, trial, time, kind, message, data_json FROM events "
@@ -490,8 +483,7 @@ std::vector<EventRow> Store::events(const std::string& study,
   return out;
 }
 
-void Store::mark_running(const std::string& study, const std::string& id, int pgid,
-                         const std::string& log_dir) {
+void Store::mark_running(const std::string& study, const std::string& id, int pgid, const std::string& log_dir) {
   std::lock_guard lock(impl_->mutex);
   Impl::Transaction tx(*impl_);
   auto s = impl_->prepare(
@@ -516,8 +508,7 @@ void Store::set_pgid(const std::string& study, const std::string& id, int pgid) 
   tx.commit();
 }
 
-void Store::set_facts(const std::string& study, const std::string& id,
-                      const nlohmann::json& facts) {
+void Store::set_facts(const std::string& study, const std::string& id, const nlohmann::json& facts) {
   std::lock_guard lock(impl_->mutex);
   Impl::Transaction tx(*impl_);
   auto r = impl_->query_trial(study, id);
@@ -529,8 +520,7 @@ void Store::set_facts(const std::string& study, const std::string& id,
   tx.commit();
 }
 
-void Store::add_step(const std::string& study, const std::string& id, const StepRow& row,
-                     int rank) {
+void Store::add_step(const std::string& study, const std::string& id, const StepRow& row, int rank) {
   std::lock_guard lock(impl_->mutex);
   Impl::Transaction tx(*impl_);
   auto s = impl_->prepare("SELECT attempt FROM trials WHERE study = ?1 AND id = ?2");
@@ -541,20 +531,17 @@ void Store::add_step(const std::string& study, const std::string& id, const Step
   tx.commit();
 }
 
-void Store::add_event(const std::string& study, const std::optional<std::string>& id,
-                      const std::string& kind, const std::string& message,
-                      const nlohmann::json& data) {
+void Store::add_event(const std::string& study, const std::optional<std::string>& id, const std::string& kind,
+                      const std::string& message, const nlohmann::json& data) {
   std::lock_guard lock(impl_->mutex);
   Impl::Transaction tx(*impl_);
   impl_->insert_event(study, id, kind, message, data);
   tx.commit();
 }
 
-void Store::finish_trial(const std::string& study, const std::string& id, TrialStatus status,
-                         FailureClass failure, const std::string& reason,
-                         const TrialMetrics& metrics, double wall_s) {
-  if (status != TrialStatus::Done && status != TrialStatus::Failed &&
-      status != TrialStatus::Pruned)
+void Store::finish_trial(const std::string& study, const std::string& id, TrialStatus status, FailureClass failure,
+                         const std::string& reason, const TrialMetrics& metrics, double wall_s) {
+  if (status != TrialStatus::Done && status != TrialStatus::Failed && status != TrialStatus::Pruned)
     throw std::invalid_argument("finish_trial: status must be done, failed or pruned, not " +
                                 std::string(to_string(status)));
   std::lock_guard lock(impl_->mutex);
@@ -578,8 +565,8 @@ void Store::finish_trial(const std::string& study, const std::string& id, TrialS
   tx.commit();
 }
 
-bool Store::mark_pruned(const std::string& study, const std::string& id,
-                        const std::string& reason, const std::string& caused_by) {
+bool Store::mark_pruned(const std::string& study, const std::string& id, const std::string& reason,
+                        const std::string& caused_by) {
   std::lock_guard lock(impl_->mutex);
   Impl::Transaction tx(*impl_);
   auto s = impl_->prepare(
@@ -595,8 +582,7 @@ bool Store::mark_pruned(const std::string& study, const std::string& id,
   return true;
 }
 
-void Store::reset_to_pending(const std::string& study, const std::string& id,
-                             const std::string& reason) {
+void Store::reset_to_pending(const std::string& study, const std::string& id, const std::string& reason) {
   std::lock_guard lock(impl_->mutex);
   Impl::Transaction tx(*impl_);
   auto r = impl_->query_trial(study, id);
@@ -606,9 +592,8 @@ void Store::reset_to_pending(const std::string& study, const std::string& id,
       "WHERE study = ?1 AND id = ?2");
   s.bind(1, study).bind(2, id).bind(3, reason);
   s.run();
-  impl_->insert_event(
-      study, id, "reset", reason,
-      {{"previous_status", std::string(to_string(r->status))}, {"attempt", r->attempt}});
+  impl_->insert_event(study, id, "reset", reason,
+                      {{"previous_status", std::string(to_string(r->status))}, {"attempt", r->attempt}});
   tx.commit();
 }
 
@@ -617,9 +602,8 @@ void Store::insert_ingested(const std::string& study, const TrialRecord& record)
   Impl::Transaction tx(*impl_);
   impl_->require_study(study);
   if (auto existing = impl_->query_trial(study, record.id))
-    throw InputError(impl_->path + ": trial '" + record.id + "' is already in study '" + study +
-                     "' (source " + existing->source + ", status " +
-                     std::string(to_string(existing->status)) + ")");
+    throw InputError(impl_->path + ": trial '" + record.id + "' is already in study '" + study + "' (source " +
+                     existing->source + ", status " + std::string(to_string(existing->status)) + ")");
   const int attempt = std::max(1, record.attempt);
   auto s = impl_->prepare(
       "INSERT INTO trials (study, id, plan_index, status, failure, reason, config_json, "

@@ -10,12 +10,11 @@
 #pragma once
 #include <map>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "common/job_config.h"
 #include "tuner/trial/trial.h"
@@ -33,10 +32,10 @@ inline constexpr int kStoreSchemaVersion = 1;  // PRAGMA user_version of a curre
 
 struct StudyRow {
   std::string name;
-  std::string space_path;  // the search-space file the study was started from
-  std::string space_text;  // its text at that time
-  std::string objective;   // "mfu" | "tps" | "tflops"
-  std::string created_at;  // set by the store (ISO 8601 UTC) on first insert
+  std::string space_path;                           // the search-space file the study was started from
+  std::string space_text;                           // its text at that time
+  std::string objective;                            // "mfu" | "tps" | "tflops"
+  std::string created_at;                           // set by the store (ISO 8601 UTC) on first insert
   nlohmann::json facts = nlohmann::json::object();  // hardware / software facts
 };
 
@@ -44,20 +43,20 @@ struct TrialRecord {
   std::string study, id;
   TrialStatus status = TrialStatus::Pending;
   FailureClass failure = FailureClass::None;
-  std::string reason;                  // why failed / pruned / reset; "" if none
-  std::map<std::string, Value> axes;   // the axis values that define the trial
-  JobConfig config;                    // full trial job config
+  std::string reason;                 // why failed / pruned / reset; "" if none
+  std::map<std::string, Value> axes;  // the axis values that define the trial
+  JobConfig config;                   // full trial job config
   TrialMetrics metrics;
-  int attempt = 0;                     // launches so far (0: never run)
-  std::optional<int> pgid;             // process group of the running attempt
+  int attempt = 0;          // launches so far (0: never run)
+  std::optional<int> pgid;  // process group of the running attempt
   std::string log_dir;
-  std::string started_at, finished_at; // ISO 8601 UTC; "" if not yet
+  std::string started_at, finished_at;  // ISO 8601 UTC; "" if not yet
   std::optional<double> wall_s;
-  std::string pruned_by;               // id of the trial whose result pruned this one
-  std::string source = "tune";         // "tune" | "ingest"
+  std::string pruned_by;                            // id of the trial whose result pruned this one
+  std::string source = "tune";                      // "tune" | "ingest"
   nlohmann::json facts = nlohmann::json::object();  // host, device name, software versions
-  int plan_index = 0;                  // position in the plan (insertion order)
-  std::vector<StepRow> steps;          // filled by trial_with_steps (latest attempt)
+  int plan_index = 0;                               // position in the plan (insertion order)
+  std::vector<StepRow> steps;                       // filled by trial_with_steps (latest attempt)
 };
 
 struct EventRow {
@@ -106,37 +105,31 @@ class Store {
   // Step rows of one attempt (default: the latest), by step.
   std::vector<StepRow> steps(const std::string& study, const std::string& id,
                              std::optional<int> attempt = std::nullopt);
-  std::vector<EventRow> events(const std::string& study,
-                               const std::optional<std::string>& trial = std::nullopt);
+  std::vector<EventRow> events(const std::string& study, const std::optional<std::string>& trial = std::nullopt);
 
   // Trial lifecycle. Each throws StoreError when the trial is not in the study.
   // mark_running: a new attempt (attempt + 1), status running, started_at now;
   // summary metrics and failure of an earlier attempt are cleared.
-  void mark_running(const std::string& study, const std::string& id, int pgid,
-                    const std::string& log_dir);
+  void mark_running(const std::string& study, const std::string& id, int pgid, const std::string& log_dir);
   void set_pgid(const std::string& study, const std::string& id, int pgid);
   // Merges `facts` into the trial's facts (JSON merge patch).
   void set_facts(const std::string& study, const std::string& id, const nlohmann::json& facts);
   // One step row of the current attempt, committed on return. A step logged
   // twice (same attempt) replaces the earlier row.
-  void add_step(const std::string& study, const std::string& id, const StepRow& row,
-                int rank = 0);
-  void add_event(const std::string& study, const std::optional<std::string>& id,
-                 const std::string& kind, const std::string& message,
-                 const nlohmann::json& data = nlohmann::json::object());
+  void add_step(const std::string& study, const std::string& id, const StepRow& row, int rank = 0);
+  void add_event(const std::string& study, const std::optional<std::string>& id, const std::string& kind,
+                 const std::string& message, const nlohmann::json& data = nlohmann::json::object());
   // status: Done, Failed or Pruned (pruned after running, e.g. over the
   // memory headroom). Sets finished_at, clears pgid.
-  void finish_trial(const std::string& study, const std::string& id, TrialStatus status,
-                    FailureClass failure, const std::string& reason,
-                    const TrialMetrics& metrics, double wall_s);
+  void finish_trial(const std::string& study, const std::string& id, TrialStatus status, FailureClass failure,
+                    const std::string& reason, const TrialMetrics& metrics, double wall_s);
   // Prunes a trial that is still pending (returns false and changes nothing
   // otherwise) and records a 'prune' event.
   bool mark_pruned(const std::string& study, const std::string& id, const std::string& reason,
                    const std::string& caused_by);
   // Back to pending (a trial a killed tuner left running): keeps the earlier
   // attempts' step rows, records a 'reset' event.
-  void reset_to_pending(const std::string& study, const std::string& id,
-                        const std::string& reason);
+  void reset_to_pending(const std::string& study, const std::string& id, const std::string& reason);
   // A run done outside tune, as a finished trial with source 'ingest', its
   // steps included (as attempt max(1, record.attempt)). InputError if the id
   // is already in the study.

@@ -65,15 +65,14 @@ StudyLock StudyLock::acquire(const std::string& db_path, const std::string& stud
   const std::string path = lock_path_for(db_path, study);
   // O_CLOEXEC: trial processes must not inherit the lock, or it would outlive the tuner.
   int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-  if (fd < 0)
-    throw InputError(path + ": cannot open the study lock file: " + std::strerror(errno));
+  if (fd < 0) throw InputError(path + ": cannot open the study lock file: " + std::strerror(errno));
   if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
     const int err = errno;
     const std::string holder = err == EWOULDBLOCK ? holder_of(read_all(fd)) : "";
     ::close(fd);
     if (err == EWOULDBLOCK)
-      throw InputError("study '" + study + "' in " + db_path +
-                       " is being run by another tune (" + holder + "); lock file " + path);
+      throw InputError("study '" + study + "' in " + db_path + " is being run by another tune (" + holder +
+                       "); lock file " + path);
     throw InputError(path + ": cannot lock the study: " + std::strerror(err));
   }
   std::time_t t = std::time(nullptr);
@@ -81,12 +80,11 @@ StudyLock StudyLock::acquire(const std::string& db_path, const std::string& stud
   gmtime_r(&t, &tm);
   char since[32];
   std::strftime(since, sizeof since, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  const std::string text = "pid=" + std::to_string(getpid()) + "\nsince=" + since +
-                           "\nstudy=" + study + "\ndb=" + db_path + "\n";
+  const std::string text =
+      "pid=" + std::to_string(getpid()) + "\nsince=" + since + "\nstudy=" + study + "\ndb=" + db_path + "\n";
   // Best effort: the lock is the flock, the text only explains it.
   [[maybe_unused]] const bool written =
-      ftruncate(fd, 0) == 0 &&
-      pwrite(fd, text.data(), text.size(), 0) == static_cast<ssize_t>(text.size());
+      ftruncate(fd, 0) == 0 && pwrite(fd, text.data(), text.size(), 0) == static_cast<ssize_t>(text.size());
   return StudyLock(fd, path);
 }
 
