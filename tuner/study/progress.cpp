@@ -7,6 +7,10 @@
 #include "tuner/report/report.h"
 
 namespace partune {
+using fmt::fixed;
+using fmt::memory;
+using fmt::thousands;
+using fmt::value;
 
 std::string describe_axes(const std::map<std::string, Value>& axes) {
   std::string out;
