@@ -1,0 +1,196 @@
+// Real processes, real Gloo: spawns parallel_worker once per rank (posix_spawn,
+// no shell) on a free port and checks every rank's exit status.
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+extern char** environ;
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+int free_port() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  socklen_t len = sizeof addr;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  close(fd);
+  return ntohs(addr.sin_port);
+}
+
+struct RankResult {
+  bool finished = false;  // false: still running at the deadline (then killed)
+  bool exited = false;
+  int code = -1;
+  int signal = 0;
+  double seconds = 0;
+  std::string output;  // stdout + stderr
+};
+
+std::string describe(const std::vector<RankResult>& rs) {
+  std::ostringstream os;
+  for (size_t r = 0; r < rs.size(); ++r) {
+    os << "rank " << r << ": ";
+    if (!rs[r].finished)
+      os << "still running at the deadline";
+    else if (rs[r].exited)
+      os << "exit " << rs[r].code;
+    else
+      os << "signal " << rs[r].signal;
+    os << " after " << rs[r].seconds << " s\n" << rs[r].output << "\n";
+  }
+  return os.str();
+}
+
+// Runs `world` workers with `args`; waits up to `deadline_s` for all of them,
+// or only for ranks below `must_finish` (the rest are then killed).
+std::vector<RankResult> run_world(int world, const std::vector<std::string>& args, double deadline_s,
+                                  int timeout_s = 20, int must_finish = -1) {
+  if (must_finish < 0) must_finish = world;
+  const int port = free_port();
+  std::vector<pid_t> pids(world);
+  std::vector<std::string> logs(world);
+  const auto start = Clock::now();
+  for (int r = 0; r < world; ++r) {
+    std::vector<std::string> env;
+    for (char** e = environ; *e; ++e) {
+      std::string kv = *e;
+      for (const char* drop : {"RANK=", "WORLD_SIZE=", "LOCAL_RANK=", "LOCAL_WORLD_SIZE=", "MASTER_ADDR=",
+                               "MASTER_PORT=", "OMP_NUM_THREADS=", "PARTUNE_TEST_TIMEOUT_S="})
+        if (kv.rfind(drop, 0) == 0) kv.clear();
+      if (!kv.empty()) env.push_back(kv);
+    }
+    env.push_back("RANK=" + std::to_string(r));
+    env.push_back("WORLD_SIZE=" + std::to_string(world));
+    env.push_back("LOCAL_RANK=" + std::to_string(r));
+    env.push_back("LOCAL_WORLD_SIZE=" + std::to_string(world));
+    env.push_back("MASTER_ADDR=127.0.0.1");
+    env.push_back("MASTER_PORT=" + std::to_string(port));
+    env.push_back("OMP_NUM_THREADS=1");
+    env.push_back("PARTUNE_TEST_TIMEOUT_S=" + std::to_string(timeout_s));
+    std::vector<char*> envp;
+    for (auto& s : env) envp.push_back(s.data());
+    envp.push_back(nullptr);
+
+    std::vector<std::string> argv_s{PARTUNE_PARALLEL_WORKER};
+    argv_s.insert(argv_s.end(), args.begin(), args.end());
+    std::vector<char*> argv;
+    for (auto& s : argv_s) argv.push_back(s.data());
+    argv.push_back(nullptr);
+
+    char tmpl[] = "/tmp/partune_parallel_XXXXXX";
+    int fd = mkstemp(tmpl);
+    logs[r] = tmpl;
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, fd, STDOUT_FILENO);
+    posix_spawn_file_actions_adddup2(&fa, fd, STDERR_FILENO);
+    const int rc = posix_spawn(&pids[r], argv[0], &fa, nullptr, argv.data(), envp.data());
+    posix_spawn_file_actions_destroy(&fa);
+    close(fd);
+    if (rc != 0) ADD_FAILURE() << "posix_spawn " << argv[0] << ": " << strerror(rc);
+  }
+
+  std::vector<RankResult> out(world);
+  int left = world;
+  while (left > 0) {
+    const double t = std::chrono::duration<double>(Clock::now() - start).count();
+    for (int r = 0; r < world; ++r) {
+      if (out[r].finished) continue;
+      int status = 0;
+      if (waitpid(pids[r], &status, WNOHANG) == pids[r]) {
+        out[r].finished = true;
+        out[r].exited = WIFEXITED(status);
+        out[r].code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+        out[r].signal = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
+        out[r].seconds = t;
+        --left;
+      }
+    }
+    bool needed_done = true;
+    for (int r = 0; r < must_finish; ++r) needed_done = needed_done && out[r].finished;
+    if (left > 0 && (t > deadline_s || needed_done)) {
+      for (int r = 0; r < world; ++r)
+        if (!out[r].finished) {
+          kill(pids[r], SIGKILL);
+          waitpid(pids[r], nullptr, 0);
+          out[r].seconds = t;
+        }
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  for (int r = 0; r < world; ++r) {
+    std::ifstream in(logs[r]);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    out[r].output = ss.str();
+    std::remove(logs[r].c_str());
+  }
+  return out;
+}
+
+void expect_all_pass(int world, const std::vector<std::string>& args) {
+  auto rs = run_world(world, args, 60);
+  for (auto& r : rs) ASSERT_TRUE(r.finished && r.exited && r.code == 0) << describe(rs);
+}
+
+class World : public ::testing::TestWithParam<int> {};
+
+TEST_P(World, CollectivesForwardAndBackwardMatchOneProcess) { expect_all_pass(GetParam(), {"collectives"}); }
+TEST_P(World, AllToAllDispatcherMatchesLocalExperts) { expect_all_pass(GetParam(), {"dispatcher"}); }
+TEST_P(World, TensorParallelHooksMatchOneProcess) { expect_all_pass(GetParam(), {"tensor_parallel"}); }
+
+INSTANTIATE_TEST_SUITE_P(Gloo, World, ::testing::Values(2, 4), [](const auto& info) {
+  return "world" + std::to_string(info.param);
+});
+
+// Layouts "dp_replicate,dp_shard,cp,tp,ep,etp", built one after another in one world.
+TEST(MeshGroups, World2) { expect_all_pass(2, {"mesh_groups", "1,2,1,1,2,1", "1,1,1,2,2,1", "2,1,1,1,1,1"}); }
+TEST(MeshGroups, World4) {
+  expect_all_pass(4, {"mesh_groups", "1,2,1,2,4,1", "1,2,1,2,2,2", "1,2,1,2,2,1", "2,1,1,2,1,1", "1,4,1,1,2,1"});
+}
+
+// The survivors must report and exit 1 well within the bound.
+void expect_survivors_fail(const std::vector<RankResult>& rs, double bound_s) {
+  const int victim = static_cast<int>(rs.size()) - 1;
+  for (int r = 0; r < victim; ++r) {
+    EXPECT_TRUE(rs[r].finished && rs[r].exited && rs[r].code == 1) << describe(rs);
+    EXPECT_LT(rs[r].seconds, bound_s) << describe(rs);
+    EXPECT_NE(rs[r].output.find("trainer: rank " + std::to_string(r) + " failed: "), std::string::npos)
+        << describe(rs);
+  }
+}
+
+TEST(Failure, KilledRankMakesOthersExit) {
+  auto rs = run_world(4, {"kill"}, 30, /*timeout_s=*/5);
+  EXPECT_EQ(rs[3].signal, SIGKILL) << describe(rs);
+  expect_survivors_fail(rs, 30);
+}
+
+TEST(Failure, HungRankMakesOthersTimeOut) {
+  // The stopped rank never exits by itself; run_world kills it once rank 0 is done.
+  auto rs = run_world(2, {"hang"}, 20, /*timeout_s=*/3, /*must_finish=*/1);
+  expect_survivors_fail(rs, 15);
+}
+
+}  // namespace

@@ -1,0 +1,232 @@
+// trainer/config: job config -> TrainerConfig, the errors it pins, and the
+// numbers --dry-run prints.
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "app_testing.h"
+#include "common/error.h"
+#include "trainer/config/trainer_config.h"
+
+namespace partune::trainer {
+namespace {
+
+using testing::TempDir;
+
+const char* kBase = R"(
+[model]
+name = "qwen3"
+flavor = "debugmodel_moe"
+
+[training]
+local_batch_size = 4
+seq_len = 256
+steps = 20
+
+[lr_scheduler]
+warmup_steps = 5
+)";
+
+std::string error_of(const std::vector<std::string>& args) {
+  try {
+    parse_trainer_args(args);
+  } catch (const InputError& e) {
+    return e.what();
+  }
+  return "<no error>";
+}
+
+TEST(AppConfig, CliOverTomlOverDefaults) {
+  TempDir dir("cfg");
+  const std::string f = dir.write("a.toml", kBase);
+  TrainerConfig c = parse_trainer_args({"--job.config_file", f, "--training.seq_len", "128", "--metrics.log_freq=3"});
+  EXPECT_EQ(c.config_file, f);
+  EXPECT_EQ(c.seq_len, 128);               // CLI over TOML (256)
+  EXPECT_EQ(c.local_batch_size, 4);        // TOML over default (8)
+  EXPECT_EQ(c.steps, 20);                  // TOML
+  EXPECT_EQ(c.log_freq, 3);                // CLI over default (10)
+  EXPECT_DOUBLE_EQ(c.max_norm, 1.0);       // default
+  EXPECT_DOUBLE_EQ(c.optimizer.lr, 8e-4);  // default
+  EXPECT_EQ(c.flavor.name, "debugmodel_moe");
+  EXPECT_EQ(c.lr_scheduler.warmup_steps, 5);
+  EXPECT_EQ(c.global_batch_size, 4);  // -1 -> lbs * dp (1)
+  EXPECT_EQ(c.grad_accum_steps, 1);
+  // torchtitan's default AC: selective every 2nd block
+  EXPECT_EQ(c.ac.mode, ACMode::Selective);
+  EXPECT_EQ(c.ac.every_n, 2);
+}
+
+bool has_note(const TrainerConfig& c, const std::string& text) {
+  for (const auto& n : c.notes)
+    if (n.find(text) != std::string::npos) return true;
+  return false;
+}
+
+TEST(AppConfig, BooleansAreFlags) {
+  TempDir dir("cfg");
+  const std::string f = dir.write("a.toml", std::string(kBase) + "[compile]\nenable = true\n");
+  EXPECT_TRUE(parse_trainer_args({"--job.config_file", f}).compile_enable);
+  TrainerConfig off = parse_trainer_args({"--job.config_file", f, "--compile.no-enable"});
+  EXPECT_FALSE(off.compile_enable);
+  EXPECT_FALSE(has_note(off, "no compiler"));
+  TrainerConfig on = parse_trainer_args({"--job.config_file", f, "--compile.enable"});
+  EXPECT_TRUE(on.compile_enable);
+  EXPECT_TRUE(has_note(on, "no compiler"));  // accepted, with a note that nothing is compiled
+  EXPECT_TRUE(parse_trainer_args({"--job.config_file", f, "--metrics.disable_color_printing"}).disable_color_printing);
+}
+
+TEST(AppConfig, GradientAccumulationFromGlobalBatch) {
+  TempDir dir("cfg");
+  const std::string f = dir.write("a.toml", kBase);
+  TrainerConfig c = parse_trainer_args({"--job.config_file", f, "--training.global_batch_size", "16"});
+  EXPECT_EQ(c.global_batch_size, 16);
+  EXPECT_EQ(c.grad_accum_steps, 4);
+  EXPECT_NE(error_of({"--job.config_file", f, "--training.global_batch_size", "6"}).find("6"), std::string::npos);
+}
+
+TEST(AppConfig, UnimplementedKeyMessageIsPinned) {
+  TempDir dir("cfg");
+  const std::string f = dir.write("a.toml", std::string(kBase) + "[checkpoint]\nenable = true\n");
+  EXPECT_EQ(error_of({"--job.config_file", f}),
+            f + ": key 'checkpoint.enable' is not implemented by the embedded trainer");
+  // The same key at its default is fine.
+  const std::string g = dir.write("b.toml", std::string(kBase) + "[checkpoint]\nenable = false\n");
+  EXPECT_NO_THROW(parse_trainer_args({"--job.config_file", g}));
+  // Set on the command line: the message names the command line.
+  const std::string h = dir.write("c.toml", kBase);
+  EXPECT_EQ(error_of({"--job.config_file", h, "--profiling.enable_profiling"}),
+            "command line: key 'profiling.enable_profiling' is not implemented by the embedded trainer");
+}
+
+TEST(AppConfig, ParallelDegreesAboveOneAreRefused) {
+  TempDir dir("cfg");
+  const std::string f = dir.write("a.toml", kBase);
+  const struct {
+    const char* key;
+    const char* value;
+  } rows[] = {
+      {"parallelism.tensor_parallel_degree", "2"},     {"parallelism.expert_parallel_degree", "2"},
+      {"parallelism.data_parallel_shard_degree", "2"}, {"parallelism.data_parallel_replicate_degree", "2"},
+      {"parallelism.context_parallel_degree", "2"},    {"parallelism.expert_tensor_parallel_degree", "2"},
+      {"parallelism.pipeline_parallel_degree", "2"},
+  };
+  for (const auto& r : rows) {
+    const std::string e = error_of({"--job.config_file", f, std::string("--") + r.key, r.value});
+    EXPECT_EQ(e, std::string("command line: key '") + r.key +
+                     "': 2: the embedded trainer runs one process for now (world size 1); parallel degrees "
+                     "other than 1 are not implemented yet")
+        << r.key;
+  }
+  EXPECT_NO_THROW(parse_trainer_args({"--job.config_file", f, "--parallelism.data_parallel_shard_degree", "1"}));
+  // A multi-process launch is refused too.
+  try {
+    parse_trainer_args({"--job.config_file", f}, /*world_size=*/2, /*rank=*/0);
+    ADD_FAILURE() << "world size 2 accepted";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("WORLD_SIZE=2"), std::string::npos) << e.what();
+  }
+}
+
+TEST(AppConfig, ImplementedKeysWithUnsupportedValues) {
+  TempDir dir("cfg");
+  const std::string f = dir.write("a.toml", kBase);
+  const struct {
+    std::vector<std::string> args;
+    std::string message;
+  } rows[] = {
+      {{"--model.name", "llama3"},
+       "command line: key 'model.name': 'llama3' is not a model of the embedded trainer (models: qwen3)"},
+      {{"--model.flavor", "nope"}, "command line: key 'model.flavor': unknown flavor 'nope'"},
+      {{"--activation_checkpoint.selective_ac_option", "op"},
+       "command line: key 'activation_checkpoint.selective_ac_option': 'op' (per-op selective AC) is not implemented"},
+      {{"--activation_checkpoint.selective_ac_option", "x"},
+       "command line: key 'activation_checkpoint.selective_ac_option': must be 'op' or a non-negative integer, got "
+       "'x'"},
+      {{"--activation_checkpoint.mode", "memory_budget"},
+       "command line: key 'activation_checkpoint.mode': 'memory_budget' is not implemented"},
+      {{"--optimizer.name", "Adam"}, "command line: key 'optimizer.name': 'Adam' is not implemented"},
+      {{"--training.dataset", "wiki"}, "command line: key 'training.dataset': unknown dataset 'wiki'"},
+      {{"--training.dataset", "tokens"},
+       "command line: key 'training.dataset_path': dataset 'tokens' needs a token file path"},
+      {{"--training.steps", "0"}, "command line: key 'training.steps': must be > 0, got 0"},
+      {{"--training.max_norm", "0"}, "command line: key 'training.max_norm': must be > 0"},
+  };
+  for (const auto& r : rows) {
+    std::vector<std::string> args{"--job.config_file", f};
+    args.insert(args.end(), r.args.begin(), r.args.end());
+    const std::string e = error_of(args);
+    EXPECT_EQ(e.substr(0, r.message.size()), r.message) << e;
+  }
+}
+
+TEST(AppConfig, AcModes) {
+  TempDir dir("cfg");
+  const std::string f = dir.write("a.toml", kBase);
+  EXPECT_EQ(parse_trainer_args({"--job.config_file", f, "--activation_checkpoint.mode", "none"}).ac.mode, ACMode::None);
+  EXPECT_EQ(parse_trainer_args({"--job.config_file", f, "--activation_checkpoint.mode", "full"}).ac.mode, ACMode::Full);
+  TrainerConfig s = parse_trainer_args({"--job.config_file", f, "--activation_checkpoint.selective_ac_option", "0"});
+  EXPECT_EQ(s.ac.mode, ACMode::Selective);
+  EXPECT_EQ(s.ac.every_n, 0);
+}
+
+TEST(AppConfig, C4FallsBackToSyntheticWithANote) {
+  TempDir dir("cfg");
+  const std::string f = dir.write("a.toml", kBase);
+  TrainerConfig c = parse_trainer_args({"--job.config_file", f});  // default dataset c4_test
+  EXPECT_EQ(c.dataset, DatasetKind::Synthetic);
+  ASSERT_EQ(c.notes.size(), 1u);
+  EXPECT_NE(c.notes[0].find("using the synthetic dataset"), std::string::npos);
+  TrainerConfig s = parse_trainer_args({"--job.config_file", f, "--training.dataset", "synthetic"});
+  EXPECT_TRUE(s.notes.empty());
+  const std::string tokens = dir.write("t.bin", std::string(16, '\0'));
+  TrainerConfig t =
+      parse_trainer_args({"--job.config_file", f, "--training.dataset", "tokens", "--training.dataset_path", tokens});
+  EXPECT_EQ(t.dataset, DatasetKind::TokenFile);
+  EXPECT_EQ(t.dataset_path, tokens);
+}
+
+TEST(AppConfig, DryRunFlagAndDevice) {
+  TempDir dir("cfg");
+  const std::string f = dir.write("a.toml", kBase);
+  TrainerConfig c = parse_trainer_args({"--job.config_file", f, "--dry-run", "--device", "cpu"});
+  EXPECT_TRUE(c.dry_run);
+  EXPECT_EQ(c.device, "cpu");
+  EXPECT_EQ(error_of({"--job.config_file", f, "--device", "tpu"}), "command line: --device 'tpu': must be cpu or cuda");
+}
+
+// Published flavors: counts from torchtitan's formula worked by hand.
+TEST(AppConfig, DryRunNumbers) {
+  const struct {
+    const char* flavor;
+    int64_t seq_len;
+    int64_t params, active;
+    double flops;
+    int64_t layers;
+  } rows[] = {
+      {"30B-A3B", 4096, 30'532'122'624, 3'353'032'704, 27.91e9, 48},
+      {"235B-A22B", 4096, 235'093'634'560, 22'190'763'520, 167.26e9, 94},
+      {"debugmodel", 2048, 31'987'968, 31'987'968, 0.5914e9, 8},
+  };
+  for (const auto& r : rows) {
+    TrainerConfig c = parse_trainer_args({"--model.name", "qwen3", "--model.flavor", r.flavor, "--training.seq_len",
+                                          std::to_string(r.seq_len), "--dry-run"});
+    nlohmann::json j = dry_run_report(c);
+    EXPECT_EQ(j["model"], "qwen3");
+    EXPECT_EQ(j["flavor"], r.flavor);
+    EXPECT_EQ(j["seq_len"], r.seq_len);
+    EXPECT_EQ(j["n_layers"], r.layers);
+    EXPECT_EQ(j["params"].get<int64_t>(), r.params) << r.flavor;
+    EXPECT_EQ(j["active_params"].get<int64_t>(), r.active) << r.flavor;
+    EXPECT_NEAR(j["flops_per_token"].get<double>(), r.flops, 0.01e9) << r.flavor;
+  }
+  // 30B-A3B at seq 8192 (reference/torchtitan.md: 37.58e9)
+  TrainerConfig c = parse_trainer_args(
+      {"--model.name", "qwen3", "--model.flavor", "30B-A3B", "--training.seq_len", "8192", "--dry-run"});
+  EXPECT_NEAR(dry_run_report(c)["flops_per_token"].get<double>(), 37.58e9, 0.01e9);
+  // A reduced-depth variant
+  TrainerConfig l6 = parse_trainer_args({"--model.name", "qwen3", "--model.flavor", "30B-A3B-L6", "--dry-run"});
+  EXPECT_EQ(dry_run_report(l6)["n_layers"], 6);
+}
+
+}  // namespace
+}  // namespace partune::trainer

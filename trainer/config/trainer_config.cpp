@@ -1,0 +1,285 @@
+#include "trainer/config/trainer_config.h"
+
+#include <charconv>
+#include <filesystem>
+#include <functional>
+#include <nlohmann/json.hpp>
+
+#include "common/error.h"
+#include "common/flops.h"
+
+namespace partune::trainer {
+
+namespace {
+
+// Names where a key's value came from: the CLI when it was overridden there,
+// else the config file.
+using WhereFn = std::function<std::string(const std::string& key)>;
+
+[[noreturn]] void fail(const std::string& where, const std::string& key, const std::string& reason) {
+  throw InputError(where + ": key '" + key + "': " + reason);
+}
+
+std::string join(const std::vector<std::string>& v) {
+  std::string s;
+  for (const auto& x : v) s += (s.empty() ? "" : ", ") + x;
+  return s;
+}
+
+// Keys the trainer does not implement may only hold their defaults.
+void check_unimplemented(const JobConfig& job, const WhereFn& where) {
+  for (const auto& [key, value] : job.values()) {
+    if (is_passthrough_key(key))
+      throw InputError(where(key) + ": key '" + key + "' is not implemented by the embedded trainer");
+    const KeySpec* spec = find_key_spec(key);
+    if (spec == nullptr || spec->trainer != TrainerSupport::Unimplemented) continue;
+    if (spec->default_value && *spec->default_value == value) continue;
+    throw InputError(where(key) + ": key '" + key + "' is not implemented by the embedded trainer");
+  }
+}
+
+int64_t positive(const JobConfig& job, const WhereFn& where, const std::string& key) {
+  int64_t v = job.get_int(key);
+  if (v <= 0) fail(where(key), key, "must be > 0, got " + std::to_string(v));
+  return v;
+}
+
+double non_negative(const JobConfig& job, const WhereFn& where, const std::string& key) {
+  double v = job.get_float(key);
+  if (!(v >= 0)) fail(where(key), key, "must be >= 0, got " + value_to_string(Value{v}));
+  return v;
+}
+
+// A key this schema may not list yet (optimizer.beta1/beta2): its value when
+// known, else torchtitan's default.
+double float_or(const JobConfig& job, const std::string& key, double fallback) {
+  return find_key_spec(key) != nullptr ? job.get_float(key) : fallback;
+}
+
+ACConfig parse_ac(const JobConfig& job, const WhereFn& where) {
+  const std::string mode = job.get_string("activation_checkpoint.mode");
+  if (mode == "none") return {ACMode::None, 1};
+  if (mode == "full") return {ACMode::Full, 1};
+  if (mode == "memory_budget")
+    fail(where("activation_checkpoint.mode"), "activation_checkpoint.mode",
+         "'memory_budget' is not implemented by the embedded trainer (use none, full or selective)");
+  if (mode != "selective")
+    fail(where("activation_checkpoint.mode"), "activation_checkpoint.mode", "unknown mode '" + mode + "'");
+  const std::string key = "activation_checkpoint.selective_ac_option";
+  const std::string opt = job.get_string(key);
+  if (opt == "op")
+    fail(where(key), key,
+         "'op' (per-op selective AC) is not implemented by the embedded trainer; use an integer N "
+         "(checkpoint every Nth block)");
+  int every_n = -1;
+  auto [ptr, ec] = std::from_chars(opt.data(), opt.data() + opt.size(), every_n);
+  if (ec != std::errc() || ptr != opt.data() + opt.size() || every_n < 0)
+    fail(where(key), key, "must be 'op' or a non-negative integer, got '" + opt + "'");
+  return {ACMode::Selective, every_n};
+}
+
+ParallelDims parse_dims(const JobConfig& job, const WhereFn& where, int world_size) {
+  static const std::pair<const char*, int ParallelDims::*> kDegrees[] = {
+      {"parallelism.data_parallel_replicate_degree", &ParallelDims::dp_replicate},
+      {"parallelism.data_parallel_shard_degree", &ParallelDims::dp_shard},
+      {"parallelism.context_parallel_degree", &ParallelDims::cp},
+      {"parallelism.tensor_parallel_degree", &ParallelDims::tp},
+      {"parallelism.pipeline_parallel_degree", &ParallelDims::pp},
+      {"parallelism.expert_parallel_degree", &ParallelDims::ep},
+      {"parallelism.expert_tensor_parallel_degree", &ParallelDims::etp},
+  };
+  ParallelDims dims;
+  for (const auto& [key, member] : kDegrees) dims.*member = static_cast<int>(job.get_int(key));
+  if (world_size != 1)
+    throw InputError("WORLD_SIZE=" + std::to_string(world_size) +
+                     ": the embedded trainer runs one process for now (world size 1); multi-process "
+                     "parallelism is not implemented yet");
+  // One process: every degree must be 1 (dp_shard -1 resolves to 1).
+  for (const auto& [key, member] : kDegrees) {
+    const int v = dims.*member;
+    if (v == 1 || (member == &ParallelDims::dp_shard && v == -1)) continue;
+    fail(where(key), key,
+         std::to_string(v) +
+             ": the embedded trainer runs one process for now (world size 1); parallel "
+             "degrees other than 1 are not implemented yet");
+  }
+  auto violations = check_parallel_dims(dims, world_size);
+  if (!violations.empty()) throw InputError(where("parallelism") + ": " + violations.front().message);
+  return dims;
+}
+
+TrainerConfig interpret(const JobConfig& job, const WhereFn& where, int world_size, int rank) {
+  check_unimplemented(job, where);
+  TrainerConfig c;
+  c.job = job;
+  c.config_file = job.has("job.config_file") ? job.get_string("job.config_file") : "";
+  c.world_size = world_size;
+  c.rank = rank;
+
+  c.model_name = job.get_string("model.name");
+  if (c.model_name != "qwen3")
+    fail(where("model.name"), "model.name",
+         "'" + c.model_name + "' is not a model of the embedded trainer (models: " + join(model_names()) + ")");
+  const std::string flavor = job.get_string("model.flavor");
+  auto f = find_flavor(c.model_name, flavor);
+  if (!f)
+    fail(where("model.flavor"), "model.flavor",
+         "unknown flavor '" + flavor + "' (flavors: " + join(flavor_names(c.model_name)) +
+             "; '<flavor>-L<n>' runs a flavor with n layers)");
+  c.flavor = *f;
+
+  c.local_batch_size = positive(job, where, "training.local_batch_size");
+  c.seq_len = positive(job, where, "training.seq_len");
+  c.steps = positive(job, where, "training.steps");
+  c.log_freq = positive(job, where, "metrics.log_freq");
+  c.max_norm = job.get_float("training.max_norm");
+  if (!(c.max_norm > 0))
+    fail(where("training.max_norm"), "training.max_norm", "must be > 0, got " + value_to_string(Value{c.max_norm}));
+  c.mixed_precision_param = job.get_string("training.mixed_precision_param");
+
+  c.dims = parse_dims(job, where, world_size);
+  BatchShape batch{c.local_batch_size, job.get_int("training.global_batch_size"), c.seq_len};
+  if (batch.global_batch_size == 0 || batch.global_batch_size < -1)
+    fail(where("training.global_batch_size"), "training.global_batch_size",
+         "must be -1 (local batch size x data-parallel degree) or > 0, got " + std::to_string(batch.global_batch_size));
+  for (const auto& v : check_model_rules(c.dims, c.flavor, batch))
+    throw InputError(where("training.global_batch_size") + ": " + v.message);
+  c.grad_accum_steps = grad_accumulation_steps(c.dims, batch);
+  c.global_batch_size = c.grad_accum_steps * c.local_batch_size * dp_degree(c.dims);
+
+  c.dataset_name = job.get_string("training.dataset");
+  auto path = job.get("training.dataset_path");
+  if (c.dataset_name == "synthetic") {
+    c.dataset = DatasetKind::Synthetic;
+  } else if (c.dataset_name == "tokens") {
+    c.dataset = DatasetKind::TokenFile;
+    if (!path) fail(where("training.dataset"), "training.dataset_path", "dataset 'tokens' needs a token file path");
+    c.dataset_path = std::get<std::string>(*path);
+    std::error_code ec;
+    if (!std::filesystem::is_regular_file(c.dataset_path, ec))
+      fail(where("training.dataset_path"), "training.dataset_path", "'" + c.dataset_path + "' is not a readable file");
+  } else if (c.dataset_name == "c4_test" || c.dataset_name == "c4") {
+    c.dataset = DatasetKind::Synthetic;
+    c.notes.push_back("training.dataset '" + c.dataset_name +
+                      "' needs a tokenizer and network access, which the embedded trainer does not have; "
+                      "using the synthetic dataset instead");
+  } else {
+    fail(where("training.dataset"), "training.dataset",
+         "unknown dataset '" + c.dataset_name + "' (embedded trainer: synthetic, tokens, or c4/c4_test -> synthetic)");
+  }
+  if (path && c.dataset != DatasetKind::TokenFile)
+    c.notes.push_back("training.dataset_path is ignored: dataset '" + c.dataset_name + "' reads no files");
+
+  const std::string opt = job.get_string("optimizer.name");
+  if (opt != "AdamW")
+    fail(where("optimizer.name"), "optimizer.name", "'" + opt + "' is not implemented by the embedded trainer (AdamW)");
+  c.optimizer.lr = non_negative(job, where, "optimizer.lr");
+  c.optimizer.eps = non_negative(job, where, "optimizer.eps");
+  c.optimizer.weight_decay = non_negative(job, where, "optimizer.weight_decay");
+  c.optimizer.beta1 = float_or(job, "optimizer.beta1", c.optimizer.beta1);
+  c.optimizer.beta2 = float_or(job, "optimizer.beta2", c.optimizer.beta2);
+
+  if (job.get("lr_scheduler.total_steps"))
+    c.lr_scheduler.total_steps = positive(job, where, "lr_scheduler.total_steps");
+  c.lr_scheduler.warmup_steps = job.get_int("lr_scheduler.warmup_steps");
+  if (c.lr_scheduler.warmup_steps < 0)
+    fail(where("lr_scheduler.warmup_steps"), "lr_scheduler.warmup_steps", "must be >= 0");
+  if (job.get("lr_scheduler.decay_ratio")) {
+    double ratio = job.get_float("lr_scheduler.decay_ratio");
+    if (!(ratio >= 0 && ratio <= 1))
+      fail(where("lr_scheduler.decay_ratio"), "lr_scheduler.decay_ratio", "must be in [0, 1]");
+    c.lr_scheduler.decay_ratio = ratio;
+  }
+  c.lr_scheduler.decay_type = job.get_string("lr_scheduler.decay_type");
+  c.lr_scheduler.min_lr_factor = job.get_float("lr_scheduler.min_lr_factor");
+  if (!(c.lr_scheduler.min_lr_factor >= 0 && c.lr_scheduler.min_lr_factor <= 1))
+    fail(where("lr_scheduler.min_lr_factor"), "lr_scheduler.min_lr_factor", "must be in [0, 1]");
+
+  c.ac = parse_ac(job, where);
+  c.disable_color_printing = job.get_bool("metrics.disable_color_printing");
+
+  if (job.get("debug.seed")) {
+    int64_t seed = job.get_int("debug.seed");
+    if (seed < 0) fail(where("debug.seed"), "debug.seed", "must be >= 0");
+    c.seed = static_cast<uint64_t>(seed);
+  }
+
+  c.compile_enable = job.get_bool("compile.enable");
+  if (c.compile_enable)
+    c.notes.push_back(
+        "compile.enable: the embedded trainer has no compiler (torch.compile is Python-only); running eagerly");
+  return c;
+}
+
+}  // namespace
+
+TrainerConfig trainer_config_from_job(const JobConfig& job, const std::string& source, int world_size, int rank) {
+  return interpret(
+      job, [&](const std::string&) { return source; }, world_size, rank);
+}
+
+TrainerConfig parse_trainer_args(const std::vector<std::string>& args, int world_size, int rank) {
+  std::vector<std::string> overrides;
+  bool dry_run = false;
+  std::optional<std::string> device;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    if (a == "--dry-run") {
+      dry_run = true;
+    } else if (a == "--device" || a.rfind("--device=", 0) == 0) {
+      std::string d;
+      if (a == "--device") {
+        if (i + 1 >= args.size()) throw InputError("command line: --device needs a value (cpu or cuda)");
+        d = args[++i];
+      } else {
+        d = a.substr(9);
+      }
+      if (d != "cpu" && d != "cuda") throw InputError("command line: --device '" + d + "': must be cpu or cuda");
+      device = d;
+    } else {
+      overrides.push_back(a);
+    }
+  }
+  JobConfig cli;
+  cli.apply_cli(overrides);
+  JobConfig merged;
+  std::string file;
+  if (cli.has("job.config_file")) {
+    file = cli.get_string("job.config_file");
+    merged = JobConfig::from_toml_file(file);
+  }
+  merged.merge(cli);
+  const std::string file_where = file.empty() ? "defaults" : file;
+  TrainerConfig c = interpret(
+      merged, [&](const std::string& key) { return cli.has(key) ? std::string("command line") : file_where; },
+      world_size, rank);
+  c.dry_run = dry_run;
+  c.device = device;
+  return c;
+}
+
+nlohmann::json dry_run_report(const TrainerConfig& cfg) {
+  const Flavor& f = cfg.flavor;
+  const ParamCounts p = count_params(f);
+  nlohmann::json j;
+  j["model"] = cfg.model_name;
+  j["flavor"] = f.name;
+  j["seq_len"] = cfg.seq_len;
+  j["n_layers"] = f.n_layers;
+  j["dim"] = f.dim;
+  j["vocab_size"] = f.vocab_size;
+  j["moe"] = f.moe;
+  j["num_experts"] = f.num_experts;
+  j["top_k"] = f.top_k;
+  j["params"] = p.total();
+  j["active_params"] = p.active;
+  j["embedding_params"] = p.embedding;
+  j["flops_per_token"] = flops_per_token(f, cfg.seq_len);
+  j["local_batch_size"] = cfg.local_batch_size;
+  j["global_batch_size"] = cfg.global_batch_size;
+  j["grad_accum_steps"] = cfg.grad_accum_steps;
+  j["steps"] = cfg.steps;
+  return j;
+}
+
+}  // namespace partune::trainer

@@ -1,0 +1,90 @@
+// trainer: the embedded Qwen3 dense/MoE trainer (docs/trainer.md).
+//
+//   trainer --job.config_file F [--section.key value ...] [--dry-run] [--device cpu|cuda]
+//
+// Exit codes: 0 ok, 1 the run failed, 2 bad input (nothing was run). Every
+// failure ends in one line on stderr: "trainer: error: <message>", or for a
+// CUDA OOM "torch.OutOfMemoryError: CUDA out of memory. <details>" (the form
+// tune's parser classifies), plus an error record in the metrics file.
+#include <unistd.h>
+
+#include <cstdio>
+#include <exception>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/error.h"
+#include "trainer/config/trainer_config.h"
+#include "trainer/metrics/metrics.h"
+#include "trainer/parallel/distributed.h"
+#include "trainer/train/trainer.h"
+
+namespace {
+
+constexpr const char* kUsage =
+    "usage: trainer --job.config_file FILE [--section.key VALUE ...] [--dry-run] [--device cpu|cuda]\n"
+    "  Reads a torchtitan v0.2.x job config (CLI over TOML over defaults) and trains a Qwen3 model.\n"
+    "  --dry-run        print parameter and FLOP counts as JSON and exit; builds nothing\n"
+    "  --device D       cpu or cuda (default: $PARTUNE_DEVICE_TYPE, else cuda when available)\n"
+    "Environment: PARTUNE_METRICS_DIR (JSON-lines metrics), PARTUNE_PEAK_FLOPS (MFU peak),\n"
+    "  PARTUNE_DEVICE_MEMORY_GIB (CPU memory budget). See docs/trainer.md.\n";
+
+bool is_oom(const std::string& msg) {
+  return msg.find("out of memory") != std::string::npos ||
+         msg.find("DefaultCPUAllocator: can't allocate memory") != std::string::npos;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace partune;
+  using namespace partune::trainer;
+  std::vector<std::string> args(argv + 1, argv + argc);
+  for (const auto& a : args)
+    if (a == "--help" || a == "-h") {
+      std::cout << kUsage;
+      return kExitOk;
+    }
+
+  std::optional<MetricsFile> file;
+  auto fail = [&](const std::string& failure, const std::string& line, const std::string& message, int code) {
+    std::cout.flush();
+    std::cerr << line << std::endl;
+    try {
+      if (file) file->error(failure, message);
+    } catch (...) {
+    }
+    return code;
+  };
+  try {
+    const RankEnv env = rank_env();
+    file.emplace(MetricsFile::from_env(env.rank));
+    TrainerConfig cfg = parse_trainer_args(args, env.world_size, env.rank);
+    if (cfg.dry_run) {
+      std::cout << dry_run_report(cfg).dump() << std::endl;
+      return kExitOk;
+    }
+    const torch::Device device = resolve_device(cfg, env.local_rank);
+    Trainer trainer(cfg, device, std::cout, *file, /*color=*/isatty(STDOUT_FILENO) != 0 && !cfg.disable_color_printing);
+    trainer.log_init();
+    trainer.train();
+    return kExitOk;
+  } catch (const InputError& e) {
+    return fail("error", std::string("trainer: error: ") + e.what(), e.what(), kExitBadInput);
+  } catch (const c10::OutOfMemoryError& e) {
+    std::string msg = e.what_without_backtrace();
+    if (msg.rfind("CUDA out of memory.", 0) != 0) msg = "CUDA out of memory. " + msg;
+    return fail("oom", "torch.OutOfMemoryError: " + msg, msg, kExitFailure);
+  } catch (const c10::Error& e) {
+    const std::string msg = e.what_without_backtrace();
+    return fail(is_oom(msg) ? "oom" : "error", "trainer: error: " + msg, msg, kExitFailure);
+  } catch (const std::exception& e) {
+    const std::string msg = e.what();
+    return fail(is_oom(msg) ? "oom" : "error", "trainer: error: " + msg, msg, kExitFailure);
+  } catch (...) {
+    return fail("error", "trainer: error: unknown exception", "unknown exception", kExitFailure);
+  }
+}

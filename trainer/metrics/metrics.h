@@ -1,0 +1,99 @@
+// What the trainer reports, computed as torchtitan v0.2.2's MetricsProcessor
+// computes it (reference/torchtitan.md, Metrics), printed as torchtitan
+// prints it, and written as JSON lines for the tuner's embedded backend.
+//
+// Text (stdout, no logging prefix; colours only when stdout is a TTY):
+//   Peak FLOPS used for computing MFU: 9.890e+14
+//   CUDA capacity: <name> with <gib>GiB memory        (CPU: "... budget ...")
+//   Trainer is initialized with local batch size L, global batch size G, gradient
+//     accumulation steps A, sequence length S, total steps T (warmup W)
+//   step: ...                                         (step 1 and every log_freq steps)
+//   N CUDA memory allocation retries. / N CUDA OOM errors thrown.  (at a log, when N > 0)
+//
+// JSON lines ($PARTUNE_METRICS_DIR/metrics-rank<R>.jsonl), one object a line:
+//   {"type":"init","local_batch_size":..,"global_batch_size":..,"gradient_accumulation_steps":..,
+//    "gradient_accumulation_steps":..,"seq_len":..,"steps":..,"warmup_steps":..,"params":..,
+//    "active_params":..,"flops_per_token":..,"peak_flops":..,"device":"..","world_size":..,"rank":..}
+//   {"type":"step","rank":0,"step":1,"loss":..,"grad_norm":..,"memory_gib":..,"memory_pct":..,
+//    "tps":..,"tflops":..,"mfu":..,"alloc_retries":N,"oom_errors":N}
+//   {"type":"event","name":"alloc_retries"|"oom_errors","count":N,"rank":r,"message":".."}  (when N grows)
+//   {"type":"error","failure":"oom"|"error","rank":r,"message":".."}
+#pragma once
+#include <chrono>
+#include <cstdint>
+#include <fstream>
+#include <nlohmann/json_fwd.hpp>
+#include <optional>
+#include <ostream>
+#include <string>
+
+#include "trainer/metrics/device_memory.h"
+#include "trainer/metrics/step_line.h"
+
+namespace partune::trainer {
+
+// The JSON-lines file; opened on the first write, flushed after every line.
+// Without a directory it writes nothing.
+class MetricsFile {
+ public:
+  MetricsFile(std::optional<std::string> dir, int rank);
+  // $PARTUNE_METRICS_DIR, or none.
+  static MetricsFile from_env(int rank);
+  void write(const nlohmann::json& record);
+  void error(const std::string& failure, const std::string& message);  // an {"type":"error"} record
+  int rank() const { return rank_; }
+  bool enabled() const { return dir_.has_value(); }
+
+ private:
+  std::optional<std::string> dir_;
+  int rank_;
+  std::ofstream out_;
+};
+
+// The peak FLOP/s used for MFU: $PARTUNE_PEAK_FLOPS when set, else
+// torchtitan's table by device name, else torchtitan's fallback (A100,
+// 312e12) with its warning appended to `warning`.
+double resolve_peak_flops(const std::string& device_name, std::string* warning);
+
+struct MetricsSetup {
+  int64_t local_batch_size = 0, global_batch_size = 0, grad_accum_steps = 0, seq_len = 0, steps = 0;
+  int64_t warmup_steps = 0;
+  int64_t params = 0, active_params = 0;
+  double flops_per_token = 0;
+  int64_t log_freq = 10;
+  int64_t non_data_parallel_size = 1;  // cp * tp * pp
+  int world_size = 1, rank = 0;
+};
+
+class MetricsProcessor {
+ public:
+  MetricsProcessor(const MetricsSetup& setup, DeviceMemoryMonitor& memory, MetricsFile& file, std::ostream& out,
+                   bool color);
+
+  // The start-up lines (peak FLOPS, capacity, "Trainer is initialized ...")
+  // and the JSON init record.
+  void log_init();
+  bool should_log(int64_t step) const { return step == 1 || step % setup_.log_freq == 0; }
+  void add_tokens(int64_t n) { ntokens_since_last_log_ += n; }
+  // Starts the clock and the memory peak over (torchtitan does this when
+  // the processor is built; here just before the first step).
+  void start();
+  // Computes, prints and writes one step's metrics; resets the counters.
+  StepLine log(int64_t step, double loss, double grad_norm);
+
+  double peak_flops() const { return peak_flops_; }
+
+ private:
+  MetricsSetup setup_;
+  DeviceMemoryMonitor& memory_;
+  MetricsFile& file_;
+  std::ostream& out_;
+  bool color_;
+  double peak_flops_ = 0;
+  std::string peak_warning_;
+  int64_t ntokens_since_last_log_ = 0;
+  std::chrono::steady_clock::time_point time_last_log_;
+  int64_t last_retries_ = 0, last_ooms_ = 0;
+};
+
+}  // namespace partune::trainer

@@ -1,0 +1,156 @@
+#include "trainer/train/trainer.h"
+
+#include <cstdlib>
+#include <stdexcept>
+
+#include "common/flops.h"
+
+namespace partune::trainer {
+
+namespace {
+
+MetricsSetup metrics_setup(const TrainerConfig& c) {
+  const ParamCounts p = count_params(c.flavor);
+  MetricsSetup s;
+  s.local_batch_size = c.local_batch_size;
+  s.global_batch_size = c.global_batch_size;
+  s.grad_accum_steps = c.grad_accum_steps;
+  s.seq_len = c.seq_len;
+  s.steps = c.steps;
+  s.warmup_steps = c.lr_scheduler.warmup_steps;  // as configured (torchtitan prints the config value)
+  s.params = p.total();
+  s.active_params = p.active;
+  s.flops_per_token = flops_per_token(c.flavor, c.seq_len);
+  s.log_freq = c.log_freq;
+  s.non_data_parallel_size = int64_t{c.dims.cp} * c.dims.tp * c.dims.pp;
+  s.world_size = c.world_size;
+  s.rank = c.rank;
+  return s;
+}
+
+}  // namespace
+
+torch::Device resolve_device(const TrainerConfig& cfg, int local_rank) {
+  std::string type;
+  if (cfg.device) {
+    type = *cfg.device;
+  } else if (const char* env = std::getenv("PARTUNE_DEVICE_TYPE"); env != nullptr && *env != '\0') {
+    type = env;
+  } else {
+    type = torch::cuda::is_available() ? "cuda" : "cpu";
+  }
+  if (type == "cpu") return torch::kCPU;
+  if (type != "cuda") throw std::runtime_error("device type '" + type + "': must be cpu or cuda");
+  if (!torch::cuda::is_available()) throw std::runtime_error("device 'cuda' requested but no CUDA device is available");
+  return {torch::kCUDA, static_cast<c10::DeviceIndex>(local_rank)};
+}
+
+torch::Dtype compute_dtype_for(const TrainerConfig& cfg, torch::Device device) {
+  return device.is_cuda() && cfg.mixed_precision_param == "bfloat16" ? torch::kBFloat16 : torch::kFloat32;
+}
+
+torch::Tensor clip_grad_norm(const std::vector<torch::Tensor>& params, double max_norm) {
+  torch::NoGradGuard no_grad;
+  std::vector<torch::Tensor> norms;
+  for (const auto& p : params)
+    if (p.grad().defined()) norms.push_back(p.grad().to(torch::kFloat32).norm(2));
+  if (norms.empty()) return torch::zeros({}, torch::kFloat32);
+  const torch::Tensor total = torch::stack(norms).norm(2);
+  const torch::Tensor coef = (max_norm / (total + 1e-6)).clamp_max(1.0);
+  for (const auto& p : params)
+    if (p.grad().defined()) p.grad().mul_(coef.to(p.grad().dtype()));
+  return total;
+}
+
+std::unique_ptr<Dataset> make_dataset(const TrainerConfig& cfg) {
+  if (cfg.dataset == DatasetKind::TokenFile)
+    return std::make_unique<TokenFile>(cfg.dataset_path, cfg.flavor.vocab_size, cfg.local_batch_size, cfg.seq_len);
+  return std::make_unique<SyntheticTokens>(cfg.flavor.vocab_size, cfg.local_batch_size, cfg.seq_len, cfg.seed);
+}
+
+Trainer::Trainer(const TrainerConfig& cfg, torch::Device device, std::ostream& out, MetricsFile& file, bool color)
+    : cfg_(cfg),
+      device_(device),
+      out_(out),
+      data_(make_dataset(cfg)),
+      schedule_(cfg.lr_scheduler, cfg.steps, &schedule_warnings_),
+      memory_(device),
+      metrics_(metrics_setup(cfg), memory_, file, out, color) {
+  ModelOptions mo;
+  mo.flavor = cfg.flavor;
+  mo.device = device;
+  mo.compute_dtype = compute_dtype_for(cfg, device);
+  mo.fast_paths = true;
+  mo.ac = cfg.ac;
+  model_ = Qwen3Model(mo);
+  model_->init_weights(cfg.seed);
+  model_->train();
+
+  auto opts = torch::optim::AdamWOptions(cfg.optimizer.lr)
+                  .betas({cfg.optimizer.beta1, cfg.optimizer.beta2})
+                  .eps(cfg.optimizer.eps)
+                  .weight_decay(cfg.optimizer.weight_decay);
+  optimizer_ = std::make_unique<torch::optim::AdamW>(model_->parameters(), opts);
+}
+
+void Trainer::log_init() {
+  for (const auto& n : cfg_.notes) out_ << "Note: " << n << '\n';
+  if (device_.is_cpu() && cfg_.mixed_precision_param == "bfloat16")
+    out_ << "Note: training.mixed_precision_param 'bfloat16' applies on CUDA; the CPU computes in float32\n";
+  for (const auto& w : schedule_warnings_) out_ << w << '\n';
+  metrics_.log_init();
+}
+
+StepResult Trainer::train_step() {
+  StepResult r;
+  r.step = ++step_;
+  optimizer_->zero_grad();
+  r.lr = schedule_.lr_for_step(r.step, cfg_.optimizer.lr);
+  for (auto& group : optimizer_->param_groups()) static_cast<torch::optim::AdamWOptions&>(group.options()).lr(r.lr);
+
+  // Microbatches on the CPU first: the loss of each is normalised by the
+  // valid tokens of the whole step.
+  std::vector<Batch> microbatches;
+  int64_t valid_total = 0;
+  for (int64_t i = 0; i < cfg_.grad_accum_steps; ++i) {
+    Batch b = data_->next();  // inputs, labels [lbs, seq_len]
+    valid_total += b.labels.ne(-100).sum().item<int64_t>();
+    r.tokens += b.labels.numel();
+    metrics_.add_tokens(b.labels.numel());
+    microbatches.push_back(std::move(b));
+  }
+
+  torch::Tensor loss_sum = torch::zeros({}, torch::TensorOptions().dtype(torch::kFloat64).device(device_));
+  for (auto& b : microbatches) {
+    const auto inputs = b.inputs.to(device_);
+    const auto labels = b.labels.to(device_);
+    const int64_t valid = b.labels.ne(-100).sum().item<int64_t>();
+    torch::Tensor loss;
+    {
+      const torch::Tensor logits = model_->forward(inputs);  // [lbs, seq_len, vocab] fp32
+      loss = trainer::cross_entropy_loss(logits, labels) *   // mean over this microbatch's valid tokens
+             (static_cast<double>(valid) / static_cast<double>(valid_total));
+    }  // logits released before backward
+    loss.backward();
+    loss_sum += loss.detach().to(torch::kFloat64);
+  }
+
+  std::vector<torch::Tensor> params = model_->parameters();
+  r.grad_norm = clip_grad_norm(params, cfg_.max_norm);
+  if (cfg_.flavor.moe) model_->update_expert_biases();  // before the step, as torchtitan's pre-step hook
+  optimizer_->step();
+  r.loss = loss_sum;
+  return r;
+}
+
+void Trainer::train() {
+  metrics_.start();
+  while (step_ < cfg_.steps) {
+    const StepResult r = train_step();
+    if (metrics_.should_log(r.step)) metrics_.log(r.step, r.loss_value(), r.grad_norm_value());
+  }
+  out_ << "Training completed\n";
+  out_.flush();
+}
+
+}  // namespace partune::trainer

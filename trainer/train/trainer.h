@@ -1,0 +1,91 @@
+// The training loop of the embedded trainer (torchtitan v0.2.2 train.py,
+// Trainer.train_step), one process:
+//
+//   for step in 1..steps:
+//     zero grads; lr = base_lr * schedule(step - 1)
+//     for each of grad_accum_steps microbatches:      inputs, labels [lbs, seq_len] int64
+//       logits = model(inputs)                        [lbs, seq_len, vocab] fp32
+//       loss   = mean CE * valid_mb / valid_total     (local sum / global valid tokens)
+//       loss.backward()
+//     grad_norm = total L2 norm of all grads (pre-clip); clip to max_norm
+//     MoE: update expert biases                       (torchtitan: optimizer pre-step hook)
+//     AdamW step
+//     log at step 1 and every log_freq steps
+#pragma once
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <ostream>
+#include <vector>
+
+#include "trainer/config/trainer_config.h"
+#include "trainer/data/dataset.h"
+#include "trainer/metrics/metrics.h"
+#include "trainer/model/model.h"
+#include "trainer/train/lr_schedule.h"
+
+namespace partune::trainer {
+
+// Where training runs: --device, else $PARTUNE_DEVICE_TYPE, else CUDA when
+// available (device LOCAL_RANK), else the CPU. Throws when CUDA is asked for
+// and missing.
+torch::Device resolve_device(const TrainerConfig& cfg, int local_rank = 0);
+
+// bf16 on CUDA when training.mixed_precision_param is bfloat16; fp32 otherwise
+// (the CPU always computes in fp32).
+torch::Dtype compute_dtype_for(const TrainerConfig& cfg, torch::Device device);
+
+// Scales every gradient so their total L2 norm is at most max_norm
+// (coefficient max_norm / (norm + 1e-6), capped at 1, as
+// torch.nn.utils.clip_grad_norm_) and returns the total norm before clipping.
+// Parameters without a gradient are skipped. Returns a 0-dim fp32 tensor on
+// the gradients' device (no host sync: the step reads it only when logging).
+torch::Tensor clip_grad_norm(const std::vector<torch::Tensor>& params, double max_norm);
+
+// The data source a config asks for.
+std::unique_ptr<Dataset> make_dataset(const TrainerConfig& cfg);
+
+struct StepResult {
+  int64_t step = 0;
+  torch::Tensor loss;       // 0-dim fp64: sum over microbatches of local loss sum / global valid tokens
+  torch::Tensor grad_norm;  // 0-dim fp32, pre-clip
+  double lr = 0;            // the lr this step used
+  int64_t tokens = 0;       // labels this step consumed
+  double loss_value() const { return loss.item<double>(); }
+  double grad_norm_value() const { return grad_norm.item<double>(); }
+};
+
+class Trainer {
+ public:
+  // Builds the data, the model (initialised from debug.seed), AdamW and the
+  // schedule. `out` receives the text lines; `file` the JSON lines.
+  Trainer(const TrainerConfig& cfg, torch::Device device, std::ostream& out, MetricsFile& file, bool color = false);
+
+  // Prints the start-up lines (notes, schedule warnings, init line).
+  void log_init();
+  // One optimizer step (accumulating over microbatches). Does not log.
+  StepResult train_step();
+  // Every remaining step, logging at step 1 and every log_freq steps.
+  void train();
+
+  Qwen3Model& model() { return model_; }
+  const LRSchedule& schedule() const { return schedule_; }
+  int64_t step() const { return step_; }
+
+ private:
+  TrainerConfig cfg_;
+  torch::Device device_;
+  std::ostream& out_;
+  std::unique_ptr<Dataset> data_;
+  Qwen3Model model_{nullptr};
+  std::unique_ptr<torch::optim::AdamW> optimizer_;
+  std::vector<std::string> schedule_warnings_;
+  LRSchedule schedule_;
+  DeviceMemoryMonitor memory_;
+  MetricsProcessor metrics_;
+  int64_t step_ = 0;
+};
+
+}  // namespace partune::trainer
