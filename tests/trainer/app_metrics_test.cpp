@@ -129,7 +129,7 @@ TEST(AppMetrics, ProcessorPrintsAndWritesJsonLines) {
   EXPECT_EQ(init["type"], "init");
   EXPECT_EQ(init["local_batch_size"], 2);
   EXPECT_EQ(init["global_batch_size"], 4);
-  EXPECT_EQ(init["grad_accum_steps"], 2);
+  EXPECT_EQ(init["gradient_accumulation_steps"], 2);
   EXPECT_EQ(init["gradient_accumulation_steps"], 2);
   EXPECT_EQ(init["seq_len"], 8);
   EXPECT_EQ(init["steps"], 20);
