@@ -1,0 +1,41 @@
+// Differences between the two LibTorch builds the trainer compiles against:
+// Debian's 1.13 (CPU machines, CI) and pip torch 2.x (GPU nodes). Every
+// version #if in the trainer lives here.
+#pragma once
+#include <torch/torch.h>
+#include <torch/version.h>
+
+#define PARTUNE_TORCH_AT_LEAST(major, minor) \
+  (TORCH_VERSION_MAJOR > (major) || (TORCH_VERSION_MAJOR == (major) && TORCH_VERSION_MINOR >= (minor)))
+
+// at::scaled_dot_product_attention with enable_gqa (public since 2.0, GQA since 2.5).
+#define PARTUNE_HAS_SDPA_GQA PARTUNE_TORCH_AT_LEAST(2, 5)
+// at::_grouped_mm (2-D x 3-D with int32 offsets, bf16 on sm90) since 2.8.
+#define PARTUNE_HAS_GROUPED_MM PARTUNE_TORCH_AT_LEAST(2, 8)
+
+namespace partune::trainer::compat {
+
+// Stable sort indices; the argument order of argsort(stable) is the same in
+// 1.13 and 2.x, sort(stable) is used because its overload is unambiguous.
+inline torch::Tensor stable_argsort(const torch::Tensor& t) {
+  return std::get<1>(t.sort(/*stable=*/true, /*dim=*/0, /*descending=*/false));
+}
+
+// Causal attention with GQA through SDPA. Only callable where built.
+#if PARTUNE_HAS_SDPA_GQA
+inline torch::Tensor sdpa_causal_gqa(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                                     double scale) {
+  return at::scaled_dot_product_attention(q, k, v, /*attn_mask=*/{}, /*dropout_p=*/0.0, /*is_causal=*/true, scale,
+                                          /*enable_gqa=*/q.size(1) != k.size(1));
+}
+#endif
+
+#if PARTUNE_HAS_GROUPED_MM
+// x [M, K] bf16, w [G, K, N] (any strides _grouped_mm accepts), offs int32
+// cumulative group ends on x's device -> [M, N].
+inline torch::Tensor grouped_mm(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& offs) {
+  return at::_grouped_mm(x, w, offs);
+}
+#endif
+
+}  // namespace partune::trainer::compat
