@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# GPU benchmark of the embedded trainer (run on a GPU node from the repo root,
+# after configuring with the LibTorch inside pip torch; see README).
+#   bench/trainer_gpu.sh BUILD_DIR OUT_DIR
+# 1. bf16 GPU vs fp32 CPU reference: first losses of the same reduced-depth
+#    30B-A3B config (same init, same synthetic data).
+# 2. single-GPU throughput of the reduced-depth 30B-A3B geometry.
+# Prints a table; full logs under OUT_DIR.
+set -uo pipefail
+build=${1:-build-gpu}
+out=${2:-bench-out}
+mkdir -p "$out"
+trainer=$build/bin/trainer
+common=(--model.name qwen3 --training.dataset synthetic --debug.seed 0 --metrics.log_freq 1
+        --optimizer.lr 3e-4 --lr_scheduler.warmup_steps 2)
+
+# 1. agreement: 3 steps, lbs 1, seq 1024, 30B-A3B-L2
+cmp=(--model.flavor 30B-A3B-L2 --training.local_batch_size 1 --training.seq_len 1024 --training.steps 3
+     --activation_checkpoint.mode none)
+"$trainer" "${common[@]}" "${cmp[@]}" --device cuda >"$out/agree_gpu.log" 2>&1
+OMP_NUM_THREADS=${CPU_THREADS:-16} "$trainer" "${common[@]}" "${cmp[@]}" --device cpu >"$out/agree_cpu.log" 2>&1
+echo "== loss, 30B-A3B-L2, lbs 1, seq 1024: GPU bf16 (fast paths) vs CPU fp32 (reference paths)"
+paste <(grep -o 'step: *[0-9]*  loss: *[0-9.]*' "$out/agree_gpu.log") \
+      <(grep -o 'loss: *[0-9.]*' "$out/agree_cpu.log")
+
+# 2. throughput
+for cfg in "30B-A3B-L4 2 4096 selective" "30B-A3B-L4 1 4096 none" "30B-A3B-L2 4 4096 selective"; do
+  set -- $cfg
+  log="$out/bench_${1}_lbs$2_seq$3_$4.log"
+  "$trainer" "${common[@]}" --model.flavor "$1" --training.local_batch_size "$2" --training.seq_len "$3" \
+    --activation_checkpoint.mode "$4" --training.steps 12 --device cuda >"$log" 2>&1
+  echo "== $1 lbs $2 seq $3 AC $4 (rc $?)"
+  grep -E 'step: ' "$log" | tail -3
+  grep -E 'error|Error' "$log" | head -3
+done
