@@ -73,6 +73,20 @@ Opened open_db(const DbArgs& a) {
   return o;
 }
 
+// Negative counts and budgets would read as "stop at once" (or wrap around
+// to "no limit"); CLI11's own range check prints the whole double range.
+CLI::Validator non_negative() {
+  return CLI::Validator(
+      [](std::string& text) -> std::string {
+        char* end = nullptr;
+        const double v = std::strtod(text.c_str(), &end);
+        if (text.empty() || *end != '\0') return "'" + text + "' is not a number";
+        if (v < 0) return "'" + text + "' is negative";
+        return "";
+      },
+      "NUMBER>=0");
+}
+
 void check_format(const std::string& format, std::initializer_list<const char*> allowed) {
   for (const char* a : allowed)
     if (format == a) return;
@@ -107,8 +121,9 @@ int main(int argc, char** argv) {
   auto* run = app.add_subcommand("run", "run or resume a study");
   run->add_option("--space", space_path, "search-space file")->required();
   for (auto* cmd : {&app, run}) {
-    cmd->add_option("--time-budget", budget, "start no new trial after this many seconds (resume later)");
-    cmd->add_option("--max-trials", max_trials, "run at most this many trials in the study");
+    cmd->add_option("--time-budget", budget, "start no new trial after this many seconds (resume later)")
+        ->check(non_negative());
+    cmd->add_option("--max-trials", max_trials, "run at most this many trials in the study")->check(non_negative());
     cmd->add_flag("--plain", plain, "one line per event even on a terminal");
   }
 
@@ -133,7 +148,7 @@ int main(int argc, char** argv) {
   bool all = false;
   auto* best = app.add_subcommand("best", "the best healthy trials, best first");
   add_db_args(best, db_args);
-  best->add_option("--top", top, "how many (0: all)");
+  best->add_option("--top", top, "how many (0: all)")->check(non_negative());
   best->add_option("--objective", objective, "mfu | tps | tflops (default: the study's)");
   best->add_flag("--all", all, "also trials over the memory headroom or with allocation retries, flagged");
   best->add_option("--format", format, "table | json");
@@ -154,7 +169,7 @@ int main(int argc, char** argv) {
   ing->add_option("--db", ingest.db_path, "results database")->required();
   ing->add_option("--study", ingest.study, "study name")->required();
   ing->add_option("--config", ingest.config_path, "the runs' torchtitan job config")->required();
-  ing->add_option("--warmup-steps", ingest.warmup_steps, "steps not counted in the medians");
+  ing->add_option("--warmup-steps", ingest.warmup_steps, "steps not counted in the medians")->check(non_negative());
   ing->add_option("logs", ingest.logs, "log files, one run each")->required();
 
   try {

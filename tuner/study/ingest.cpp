@@ -30,6 +30,16 @@ std::vector<std::string> ingest_runs(const IngestOptions& o, std::ostream& out) 
   const std::string flavor = config.get_string("model.flavor");
   const bool known_flavor = find_flavor(model, flavor).has_value();
 
+  // Every log is read before the db is touched: a typo in one creates nothing.
+  std::vector<std::string> texts;
+  for (const auto& log_path : o.logs) {
+    std::ifstream f(log_path, std::ios::binary);
+    if (!f) throw InputError(log_path + ": cannot read log file");
+    std::stringstream ss;
+    ss << f.rdbuf();
+    texts.push_back(ss.str());
+  }
+
   Store store = Store::open(o.db_path);
   if (!store.study(o.study)) {
     StudyRow row;
@@ -39,12 +49,9 @@ std::vector<std::string> ingest_runs(const IngestOptions& o, std::ostream& out) 
     store.ensure_study(row);
   }
   std::vector<std::string> ids;
-  for (const auto& log_path : o.logs) {
-    std::ifstream f(log_path, std::ios::binary);
-    if (!f) throw InputError(log_path + ": cannot read log file");
-    std::stringstream ss;
-    ss << f.rdbuf();
-    const std::string text = ss.str();
+  for (size_t i = 0; i < o.logs.size(); ++i) {
+    const std::string& log_path = o.logs[i];
+    const std::string& text = texts[i];
 
     TrialLogState state;
     std::istringstream lines(text);

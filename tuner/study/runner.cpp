@@ -17,6 +17,7 @@
 #include "tuner/prune/pruner.h"
 #include "tuner/search/strategy.h"
 #include "tuner/store/store.h"
+#include "tuner/study/guard.h"
 #include "tuner/study/progress.h"
 
 namespace fs = std::filesystem;
@@ -70,8 +71,14 @@ struct Attempt {
 
 class TrialRunner {
  public:
-  TrialRunner(const Space& space, Store& store, Progress& progress, const RunOptions& opts, std::string token)
-      : space_(space), store_(store), progress_(progress), opts_(opts), token_(std::move(token)) {
+  TrialRunner(const Space& space, Store& store, Progress& progress, const RunOptions& opts, std::string token,
+              std::string run_mark)
+      : space_(space),
+        store_(store),
+        progress_(progress),
+        opts_(opts),
+        token_(std::move(token)),
+        run_mark_(std::move(run_mark)) {
     results_dir_ = fs::path(space.study.db_path).parent_path() / space.study.name;
   }
 
@@ -99,6 +106,7 @@ class TrialRunner {
     ctx.device_type = space_.hardware.device_type;
     ctx.extra_env = space_.backend.env;
     ctx.extra_env[kStudyTokenEnv] = token_;
+    ctx.extra_env[kRunMarkEnv] = run_mark_;
     ctx.extra_env["PARTUNE_TRIAL_ID"] = c.id;
     ctx.extra_env["PARTUNE_DEVICE_TYPE"] = space_.hardware.device_type;
     if (space_.hardware.memory_gib)
@@ -200,6 +208,7 @@ class TrialRunner {
   Progress& progress_;
   const RunOptions& opts_;
   std::string token_;
+  std::string run_mark_;
   fs::path results_dir_;
 };
 
@@ -281,7 +290,13 @@ RunSummary run_study(const Space& space, const RunOptions& opts, std::ostream& o
   store.ensure_study(row);
   store.add_candidates(study, planned.candidates);
 
-  // A killed tuner's trial processes hold devices: end them before anything starts.
+  // What this run starts dies with it, grandchildren included (see guard.h).
+  const std::string run_mark =
+      std::to_string(::getpid()) + "-" + std::to_string(std::chrono::system_clock::now().time_since_epoch().count());
+  start_guard(kRunMarkEnv, run_mark);
+
+  // A killed tuner's trial processes hold devices: end them before anything
+  // starts (its guard may have been killed with it).
   const std::string token = study_token(space.study.db_path, study);
   summary.leftovers_killed = kill_leftovers(kStudyTokenEnv, token);
   if (summary.leftovers_killed)
@@ -321,7 +336,7 @@ RunSummary run_study(const Space& space, const RunOptions& opts, std::ostream& o
   progress.study_start(study, static_cast<int64_t>(planned.candidates.size()), summary.finished_before,
                        pending_count());
 
-  TrialRunner runner(space, store, progress, opts, token);
+  TrialRunner runner(space, store, progress, opts, token, run_mark);
   const MemoryLimit limit{space.prune.memory_headroom, space.prune.alloc_retries_over_limit};
   int64_t index = 0;
   const int64_t total = static_cast<int64_t>(order.size());

@@ -44,5 +44,8 @@ RunSummary run_study(const Space& space, const RunOptions& options, std::ostream
 // so a later run can find and end the leftovers of a killed one.
 inline constexpr const char* kStudyTokenEnv = "PARTUNE_STUDY_TOKEN";
 std::string study_token(const std::string& db_path, const std::string& study);
+// The environment key that marks the processes of one run of tune (value:
+// its pid and start time), which its guard ends when tune dies.
+inline constexpr const char* kRunMarkEnv = "PARTUNE_RUN";
 
 }  // namespace partune

@@ -1,0 +1,155 @@
+// Bad input: exit code 2, a message naming the file, line and key (or the
+// flag), and nothing launched or created.
+#include <gtest/gtest.h>
+
+#include <sstream>
+
+#include "cli_testing.h"
+
+namespace partune::cli_testing {
+namespace {
+
+// 1-based line of the first line of `path` that contains `text`.
+int line_of(const std::string& path, const std::string& text) {
+  std::istringstream in(read_file(path));
+  int n = 0;
+  for (std::string line; std::getline(in, line);) {
+    ++n;
+    if (line.find(text) != std::string::npos) return n;
+  }
+  ADD_FAILURE() << text << " not in " << path;
+  return 0;
+}
+
+struct BadSpace {
+  const char* name;
+  void (*edit)(SpaceOptions&);
+  const char* bad_line;  // text on the offending line
+  const char* key;       // as the message names it
+  const char* reason;
+};
+
+// Test names in ctest, not bytes.
+void PrintTo(const BadSpace& c, std::ostream* os) { *os << c.name; }
+
+class BadSpaceFile : public ::testing::TestWithParam<BadSpace> {};
+
+TEST_P(BadSpaceFile, ExitsTwoNamingFileLineAndKeyAndRunsNothing) {
+  const BadSpace& c = GetParam();
+  TempDir dir;
+  SpaceOptions o;
+  c.edit(o);
+  Study s = write_space(dir, o);
+  const std::string where = s.space + ":" + std::to_string(line_of(s.space, c.bad_line)) + ":";
+  for (const std::vector<std::string>& args :
+       {std::vector<std::string>{"--space", s.space}, {"run", "--space", s.space}, {"plan", "--space", s.space}}) {
+    Result r = tune(args, dir.path());
+    EXPECT_EQ(r.exit_code, 2) << r.describe();
+    EXPECT_NE(r.err.find(where), std::string::npos) << "expected " << where << "\n" << r.describe();
+    EXPECT_NE(r.err.find(std::string("'") + c.key + "'"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find(c.reason), std::string::npos) << r.err;
+    EXPECT_TRUE(r.out.empty()) << r.out;
+  }
+  EXPECT_FALSE(fs::exists(s.db));
+  EXPECT_FALSE(fs::exists(s.results));
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Cli, BadSpaceFile,
+    ::testing::Values(
+        BadSpace{"UnknownKey", [](SpaceOptions& o) { o.prune = "memory_headroom = 0.9\nheadroom = 0.8\n"; },
+                 "headroom = 0.8", "prune.headroom", "unknown key"},
+        BadSpace{"EmptyAxis", [](SpaceOptions& o) { o.axes = "\"training.seq_len\" = []\n"; }, "seq_len\" = []",
+                 "space.training.seq_len", "empty"},
+        BadSpace{"AxisNotAJobConfigKey", [](SpaceOptions& o) { o.axes = "\"training.seqlen\" = [1, 2]\n"; }, "seqlen",
+                 "space.training.seqlen", "not a job-config key"},
+        BadSpace{"WrongTypeInBase", [](SpaceOptions& o) { o.base = "[base.training]\nseq_len = \"long\"\n"; },
+                 "seq_len = \"long\"", "training.seq_len", "expected an integer"}),
+    [](const auto& info) { return std::string(info.param.name); });
+
+// Flags and ids: exit 2 with a message naming what was wrong.
+class BadFlags : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    SpaceOptions o;
+    o.axes = "\"training.local_batch_size\" = [1]\n";
+    study_ = write_space(dir_, o);
+    ASSERT_EQ(tune({"--space", study_.space}, dir_.path()).exit_code, 0);
+  }
+
+  void expect_bad(const std::vector<std::string>& args, const std::vector<std::string>& mentions) {
+    Result r = tune(args, dir_.path());
+    EXPECT_EQ(r.exit_code, 2) << r.describe();
+    for (const auto& m : mentions) EXPECT_NE(r.err.find(m), std::string::npos) << "expected '" << m << "'\n" << r.err;
+    EXPECT_TRUE(r.out.empty()) << r.out;
+  }
+
+  TempDir dir_;
+  Study study_;
+};
+
+TEST_F(BadFlags, MissingSpaceFile) {
+  const std::string missing = dir_.file("nope.toml");
+  expect_bad({"--space", missing}, {missing});
+  expect_bad({"plan", "--space", missing}, {missing});
+  EXPECT_FALSE(fs::exists(missing));
+}
+
+TEST_F(BadFlags, BadFormat) {
+  for (const char* cmd : {"list", "best"})
+    expect_bad({cmd, "--db", study_.db, "--format", "yaml"}, {"--format", "'yaml'"});
+  expect_bad({"export", "--db", study_.db, "--best", "--format", "table"}, {"--format", "'table'", "toml, cli, json"});
+  expect_bad({"plan", "--space", study_.space, "--format", "csv"}, {"--format", "'csv'"});
+}
+
+TEST_F(BadFlags, UnknownTrialId) {
+  expect_bad({"show", "--db", study_.db, "ffffffff"}, {"no trial with id 'ffffffff'", study_.name});
+  expect_bad({"export", "--db", study_.db, "--trial", "ffffffff"}, {"no trial with id 'ffffffff'"});
+}
+
+TEST_F(BadFlags, CountsAndBudgetsThatAreNotNonNegativeNumbers) {
+  expect_bad({"--space", study_.space, "--max-trials", "abc"}, {"--max-trials: 'abc' is not a number"});
+  expect_bad({"run", "--space", study_.space, "--max-trials", "-1"}, {"--max-trials: '-1' is negative"});
+  expect_bad({"run", "--space", study_.space, "--time-budget", "soon"}, {"--time-budget: 'soon' is not a number"});
+  expect_bad({"--space", study_.space, "--time-budget", "-5"}, {"--time-budget: '-5' is negative"});
+  expect_bad({"best", "--db", study_.db, "--top", "-1"}, {"--top: '-1' is negative"});
+}
+
+TEST_F(BadFlags, MissingDatabaseIsNotCreated) {
+  const std::string missing = dir_.file("typo.db");
+  expect_bad({"list", "--db", missing}, {missing});
+  EXPECT_FALSE(fs::exists(missing));
+}
+
+TEST_F(BadFlags, UnwritableExportFile) {
+  const std::string out = dir_.file("no/such/folder/best.toml");
+  expect_bad({"export", "--db", study_.db, "--best", "-o", out}, {out, "cannot write"});
+}
+
+TEST_F(BadFlags, IngestOfMissingFilesOrANegativeWarmup) {
+  const std::string log = kFixtures + "/logs/plain_4_decimals.log";
+  const std::string config = kFixtures + "/configs/small.toml";
+  const std::string missing = dir_.file("missing.toml");
+  auto ingest = [&](const std::string& cfg, const std::string& lg, const std::string& warmup) {
+    return std::vector<std::string>{"ingest",   "--db", study_.db,        "--study", study_.name,
+                                    "--config", cfg,    "--warmup-steps", warmup,    lg};
+  };
+  expect_bad(ingest(missing, log, "1"), {missing});
+  expect_bad(ingest(config, dir_.file("missing.log"), "1"), {dir_.file("missing.log"), "cannot read"});
+  Result fresh =
+      tune({"ingest", "--db", dir_.file("new.db"), "--study", "s", "--config", config, log, dir_.file("missing.log")},
+           dir_.path());
+  EXPECT_EQ(fresh.exit_code, 2) << fresh.describe();
+  EXPECT_FALSE(fs::exists(dir_.file("new.db"))) << "a failed ingest created the db";
+  expect_bad(ingest(config, log, "-1"), {"--warmup-steps: '-1' is negative"});
+  // A space file is not a job config: the message names its first foreign key.
+  expect_bad(ingest(study_.space, log, "1"), {study_.space + ":", "not a torchtitan"});
+}
+
+TEST_F(BadFlags, UnknownObjectiveAndStudy) {
+  expect_bad({"best", "--db", study_.db, "--objective", "speed"}, {"'speed'", "mfu, tps or tflops"});
+  expect_bad({"list", "--db", study_.db, "--study", "other"}, {"no study named 'other'", study_.db});
+}
+
+}  // namespace
+}  // namespace partune::cli_testing

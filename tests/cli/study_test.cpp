@@ -1,0 +1,172 @@
+// A small study runs to completion, and what list / show / best print is the
+// documented JSON shape; --time-budget and --max-trials stop it where asked.
+#include <gtest/gtest.h>
+
+#include <set>
+
+#include "cli_testing.h"
+
+namespace partune::cli_testing {
+namespace {
+
+const std::vector<std::string> kAxisKeys = {"training.local_batch_size", "activation_checkpoint.mode"};
+const std::vector<std::string> kMetricKeys = {"mfu", "tps", "tflops", "memory_gib", "memory_pct", "alloc_retries"};
+
+// Every trial object users script against has these keys with these types.
+void expect_trial_shape(const nlohmann::json& t) {
+  ASSERT_TRUE(t.is_object()) << t.dump();
+  EXPECT_TRUE(t.at("id").is_string());
+  static const std::set<std::string> kStatuses = {"pending", "running", "done", "failed", "pruned"};
+  EXPECT_TRUE(kStatuses.count(t.at("status").get<std::string>())) << t.dump();
+  static const std::set<std::string> kFailures = {"oom", "hang", "timeout", "crash", "nccl", "error"};
+  const auto& f = t.at("failure");
+  EXPECT_TRUE(f.is_null() || (f.is_string() && kFailures.count(f.get<std::string>()))) << t.dump();
+  EXPECT_TRUE(t.at("reason").is_string());
+  for (const auto& k : kAxisKeys) EXPECT_TRUE(t.at("config").contains(k)) << k << " missing in " << t.dump();
+  for (const auto& k : kMetricKeys) EXPECT_TRUE(t.at("metrics").contains(k)) << k << " missing in " << t.dump();
+}
+
+TEST(Study, RunsToCompletionAndListsEveryTrialInTheDocumentedShape) {
+  TempDir dir;
+  Study s = write_space(dir, {});
+  Result run = tune({"--space", s.space}, dir.path());
+  ASSERT_EQ(run.exit_code, 0) << run.describe();
+  EXPECT_NE(run.out.find("4 done, 0 failed, 0 pruned, 0 pending of 4 candidates"), std::string::npos) << run.out;
+  EXPECT_NE(run.out.find("tuner overhead"), std::string::npos) << run.out;
+
+  auto list = json_of(tune({"list", "--db", s.db, "--format", "json"}, dir.path()));
+  ASSERT_TRUE(list.is_array());
+  ASSERT_EQ(list.size(), 4u);
+  for (const auto& t : list) {
+    expect_trial_shape(t);
+    EXPECT_EQ(t["status"], "done");
+    EXPECT_TRUE(t["failure"].is_null());
+    EXPECT_EQ(t["attempt"], 1);
+    EXPECT_EQ(t["metrics"]["alloc_retries"], 0);
+    EXPECT_GT(t["metrics"]["tps"].get<double>(), 0);
+    EXPECT_TRUE(fs::exists(s.trial_dir(t["id"]) / "output.log"));
+    EXPECT_TRUE(fs::exists(s.trial_dir(t["id"]) / "config.toml"));
+  }
+  // The space's objective names the db (--space works as well as --db).
+  auto by_space = json_of(tune({"list", "--space", s.space, "--format", "json"}, dir.path()));
+  EXPECT_EQ(by_space, list);
+}
+
+TEST(Study, ShowGivesTheConfigSummaryAndEveryStepRow) {
+  TempDir dir;
+  SpaceOptions o;
+  o.steps = 5;
+  o.warmup_steps = 1;
+  Study s = write_space(dir, o);
+  ASSERT_EQ(tune({"--space", s.space}, dir.path()).exit_code, 0);
+  auto list = json_of(tune({"list", "--db", s.db, "--format", "json"}, dir.path()));
+  ASSERT_FALSE(list.empty());
+  const std::string id = list[0]["id"];
+
+  // A unique prefix is enough.
+  auto t = json_of(tune({"show", "--db", s.db, id.substr(0, 6), "--format", "json"}, dir.path()));
+  expect_trial_shape(t);
+  EXPECT_EQ(t["id"], id);
+  ASSERT_EQ(t["steps"].size(), 5u);
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(t["steps"][i]["step"], i + 1);
+  EXPECT_EQ(t["metrics"]["counted_steps"], 4);
+  EXPECT_EQ(t["job_config"]["model.flavor"], "debugmodel_moe");
+  EXPECT_EQ(t["job_config"]["training.local_batch_size"], t["config"]["training.local_batch_size"]);
+
+  Result table = tune({"show", "--db", s.db, id}, dir.path());
+  ASSERT_EQ(table.exit_code, 0) << table.describe();
+  EXPECT_NE(table.out.find(id), std::string::npos) << table.out;
+}
+
+TEST(Study, BestRanksHealthyTrialsByTheObjectiveAndAllAddsTheFlaggedOnes) {
+  TempDir dir;
+  SpaceOptions o;
+  // fake_trainer: 8 GiB + lbs * seq_len * (1e-3 none | 0.15e-3 full) GiB with
+  // seq_len 2048. Of 10 GiB: lbs 1 full 83% (healthy), lbs 1 none 100.5%
+  // (OOM), lbs 2 full 86%: over an 85% headroom, no retries below 90%.
+  o.fake_memory_gib = 10;
+  o.prune = "memory_headroom = 0.85\n";
+  o.base = "[base.training]\nseq_len = 2048\n";
+  o.axes = "\"training.local_batch_size\" = [1, 2]\n\"activation_checkpoint.mode\" = [\"full\", \"none\"]\n";
+  Study s = write_space(dir, o);
+  ASSERT_EQ(tune({"--space", s.space}, dir.path()).exit_code, 0);
+
+  auto all_trials = trials_by_id(json_of(tune({"list", "--db", s.db, "--format", "json"}, dir.path())));
+  size_t done = 0, healthy = 0;
+  for (const auto& [id, t] : all_trials) {
+    done += t["status"] == "done";
+    healthy += t["healthy"] == true;
+  }
+  ASSERT_EQ(done, 2u);
+  ASSERT_EQ(healthy, 1u);
+
+  for (const std::string objective : {"tps", "mfu", "tflops"}) {
+    auto best = json_of(tune({"best", "--db", s.db, "--objective", objective, "--format", "json"}, dir.path()));
+    ASSERT_EQ(best.size(), 1u) << best.dump();
+    expect_trial_shape(best[0]);
+    EXPECT_EQ(best[0]["healthy"], true);
+    EXPECT_EQ(best[0]["config"]["activation_checkpoint.mode"], "full");
+    EXPECT_EQ(best[0]["config"]["training.local_batch_size"], 1);
+
+    auto all = json_of(tune({"best", "--db", s.db, "--all", "--objective", objective, "--format", "json"}, dir.path()));
+    ASSERT_EQ(all.size(), done) << all.dump();
+    for (size_t i = 0; i < all.size(); ++i) {
+      expect_trial_shape(all[i]);
+      EXPECT_EQ(all[i]["status"], "done");
+      if (i > 0) {
+        EXPECT_GE(all[i - 1]["metrics"][objective].get<double>(), all[i]["metrics"][objective].get<double>());
+      }
+    }
+    std::set<bool> flags;
+    for (const auto& t : all) flags.insert(t["healthy"].get<bool>());
+    EXPECT_EQ(flags, (std::set<bool>{true, false})) << all.dump();
+  }
+
+  // --top limits; the table form flags health under --all.
+  auto top = json_of(tune({"best", "--db", s.db, "--all", "--top", "1", "--format", "json"}, dir.path()));
+  EXPECT_EQ(top.size(), 1u);
+  Result table = tune({"best", "--db", s.db, "--all"}, dir.path());
+  ASSERT_EQ(table.exit_code, 0) << table.describe();
+  EXPECT_NE(table.out.find("healthy"), std::string::npos) << table.out;
+}
+
+TEST(Study, ATimeBudgetOfZeroStartsNothingAndSaysHowToResume) {
+  TempDir dir;
+  Study s = write_space(dir, {});
+  Result r = tune({"--space", s.space, "--time-budget", "0"}, dir.path());
+  ASSERT_EQ(r.exit_code, 0) << r.describe();
+  EXPECT_NE(r.out.find("run the same command again to resume"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("ran 0 trials"), std::string::npos) << r.out;
+  EXPECT_FALSE(fs::exists(s.results) && !fs::is_empty(s.results));
+  auto list = json_of(tune({"list", "--db", s.db, "--format", "json"}, dir.path()));
+  ASSERT_EQ(list.size(), 4u);
+  for (const auto& t : list) {
+    EXPECT_EQ(t["status"], "pending");
+    EXPECT_EQ(t["attempt"], 0);
+  }
+  // Resuming as told finishes it.
+  Result resumed = tune({"--space", s.space}, dir.path());
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.describe();
+  EXPECT_NE(resumed.out.find("4 done"), std::string::npos) << resumed.out;
+}
+
+TEST(Study, MaxTrialsRunsThatManyTrialsOfTheStudy) {
+  TempDir dir;
+  Study s = write_space(dir, {});
+  Result r = tune({"run", "--space", s.space, "--max-trials", "3"}, dir.path());
+  ASSERT_EQ(r.exit_code, 0) << r.describe();
+  EXPECT_NE(r.out.find("ran 3 trials"), std::string::npos) << r.out;
+  EXPECT_EQ(count_lines_with(r.out, ": started"), 3u) << r.out;
+  auto list = trials_by_id(json_of(tune({"list", "--db", s.db, "--format", "json"}, dir.path())));
+  size_t done = 0, pending = 0;
+  for (const auto& [id, t] : list) {
+    done += t["status"] == "done";
+    pending += t["status"] == "pending";
+    EXPECT_EQ(fs::exists(s.trial_dir(id)), t["status"] == "done") << id;
+  }
+  EXPECT_EQ(done, 3u);
+  EXPECT_EQ(pending, 1u);
+}
+
+}  // namespace
+}  // namespace partune::cli_testing
