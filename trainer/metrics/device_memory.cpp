@@ -56,6 +56,10 @@ DeviceMemoryMonitor::DeviceMemoryMonitor(torch::Device device) : device_(device)
     name_ = props->name;
     capacity_ = static_cast<double>(props->totalGlobalMem);
     capacity_source_ = "device";
+    // The caching allocator keeps per-device state only after its first
+    // allocation there; its stats calls refuse ("Invalid device argument")
+    // until then.
+    (void)torch::empty({1}, torch::TensorOptions().device(device));
     reset_peak_stats();
     return;
 #else
