@@ -18,13 +18,15 @@ common=(--model.name qwen3 --training.dataset synthetic --debug.seed 0 --metrics
 cmp=(--model.flavor 30B-A3B-L2 --training.local_batch_size 1 --training.seq_len 1024 --training.steps 3
      --activation_checkpoint.mode none)
 "$trainer" "${common[@]}" "${cmp[@]}" --device cuda >"$out/agree_gpu.log" 2>&1
-OMP_NUM_THREADS=${CPU_THREADS:-16} "$trainer" "${common[@]}" "${cmp[@]}" --device cpu >"$out/agree_cpu.log" 2>&1
+[ -n "${SKIP_CPU:-}" ] || OMP_NUM_THREADS=${CPU_THREADS:-16} "$trainer" "${common[@]}" "${cmp[@]}" --device cpu >"$out/agree_cpu.log" 2>&1
 echo "== loss, 30B-A3B-L2, lbs 1, seq 1024: GPU bf16 (fast paths) vs CPU fp32 (reference paths)"
 paste <(grep -o 'step: *[0-9]*  loss: *[0-9.]*' "$out/agree_gpu.log") \
       <(grep -o 'loss: *[0-9.]*' "$out/agree_cpu.log")
 
 # 2. throughput
-for cfg in "30B-A3B-L4 2 4096 selective" "30B-A3B-L4 1 4096 none" "30B-A3B-L2 4 4096 selective"; do
+# CONFIGS: "flavor lbs seq_len ac" entries separated by ';'
+IFS=';' read -ra cfgs <<<"${CONFIGS:-30B-A3B-L4 2 4096 selective;30B-A3B-L4 1 4096 none;30B-A3B-L2 4 4096 selective}"
+for cfg in "${cfgs[@]}"; do
   set -- $cfg
   log="$out/bench_${1}_lbs$2_seq$3_$4.log"
   "$trainer" "${common[@]}" --model.flavor "$1" --training.local_batch_size "$2" --training.seq_len "$3" \
