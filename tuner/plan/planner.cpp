@@ -1,5 +1,7 @@
 #include "tuner/plan/planner.h"
 
+#include "common/hash.h"
+
 #include <algorithm>
 #include <climits>
 #include <cstdio>
@@ -144,16 +146,7 @@ JobConfig identity_form(const JobConfig& config) {
 }
 }  // namespace
 
-std::string config_id(const JobConfig& canonical) {
-  uint64_t h = 14695981039346656037ull;  // FNV-1a 64 offset basis
-  for (unsigned char ch : identity_form(canonical).to_toml()) {
-    h ^= ch;
-    h *= 1099511628211ull;  // FNV-1a 64 prime
-  }
-  char buf[17];
-  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
-  return buf;
-}
+std::string config_id(const JobConfig& canonical) { return fnv1a64_hex(identity_form(canonical).to_toml()); }
 
 PlanResult plan(const Space& space) {
   PlanResult result;
