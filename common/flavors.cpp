@@ -47,6 +47,15 @@ const std::vector<Flavor>& qwen3_table() {
     Flavor big = moe(dense("235B-A22B", 151936, 4096, 94, 64, 4, 12288, false), 1536, 128, 8);
     big.rope_theta = 5e6;
     t.push_back(big);
+    // partune-only flavors (not in torchtitan): Qwen3 geometry shrunk for CPU
+    // tests and studies of the multi-process trainer (dim 32, 2 layers, 4 heads,
+    // 2 kv heads, head_dim 8, vocab 64; the MoE one with 8 experts, top 2).
+    Flavor tiny = dense("tiny", 64, 32, 2, 4, 2, 64, false, 1024);
+    tiny.head_dim = 8;
+    t.push_back(tiny);
+    Flavor tiny_moe = moe(tiny, 16, 8, 2);
+    tiny_moe.name = "tiny_moe";
+    t.push_back(tiny_moe);
     return t;
   }();
   return table;

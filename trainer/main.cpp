@@ -8,7 +8,10 @@
 // tune's parser classifies), plus an error record in the metrics file.
 #include <unistd.h>
 
+#include <chrono>
+#include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <exception>
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -50,17 +53,25 @@ int main(int argc, char** argv) {
     }
 
   std::optional<MetricsFile> file;
+  std::optional<Distributed> dist;
+  int rank = 0;
+  // With process groups up, a failing rank ends at once (a broken group can
+  // block in its destructors); its peers fail on their next collective or by
+  // their watchdog. Run-time failures then read "trainer: rank N failed: ...".
   auto fail = [&](const std::string& failure, const std::string& line, const std::string& message, int code) {
     std::cout.flush();
-    std::cerr << line << std::endl;
     try {
       if (file) file->error(failure, message);
     } catch (...) {
     }
+    if (dist && code == kExitFailure && failure != "oom") exit_rank_failure(rank, message);
+    std::cerr << line << std::endl;
+    if (dist) std::_Exit(code);
     return code;
   };
   try {
     const RankEnv env = rank_env();
+    rank = env.rank;
     file.emplace(MetricsFile::from_env(env.rank));
     TrainerConfig cfg = parse_trainer_args(args, env.world_size, env.rank);
     if (cfg.dry_run) {
@@ -68,9 +79,20 @@ int main(int argc, char** argv) {
       return kExitOk;
     }
     const torch::Device device = resolve_device(cfg, env.local_rank);
-    Trainer trainer(cfg, device, std::cout, *file, /*color=*/isatty(STDOUT_FILENO) != 0 && !cfg.disable_color_printing);
+    if (env.world_size > 1) {
+      // As under Python (torchrun): a peer that died must surface as an error
+      // on the socket (then "rank N failed"), not kill this rank by SIGPIPE.
+      std::signal(SIGPIPE, SIG_IGN);
+      dist.emplace(init_distributed(device.is_cuda() ? "cuda" : "cpu", std::chrono::seconds(cfg.init_timeout_seconds)));
+    }
+    Trainer trainer(cfg, device, std::cout, *file, /*color=*/isatty(STDOUT_FILENO) != 0 && !cfg.disable_color_printing,
+                    dist ? &*dist : nullptr);
     trainer.log_init();
     trainer.train();
+    if (dist) {  // skip the process groups' destructors (see above)
+      std::cout.flush();
+      std::_Exit(kExitOk);
+    }
     return kExitOk;
   } catch (const InputError& e) {
     return fail("error", std::string("trainer: error: ") + e.what(), e.what(), kExitBadInput);

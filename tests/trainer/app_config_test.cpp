@@ -98,33 +98,37 @@ TEST(AppConfig, UnimplementedKeyMessageIsPinned) {
             "command line: key 'profiling.enable_profiling' is not implemented by the embedded trainer");
 }
 
-TEST(AppConfig, ParallelDegreesAboveOneAreRefused) {
+TEST(AppConfig, ParallelDegreesResolveForTheWorld) {
   TempDir dir("cfg");
   const std::string f = dir.write("a.toml", kBase);
-  const struct {
-    const char* key;
-    const char* value;
-  } rows[] = {
-      {"parallelism.tensor_parallel_degree", "2"},     {"parallelism.expert_parallel_degree", "2"},
-      {"parallelism.data_parallel_shard_degree", "2"}, {"parallelism.data_parallel_replicate_degree", "2"},
-      {"parallelism.context_parallel_degree", "2"},    {"parallelism.expert_tensor_parallel_degree", "2"},
-      {"parallelism.pipeline_parallel_degree", "2"},
-  };
-  for (const auto& r : rows) {
-    const std::string e = error_of({"--job.config_file", f, std::string("--") + r.key, r.value});
-    EXPECT_EQ(e, std::string("command line: key '") + r.key +
-                     "': 2: the embedded trainer runs one process for now (world size 1); parallel degrees "
-                     "other than 1 are not implemented yet")
-        << r.key;
-  }
-  EXPECT_NO_THROW(parse_trainer_args({"--job.config_file", f, "--parallelism.data_parallel_shard_degree", "1"}));
-  // A multi-process launch is refused too.
+  // dp_shard -1 takes the ranks left over; the batch grows with the data-parallel degree.
+  TrainerConfig c = parse_trainer_args({"--job.config_file", f, "--parallelism.tensor_parallel_degree", "2",
+                                        "--parallelism.expert_parallel_degree", "4"},
+                                       /*world_size=*/8, /*rank=*/3);
+  EXPECT_EQ(c.dims.dp_shard, 4);
+  EXPECT_EQ(c.dims.tp, 2);
+  EXPECT_EQ(c.dims.ep, 4);
+  EXPECT_EQ(c.world_size, 8);
+  EXPECT_EQ(c.rank, 3);
+  EXPECT_EQ(c.global_batch_size, 16);
+  EXPECT_EQ(c.fsdp_reshard_after_forward, "default");
+  EXPECT_EQ(c.init_timeout_seconds, 300);
+  EXPECT_EQ(c.train_timeout_seconds, 100);
+  // Degrees that do not multiply to the world size break torchtitan's rule.
   try {
-    parse_trainer_args({"--job.config_file", f}, /*world_size=*/2, /*rank=*/0);
-    ADD_FAILURE() << "world size 2 accepted";
+    parse_trainer_args({"--job.config_file", f, "--parallelism.tensor_parallel_degree", "2"});
+    ADD_FAILURE() << "TP 2 accepted in a world of 1";
   } catch (const InputError& e) {
-    EXPECT_NE(std::string(e.what()).find("WORLD_SIZE=2"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("does not divide world size 1"), std::string::npos) << e.what();
   }
+}
+
+TEST(AppConfig, ContextParallelIsNotImplemented) {
+  TempDir dir("cfg");
+  const std::string f = dir.write("a.toml", kBase);
+  EXPECT_EQ(error_of({"--job.config_file", f, "--parallelism.context_parallel_degree", "2"}),
+            "command line: key 'parallelism.context_parallel_degree': 2: context parallelism is not implemented "
+            "yet (use 1)");
 }
 
 TEST(AppConfig, ImplementedKeysWithUnsupportedValues) {

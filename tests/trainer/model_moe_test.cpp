@@ -189,6 +189,23 @@ TEST(ModelMoE, ExpertsReferenceMatchesPerRowLoop) {
   EXPECT_THROW(experts_reference(x, w1, w2, w3, {3, 0, 3}), c10::Error);
 }
 
+// An EP rank may receive no rows at all; its output must still be in the
+// graph of the input and the weights, so that backward runs the same
+// collectives (the reverse all-to-all, FSDP's reduce-scatter) on every rank.
+TEST(ModelMoE, ExpertsReferenceWithNoRowsStaysInTheGraph) {
+  auto w1 = torch::randn({2, 5, 4}, f64()).requires_grad_(), w2 = torch::randn({2, 4, 5}, f64()).requires_grad_(),
+       w3 = torch::randn({2, 5, 4}, f64()).requires_grad_();
+  auto x = torch::randn({0, 4}, f64()).requires_grad_();
+  auto out = experts_reference(x, w1, w2, w3, {0, 0});
+  EXPECT_EQ(out.sizes(), (std::vector<int64_t>{0, 4}));
+  ASSERT_TRUE(out.requires_grad());
+  out.sum().backward();
+  for (const auto* t : {&x, &w1, &w2, &w3}) {
+    ASSERT_TRUE(t->grad().defined());
+    EXPECT_EQ(t->grad().abs().sum().item<double>(), 0.0);
+  }
+}
+
 TEST(ModelMoE, GroupedMmMatchesReferenceWhereBuilt) {
   if (!torch::cuda::is_available()) GTEST_SKIP() << "grouped GEMM runs on CUDA only";
   auto probe = torch::zeros({1, 8}, torch::TensorOptions().dtype(torch::kBFloat16).device(torch::kCUDA));

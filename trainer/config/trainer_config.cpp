@@ -90,19 +90,9 @@ ParallelDims parse_dims(const JobConfig& job, const WhereFn& where, int world_si
   };
   ParallelDims dims;
   for (const auto& [key, member] : kDegrees) dims.*member = static_cast<int>(job.get_int(key));
-  if (world_size != 1)
-    throw InputError("WORLD_SIZE=" + std::to_string(world_size) +
-                     ": the embedded trainer runs one process for now (world size 1); multi-process "
-                     "parallelism is not implemented yet");
-  // One process: every degree must be 1 (dp_shard -1 resolves to 1).
-  for (const auto& [key, member] : kDegrees) {
-    const int v = dims.*member;
-    if (v == 1 || (member == &ParallelDims::dp_shard && v == -1)) continue;
-    fail(where(key), key,
-         std::to_string(v) +
-             ": the embedded trainer runs one process for now (world size 1); parallel "
-             "degrees other than 1 are not implemented yet");
-  }
+  if (dims.cp != 1)
+    fail(where("parallelism.context_parallel_degree"), "parallelism.context_parallel_degree",
+         std::to_string(dims.cp) + ": context parallelism is not implemented yet (use 1)");
   auto violations = check_parallel_dims(dims, world_size);
   if (!violations.empty()) throw InputError(where("parallelism") + ": " + violations.front().message);
   return dims;
@@ -196,6 +186,9 @@ TrainerConfig interpret(const JobConfig& job, const WhereFn& where, int world_si
     fail(where("lr_scheduler.min_lr_factor"), "lr_scheduler.min_lr_factor", "must be in [0, 1]");
 
   c.ac = parse_ac(job, where);
+  c.fsdp_reshard_after_forward = job.get_string("parallelism.fsdp_reshard_after_forward");
+  c.init_timeout_seconds = positive(job, where, "comm.init_timeout_seconds");
+  c.train_timeout_seconds = positive(job, where, "comm.train_timeout_seconds");
   c.disable_color_printing = job.get_bool("metrics.disable_color_printing");
 
   if (job.get("debug.seed")) {

@@ -5,8 +5,7 @@
 // Every key whose schema entry is TrainerSupport::Unimplemented is an error
 // when set to anything but its default; implemented keys with values the
 // trainer cannot honour (model.name other than qwen3, selective_ac_option
-// "op", parallel degrees > 1 in this one-process trainer, ...) are errors
-// too. Errors are partune::InputError naming the source and the key.
+// "op", context parallelism, ...) are errors too. Errors are partune::InputError naming the source and the key.
 #pragma once
 #include <cstdint>
 #include <nlohmann/json_fwd.hpp>
@@ -63,10 +62,13 @@ struct TrainerConfig {
   bool disable_color_printing = false;  // metrics.disable_color_printing (colours need a TTY too)
   uint64_t seed = 0;                    // debug.seed; 0 when unset (runs are reproducible by default)
 
-  ParallelDims dims;  // resolved for world_size
+  ParallelDims dims;  // resolved for world_size (CP and PP are 1: not implemented)
   int world_size = 1;
   int rank = 0;
-  bool compile_enable = false;  // accepted; the embedded trainer has no compiler
+  std::string fsdp_reshard_after_forward = "default";  // default | always | never
+  int64_t init_timeout_seconds = 300;   // comm.init_timeout_seconds: rendezvous, group creation, first step
+  int64_t train_timeout_seconds = 100;  // comm.train_timeout_seconds: every later step (collectives, watchdog)
+  bool compile_enable = false;          // accepted; the embedded trainer has no compiler
 
   // Not torchtitan keys: trainer flags.
   bool dry_run = false;               // --dry-run

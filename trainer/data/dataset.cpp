@@ -84,4 +84,14 @@ Batch TokenFile::next() {
   return batch_from_windows(out);
 }
 
+RowSlice::RowSlice(std::unique_ptr<Dataset> inner, int64_t part, int64_t parts)
+    : inner_(std::move(inner)), part_(part), parts_(parts) {}
+
+Batch RowSlice::next() {
+  Batch global = inner_->next();
+  const int64_t lbs = global.inputs.size(0) / parts_;
+  return {global.inputs.narrow(0, part_ * lbs, lbs).contiguous(),
+          global.labels.narrow(0, part_ * lbs, lbs).contiguous()};
+}
+
 }  // namespace partune::trainer

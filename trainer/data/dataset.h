@@ -20,6 +20,7 @@
 
 #include <cstdint>
 #include <fstream>
+#include <memory>
 #include <random>
 #include <string>
 
@@ -70,6 +71,20 @@ class TokenFile : public Dataset {
   int64_t num_tokens_ = 0;
   int64_t next_window_ = 0;  // index of the next window in the file
   int64_t epochs_ = 0;
+};
+
+// One data-parallel rank's share of a global batch: `inner` yields batches of
+// lbs * parts rows (the whole data-parallel group's microbatch, as a
+// one-process run with that batch size reads them); this yields rows
+// [part * lbs, (part + 1) * lbs). Every rank reads the same global stream.
+class RowSlice : public Dataset {
+ public:
+  RowSlice(std::unique_ptr<Dataset> inner, int64_t part, int64_t parts);
+  Batch next() override;
+
+ private:
+  std::unique_ptr<Dataset> inner_;
+  int64_t part_, parts_;
 };
 
 }  // namespace partune::trainer

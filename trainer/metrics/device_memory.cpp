@@ -104,4 +104,10 @@ void DeviceMemoryMonitor::reset_peak_stats() {
   // CPU: VmHWM cannot be reset (see the header).
 }
 
+void DeviceMemoryMonitor::release_cached_memory() {
+#ifdef PARTUNE_WITH_CUDA
+  if (device_.is_cuda()) c10::cuda::CUDACachingAllocator::emptyCache();
+#endif
+}
+
 }  // namespace partune::trainer

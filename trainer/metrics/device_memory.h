@@ -37,6 +37,9 @@ class DeviceMemoryMonitor {
 
   DeviceMemStats peak_stats() const;
   void reset_peak_stats();
+  // Hands the caching allocator's unused blocks back to the device (after the
+  // parallel passes freed the full model), so reserved memory reflects training.
+  void release_cached_memory();
 
   static double to_gib(double bytes) { return bytes / (1024.0 * 1024.0 * 1024.0); }
   double to_pct(double bytes) const { return 100.0 * bytes / capacity_; }

@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "common/error.h"
 #include "common/flops.h"
@@ -57,39 +58,43 @@ MetricsProcessor::MetricsProcessor(const MetricsSetup& setup, DeviceMemoryMonito
 
 void MetricsProcessor::log_init() {
   char buf[256];
+  std::ostringstream discard;
+  std::ostream& text = setup_.print_lines ? out_ : discard;
   const std::string type_upper = memory_.device_type() == "cuda" ? "CUDA" : "CPU";
   const double cap_gib = DeviceMemoryMonitor::to_gib(memory_.capacity_bytes());
   if (memory_.device_type() == "cuda") {
     std::snprintf(buf, sizeof buf, "%.2f", cap_gib);
-    out_ << type_upper << " capacity: " << memory_.device_name() << " with " << buf << "GiB memory\n";
+    text << type_upper << " capacity: " << memory_.device_name() << " with " << buf << "GiB memory\n";
   } else {
     std::snprintf(buf, sizeof buf, "%.2f", cap_gib);
-    out_ << "CPU capacity: " << memory_.device_name() << " with a " << buf << "GiB memory budget (from "
+    text << "CPU capacity: " << memory_.device_name() << " with a " << buf << "GiB memory budget (from "
          << memory_.capacity_source()
          << "); memory is the process's peak resident set size so far (VmHWM, which cannot be reset)\n";
   }
-  if (!peak_warning_.empty()) out_ << peak_warning_ << '\n';
+  if (!peak_warning_.empty()) text << peak_warning_ << '\n';
   std::snprintf(buf, sizeof buf, "%.3e", peak_flops_);
-  out_ << "Peak FLOPS used for computing MFU: " << buf << '\n';
-  out_ << "Trainer is initialized with local batch size " << setup_.local_batch_size << ", global batch size "
+  text << "Peak FLOPS used for computing MFU: " << buf << '\n';
+  text << "Trainer is initialized with local batch size " << setup_.local_batch_size << ", global batch size "
        << setup_.global_batch_size << ", gradient accumulation steps " << setup_.grad_accum_steps
        << ", sequence length " << setup_.seq_len << ", total steps " << setup_.steps << " (warmup "
        << setup_.warmup_steps << ")\n";
-  out_.flush();
-  file_.write({{"type", "init"},
-               {"local_batch_size", setup_.local_batch_size},
-               {"global_batch_size", setup_.global_batch_size},
-               {"gradient_accumulation_steps", setup_.grad_accum_steps},
-               {"seq_len", setup_.seq_len},
-               {"steps", setup_.steps},
-               {"warmup_steps", setup_.warmup_steps},
-               {"params", setup_.params},
-               {"active_params", setup_.active_params},
-               {"flops_per_token", setup_.flops_per_token},
-               {"peak_flops", peak_flops_},
-               {"device", memory_.device_name()},
-               {"world_size", setup_.world_size},
-               {"rank", setup_.rank}});
+  text.flush();
+  nlohmann::json init{{"type", "init"},
+                      {"local_batch_size", setup_.local_batch_size},
+                      {"global_batch_size", setup_.global_batch_size},
+                      {"gradient_accumulation_steps", setup_.grad_accum_steps},
+                      {"seq_len", setup_.seq_len},
+                      {"steps", setup_.steps},
+                      {"warmup_steps", setup_.warmup_steps},
+                      {"params", setup_.params},
+                      {"active_params", setup_.active_params},
+                      {"flops_per_token", setup_.flops_per_token},
+                      {"peak_flops", peak_flops_},
+                      {"device", memory_.device_name()},
+                      {"world_size", setup_.world_size},
+                      {"rank", setup_.rank}};
+  if (local_params_ >= 0) init["local_params"] = local_params_;
+  file_.write(init);
 }
 
 void MetricsProcessor::start() {
@@ -111,14 +116,16 @@ StepLine MetricsProcessor::log(int64_t step, double loss, double grad_norm) {
   s.mfu = 100.0 * setup_.flops_per_token * s.tps / peak_flops_;
   s.tflops = setup_.flops_per_token * s.tps / 1e12;
   const DeviceMemStats mem = memory_.peak_stats();
-  s.memory_gib = DeviceMemoryMonitor::to_gib(mem.max_reserved_bytes);
-  s.memory_pct = memory_.to_pct(mem.max_reserved_bytes);
+  // The line shows the reduced (maximum over ranks) memory; the JSON line this rank's own.
+  const DeviceMemStats shown = reduce_memory_ ? reduce_memory_(mem) : mem;
+  s.memory_gib = DeviceMemoryMonitor::to_gib(shown.max_reserved_bytes);
+  s.memory_pct = memory_.to_pct(shown.max_reserved_bytes);
 
   const std::string type_upper = memory_.device_type() == "cuda" ? "CUDA" : "CPU";
   // torchtitan warns at every log while the counters are non-zero.
   if (mem.num_alloc_retries > 0) out_ << mem.num_alloc_retries << ' ' << type_upper << " memory allocation retries.\n";
   if (mem.num_ooms > 0) out_ << mem.num_ooms << ' ' << type_upper << " OOM errors thrown.\n";
-  out_ << format_step_line(s, color_) << '\n';
+  if (setup_.print_lines) out_ << format_step_line(s, color_) << '\n';
   out_.flush();
 
   file_.write({{"type", "step"},
@@ -126,8 +133,8 @@ StepLine MetricsProcessor::log(int64_t step, double loss, double grad_norm) {
                {"step", step},
                {"loss", loss},
                {"grad_norm", grad_norm},
-               {"memory_gib", s.memory_gib},
-               {"memory_pct", s.memory_pct},
+               {"memory_gib", DeviceMemoryMonitor::to_gib(mem.max_reserved_bytes)},
+               {"memory_pct", memory_.to_pct(mem.max_reserved_bytes)},
                {"tps", s.tps},
                {"tflops", s.tflops},
                {"mfu", s.mfu},

@@ -13,7 +13,8 @@
 // JSON lines ($PARTUNE_METRICS_DIR/metrics-rank<R>.jsonl), one object a line:
 //   {"type":"init","local_batch_size":..,"global_batch_size":..,"gradient_accumulation_steps":..,
 //    "gradient_accumulation_steps":..,"seq_len":..,"steps":..,"warmup_steps":..,"params":..,
-//    "active_params":..,"flops_per_token":..,"peak_flops":..,"device":"..","world_size":..,"rank":..}
+//    "active_params":..,"flops_per_token":..,"peak_flops":..,"device":"..","world_size":..,"rank":..,
+//    "local_params":..}                     (local_params: elements of this rank's parameter shards)
 //   {"type":"step","rank":0,"step":1,"loss":..,"grad_norm":..,"memory_gib":..,"memory_pct":..,
 //    "tps":..,"tflops":..,"mfu":..,"alloc_retries":N,"oom_errors":N}
 //   {"type":"event","name":"alloc_retries"|"oom_errors","count":N,"rank":r,"message":".."}  (when N grows)
@@ -22,6 +23,7 @@
 #include <chrono>
 #include <cstdint>
 #include <fstream>
+#include <functional>
 #include <nlohmann/json_fwd.hpp>
 #include <optional>
 #include <ostream>
@@ -63,7 +65,14 @@ struct MetricsSetup {
   int64_t log_freq = 10;
   int64_t non_data_parallel_size = 1;  // cp * tp * pp
   int world_size = 1, rank = 0;
+  // The text lines (init, step) come from one rank (rank 0); every rank
+  // prints its allocator warnings and writes its own JSON lines.
+  bool print_lines = true;
 };
+
+// Turns this rank's memory statistics into the step line's (a collective:
+// the maximum over ranks, since a trial fails if any rank runs out).
+using MemoryReducer = std::function<DeviceMemStats(const DeviceMemStats&)>;
 
 class MetricsProcessor {
  public:
@@ -82,6 +91,9 @@ class MetricsProcessor {
   StepLine log(int64_t step, double loss, double grad_norm);
 
   double peak_flops() const { return peak_flops_; }
+  void set_memory_reducer(MemoryReducer r) { reduce_memory_ = std::move(r); }
+  // Parameter elements this rank holds (its shards; padding included), for the init record.
+  void set_local_params(int64_t n) { local_params_ = n; }
 
  private:
   MetricsSetup setup_;
@@ -94,6 +106,8 @@ class MetricsProcessor {
   int64_t ntokens_since_last_log_ = 0;
   std::chrono::steady_clock::time_point time_last_log_;
   int64_t last_retries_ = 0, last_ooms_ = 0;
+  MemoryReducer reduce_memory_;
+  int64_t local_params_ = -1;  // -1: not set
 };
 
 }  // namespace partune::trainer

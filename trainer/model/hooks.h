@@ -19,6 +19,14 @@ struct TensorParallelHooks {
   TensorFn exit_region;   // on the row-parallel output: all-reduce forward, identity backward
 };
 
+// Called at the start and end of a module's forward (also when an activation-
+// checkpointed block is recomputed in backward). FSDP uses them to all-gather
+// a block's parameters before use and drop them after. Empty: nothing.
+struct ForwardHooks {
+  std::function<void()> before;
+  std::function<void()> after;
+};
+
 // Moves routed token rows to the ranks that own their experts and back.
 // The MoE layer sorts its (token, expert) rows by global expert id first.
 class ExpertDispatcher {

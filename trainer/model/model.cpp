@@ -116,7 +116,11 @@ torch::Tensor experts_reference(const torch::Tensor& x, const torch::Tensor& w1,
     offset += counts[e];
   }
   TORCH_CHECK(offset == x.size(0), "expert counts sum to ", offset, " but there are ", x.size(0), " rows");
-  if (outs.empty()) return x.new_zeros({0, w2.size(1)});
+  // No rows at all: still run one expert on the empty input, so the output
+  // stays in the autograd graph of x and the weights. Under expert or fully
+  // sharded parallelism their backward runs collectives every rank must join.
+  if (outs.empty())
+    return torch::mm(torch::silu(torch::mm(x, w1[0].t())) * torch::mm(x, w3[0].t()), w2[0].t());
   return torch::cat(outs, 0);
 }
 
@@ -427,11 +431,14 @@ TransformerBlockImpl::TransformerBlockImpl(int64_t layer_id, const ModelOptions&
 }
 
 torch::Tensor TransformerBlockImpl::forward(const torch::Tensor& x, const torch::Tensor& rope_cache) {
+  if (forward_hooks.before) forward_hooks.before();
   auto a = run_hook(attention_hooks.enter_region, attention_norm(x));
   auto h = x + run_hook(attention_hooks.exit_region, attention(a, rope_cache));
   auto f = run_hook(ffn_hooks.enter_region, ffn_norm(h));
   auto y = is_moe() ? moe(f) : feed_forward(f);
-  return h + run_hook(ffn_hooks.exit_region, y);
+  auto out = h + run_hook(ffn_hooks.exit_region, y);
+  if (forward_hooks.after) forward_hooks.after();
+  return out;
 }
 
 double TransformerBlockImpl::weight_init_std() const { return 0.02 / std::sqrt(2.0 * static_cast<double>(layer_id_ + 1)); }
@@ -489,6 +496,7 @@ torch::Tensor Qwen3ModelImpl::forward(const torch::Tensor& tokens) {
   TORCH_CHECK(tokens.dim() == 2, "tokens must be [batch, seq], got ", tokens.sizes());
   const int64_t b = tokens.size(0), s = tokens.size(1);
   const auto dt = opts_.compute_dtype;
+  if (forward_hooks.before) forward_hooks.before();
   auto h = cast(tok_embeddings->weight.index_select(0, tokens.reshape(-1)).view({b, s, -1}), dt);
   const torch::Tensor rope = rope_cache_for(s);
   for (size_t i = 0; i < layers_.size(); ++i) {
@@ -501,6 +509,7 @@ torch::Tensor Qwen3ModelImpl::forward(const torch::Tensor& tokens) {
   }
   h = norm(h);
   auto logits = output.is_empty() ? torch::linear(cast(h, dt), cast(tok_embeddings->weight, dt)) : output(h, dt);
+  if (forward_hooks.after) forward_hooks.after();
   return cast(logits, accum_dtype(dt));
 }
 

@@ -277,6 +277,7 @@ class TransformerBlockImpl : public torch::nn::Module {
   MoE moe{nullptr};                   // null in dense flavors
   TensorParallelHooks attention_hooks;
   TensorParallelHooks ffn_hooks;  // around the dense FFN or the whole MoE
+  ForwardHooks forward_hooks;     // around forward (FSDP unshard / reshard)
 
  private:
   int64_t layer_id_;
@@ -306,6 +307,10 @@ class Qwen3ModelImpl : public torch::nn::Module {
   const std::vector<TransformerBlock>& layers() const { return layers_; }
 
   torch::Tensor tok_embeddings_weight() const { return tok_embeddings->weight; }
+  // The slot forward reads (a parallelism pass may point it at a gathered tensor).
+  torch::Tensor& tok_embeddings_weight() { return tok_embeddings->weight; }
+
+  ForwardHooks forward_hooks;  // around forward, outside the blocks (FSDP of embeddings, norm, output)
 
   RMSNorm norm{nullptr};
   Linear output{nullptr};  // null when embeddings are tied (tok_embeddings.weight is used)

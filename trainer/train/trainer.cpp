@@ -4,6 +4,8 @@
 #include <stdexcept>
 
 #include "common/flops.h"
+#include "trainer/parallel/collectives.h"
+#include "trainer/train/watchdog.h"
 
 namespace partune::trainer {
 
@@ -25,6 +27,7 @@ MetricsSetup metrics_setup(const TrainerConfig& c) {
   s.non_data_parallel_size = int64_t{c.dims.cp} * c.dims.tp * c.dims.pp;
   s.world_size = c.world_size;
   s.rank = c.rank;
+  s.print_lines = c.rank == 0;
   return s;
 }
 
@@ -62,17 +65,23 @@ torch::Tensor clip_grad_norm(const std::vector<torch::Tensor>& params, double ma
   return total;
 }
 
-std::unique_ptr<Dataset> make_dataset(const TrainerConfig& cfg) {
+std::unique_ptr<Dataset> make_dataset(const TrainerConfig& cfg, int64_t part, int64_t parts) {
+  const int64_t rows = cfg.local_batch_size * parts;  // the whole data-parallel group's microbatch
+  std::unique_ptr<Dataset> d;
   if (cfg.dataset == DatasetKind::TokenFile)
-    return std::make_unique<TokenFile>(cfg.dataset_path, cfg.flavor.vocab_size, cfg.local_batch_size, cfg.seq_len);
-  return std::make_unique<SyntheticTokens>(cfg.flavor.vocab_size, cfg.local_batch_size, cfg.seq_len, cfg.seed);
+    d = std::make_unique<TokenFile>(cfg.dataset_path, cfg.flavor.vocab_size, rows, cfg.seq_len);
+  else
+    d = std::make_unique<SyntheticTokens>(cfg.flavor.vocab_size, rows, cfg.seq_len, cfg.seed);
+  if (parts == 1) return d;
+  return std::make_unique<RowSlice>(std::move(d), part, parts);
 }
 
-Trainer::Trainer(const TrainerConfig& cfg, torch::Device device, std::ostream& out, MetricsFile& file, bool color)
+Trainer::Trainer(const TrainerConfig& cfg, torch::Device device, std::ostream& out, MetricsFile& file, bool color,
+                 Distributed* dist)
     : cfg_(cfg),
       device_(device),
       out_(out),
-      data_(make_dataset(cfg)),
+      dist_(dist != nullptr && dist->world_size() > 1 ? dist : nullptr),
       schedule_(cfg.lr_scheduler, cfg.steps, &schedule_warnings_),
       memory_(device),
       metrics_(metrics_setup(cfg), memory_, file, out, color) {
@@ -83,8 +92,35 @@ Trainer::Trainer(const TrainerConfig& cfg, torch::Device device, std::ostream& o
   mo.fast_paths = true;
   mo.ac = cfg.ac;
   model_ = Qwen3Model(mo);
-  model_->init_weights(cfg.seed);
+  model_->init_weights(cfg.seed);  // the full model; the passes keep this rank's shards
   model_->train();
+  if (dist_ == nullptr) {
+    data_ = make_dataset(cfg);
+  } else {
+    const ProcessGroups groups = dist_->create_mesh_groups(MeshLayout(cfg.dims, dist_->world_size()));
+    ParallelizeOptions po;
+    po.ac = cfg.ac;
+    po.reshard_after_forward = cfg.fsdp_reshard_after_forward;
+    po.param_dtype = mo.compute_dtype;
+    parallel_ = parallelize(model_, groups, dist_->world(), po);
+    memory_.release_cached_memory();  // the full model's tensors are gone; only shards remain
+    data_ = make_dataset(cfg, groups.batch->rank, groups.batch->size());
+    GroupPtr world = dist_->world();
+    metrics_.set_memory_reducer([world](const DeviceMemStats& m) {
+      DeviceMemStats out = m;
+      auto t = torch::tensor({m.max_reserved_bytes}, torch::kFloat64).to(world->device);
+      std::vector<at::Tensor> ts{t};
+      c10d::AllreduceOptions max;
+      max.reduceOp = c10d::ReduceOp::MAX;
+      world->backend->allreduce(ts, max)->wait();
+      out.max_reserved_bytes = t.cpu().item<double>();
+      return out;
+    });
+  }
+
+  int64_t local_params = 0;
+  for (const auto& p : model_->parameters()) local_params += p.numel();
+  metrics_.set_local_params(local_params);
 
   auto opts = torch::optim::AdamWOptions(cfg.optimizer.lr)
                   .betas({cfg.optimizer.beta1, cfg.optimizer.beta2})
@@ -94,10 +130,12 @@ Trainer::Trainer(const TrainerConfig& cfg, torch::Device device, std::ostream& o
 }
 
 void Trainer::log_init() {
-  for (const auto& n : cfg_.notes) out_ << "Note: " << n << '\n';
-  if (device_.is_cpu() && cfg_.mixed_precision_param == "bfloat16")
-    out_ << "Note: training.mixed_precision_param 'bfloat16' applies on CUDA; the CPU computes in float32\n";
-  for (const auto& w : schedule_warnings_) out_ << w << '\n';
+  if (cfg_.rank == 0) {  // the text lines come from rank 0
+    for (const auto& n : cfg_.notes) out_ << "Note: " << n << '\n';
+    if (device_.is_cpu() && cfg_.mixed_precision_param == "bfloat16")
+      out_ << "Note: training.mixed_precision_param 'bfloat16' applies on CUDA; the CPU computes in float32\n";
+    for (const auto& w : schedule_warnings_) out_ << w << '\n';
+  }
   metrics_.log_init();
 }
 
@@ -119,6 +157,10 @@ StepResult Trainer::train_step() {
     metrics_.add_tokens(b.labels.numel());
     microbatches.push_back(std::move(b));
   }
+  if (parallel_) {  // the loss is normalised by the valid tokens of the global batch
+    auto t = torch::tensor({valid_total}, torch::kInt64).to(device_);
+    valid_total = all_reduce_sum(t, parallel_->groups.loss).cpu().item<int64_t>();
+  }
 
   torch::Tensor loss_sum = torch::zeros({}, torch::TensorOptions().dtype(torch::kFloat64).device(device_));
   for (auto& b : microbatches) {
@@ -136,8 +178,16 @@ StepResult Trainer::train_step() {
   }
 
   std::vector<torch::Tensor> params = model_->parameters();
-  r.grad_norm = clip_grad_norm(params, cfg_.max_norm);
-  if (cfg_.flavor.moe) model_->update_expert_biases();  // before the step, as torchtitan's pre-step hook
+  if (parallel_) {
+    parallel_->finish_gradients(params);
+    r.grad_norm = parallel_->clip_grad_norm(params, cfg_.max_norm);
+    if (cfg_.flavor.moe)
+      model_->update_expert_biases([this](const torch::Tensor& c) { return parallel_->all_reduce_expert_counts(c); });
+    loss_sum = all_reduce_sum(loss_sum, parallel_->groups.loss);  // sum of local sums / global valid tokens
+  } else {
+    r.grad_norm = clip_grad_norm(params, cfg_.max_norm);
+    if (cfg_.flavor.moe) model_->update_expert_biases();  // before the step, as torchtitan's pre-step hook
+  }
   optimizer_->step();
   r.loss = loss_sum;
   return r;
@@ -145,11 +195,16 @@ StepResult Trainer::train_step() {
 
 void Trainer::train() {
   metrics_.start();
+  std::unique_ptr<Watchdog> watchdog;
+  if (dist_ != nullptr)
+    watchdog = std::make_unique<Watchdog>(cfg_.rank, std::chrono::seconds(cfg_.init_timeout_seconds),
+                                          "comm.init_timeout_seconds, first step");
   while (step_ < cfg_.steps) {
     const StepResult r = train_step();
     if (metrics_.should_log(r.step)) metrics_.log(r.step, r.loss_value(), r.grad_norm_value());
+    if (watchdog) watchdog->ping(std::chrono::seconds(cfg_.train_timeout_seconds), "comm.train_timeout_seconds");
   }
-  out_ << "Training completed\n";
+  if (cfg_.rank == 0) out_ << "Training completed\n";
   out_.flush();
 }
 

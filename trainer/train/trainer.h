@@ -1,5 +1,8 @@
 // The training loop of the embedded trainer (torchtitan v0.2.2 train.py,
-// Trainer.train_step), one process:
+// Trainer.train_step). One process per device; with more than one, the model
+// is parallelised by trainer/parallelize's passes, each data-parallel rank
+// reads its rows of the global batch, the loss is the global mean and the
+// gradient norm the global norm (over shards, replicas counted once):
 //
 //   for step in 1..steps:
 //     zero grads; lr = base_lr * schedule(step - 1)
@@ -7,6 +10,7 @@
 //       logits = model(inputs)                        [lbs, seq_len, vocab] fp32
 //       loss   = mean CE * valid_mb / valid_total     (local sum / global valid tokens)
 //       loss.backward()
+//     (parallel: partial TP sums, dp_replicate all-reduce; loss all-reduced over the loss mesh)
 //     grad_norm = total L2 norm of all grads (pre-clip); clip to max_norm
 //     MoE: update expert biases                       (torchtitan: optimizer pre-step hook)
 //     AdamW step
@@ -24,6 +28,8 @@
 #include "trainer/data/dataset.h"
 #include "trainer/metrics/metrics.h"
 #include "trainer/model/model.h"
+#include "trainer/parallel/distributed.h"
+#include "trainer/parallelize/parallelize.h"
 #include "trainer/train/lr_schedule.h"
 
 namespace partune::trainer {
@@ -44,8 +50,9 @@ torch::Dtype compute_dtype_for(const TrainerConfig& cfg, torch::Device device);
 // the gradients' device (no host sync: the step reads it only when logging).
 torch::Tensor clip_grad_norm(const std::vector<torch::Tensor>& params, double max_norm);
 
-// The data source a config asks for.
-std::unique_ptr<Dataset> make_dataset(const TrainerConfig& cfg);
+// The data source a config asks for: data-parallel rank `part` of `parts`
+// reads its local_batch_size rows of each global microbatch.
+std::unique_ptr<Dataset> make_dataset(const TrainerConfig& cfg, int64_t part = 0, int64_t parts = 1);
 
 struct StepResult {
   int64_t step = 0;
@@ -60,14 +67,19 @@ struct StepResult {
 class Trainer {
  public:
   // Builds the data, the model (initialised from debug.seed), AdamW and the
-  // schedule. `out` receives the text lines; `file` the JSON lines.
-  Trainer(const TrainerConfig& cfg, torch::Device device, std::ostream& out, MetricsFile& file, bool color = false);
+  // schedule. `out` receives the text lines; `file` the JSON lines. `dist`:
+  // the process groups' world when more than one process trains (it must
+  // outlive the trainer); null for one process.
+  Trainer(const TrainerConfig& cfg, torch::Device device, std::ostream& out, MetricsFile& file, bool color = false,
+          Distributed* dist = nullptr);
 
   // Prints the start-up lines (notes, schedule warnings, init line).
   void log_init();
   // One optimizer step (accumulating over microbatches). Does not log.
   StepResult train_step();
-  // Every remaining step, logging at step 1 and every log_freq steps.
+  // Every remaining step, logging at step 1 and every log_freq steps. With
+  // more than one process a watchdog ends this rank when a step takes longer
+  // than comm.init_timeout_seconds (the first) or comm.train_timeout_seconds.
   void train();
 
   Qwen3Model& model() { return model_; }
@@ -79,7 +91,9 @@ class Trainer {
   torch::Device device_;
   std::ostream& out_;
   std::unique_ptr<Dataset> data_;
+  Distributed* dist_ = nullptr;
   Qwen3Model model_{nullptr};
+  std::shared_ptr<ParallelModelState> parallel_;  // null for one process
   std::unique_ptr<torch::optim::AdamW> optimizer_;
   std::vector<std::string> schedule_warnings_;
   LRSchedule schedule_;
