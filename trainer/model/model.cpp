@@ -106,13 +106,16 @@ torch::Tensor experts_reference(const torch::Tensor& x, const torch::Tensor& w1,
   TORCH_CHECK(static_cast<int64_t>(counts.size()) == w1.size(0), "expert counts (", counts.size(),
               ") != local experts (", w1.size(0), ")");
   std::vector<torch::Tensor> outs;
+  // unbind, not w[i]: the backward of each w[i] would materialise a zero
+  // gradient of the whole [E, ...] weight (E full-size buffers per step);
+  // unbind's backward stacks the per-expert gradients once.
+  const auto w1s = w1.unbind(0), w2s = w2.unbind(0), w3s = w3.unbind(0);
   int64_t offset = 0;
   for (size_t e = 0; e < counts.size(); ++e) {
     if (counts[e] == 0) continue;
     auto xe = x.narrow(0, offset, counts[e]);
-    const auto i = static_cast<int64_t>(e);
-    auto h = torch::silu(torch::mm(xe, w1[i].t())) * torch::mm(xe, w3[i].t());
-    outs.push_back(torch::mm(h, w2[i].t()));
+    auto h = torch::silu(torch::mm(xe, w1s[e].t())) * torch::mm(xe, w3s[e].t());
+    outs.push_back(torch::mm(h, w2s[e].t()));
     offset += counts[e];
   }
   TORCH_CHECK(offset == x.size(0), "expert counts sum to ", offset, " but there are ", x.size(0), " rows");
