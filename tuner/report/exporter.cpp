@@ -1,7 +1,6 @@
 #include "tuner/report/exporter.h"
 
-#include <ctime>
-
+#include "common/utc.h"
 #include "tuner/report/format.h"
 #include "tuner/report/report.h"
 
@@ -32,14 +31,6 @@ std::vector<std::string> axis_overrides(const TrialRecord& r) {
   return axes.to_cli();
 }
 
-std::string today_utc() {
-  std::time_t t = std::time(nullptr);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
 
 }  // namespace
 
@@ -55,7 +46,7 @@ std::string export_toml(const TrialRecord& r) {
          ", memory " + fmt::memory(m.memory_gib, m.memory_pct) + ", alloc retries " + std::to_string(m.alloc_retries) +
          " (" + std::to_string(m.counted_steps) + " counted steps)\n";
   if (!r.finished_at.empty()) out += "# measured at: " + one_line(r.finished_at) + "\n";
-  out += "# exported at: " + today_utc() + "\n";
+  out += "# exported at: " + utc_now_iso8601() + "\n";
   if (!r.axes.empty()) out += "# tuned overrides: " + one_line(export_cli(r)) + "\n";
   out += "\n" + r.config.to_toml();
   return out;

@@ -3,12 +3,12 @@
 #include <sqlite3.h>
 
 #include <algorithm>
-#include <ctime>
 #include <filesystem>
 #include <mutex>
 #include <unordered_map>
 
 #include "common/error.h"
+#include "common/utc.h"
 #include "tuner/store/schema.h"
 
 namespace partune {
@@ -19,14 +19,6 @@ namespace {
 
 constexpr int kBusyTimeoutMs = 10000;
 
-std::string now_utc() {
-  std::time_t t = std::time(nullptr);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
 
 struct DbClose {
   void operator()(sqlite3* db) const { sqlite3_close_v2(db); }
@@ -310,7 +302,7 @@ struct Store::Impl {
     auto s = prepare(
         "INSERT INTO events (study, trial, time, kind, message, data_json) "
         "VALUES (?1, ?2, ?3, ?4, ?5, ?6)");
-    s.bind(1, study).bind(2, trial).bind(3, now_utc()).bind(4, kind).bind(5, message);
+    s.bind(1, study).bind(2, trial).bind(3, utc_now_iso8601()).bind(4, kind).bind(5, message);
     if (data.is_null() || (data.is_object() && data.empty()))
       s.bind(6, nullptr);
     else
@@ -381,7 +373,7 @@ void Store::ensure_study(const StudyRow& study) {
       "space_path = excluded.space_path, space_text = excluded.space_text, "
       "objective = excluded.objective, facts_json = excluded.facts_json");
   s.bind(1, study.name).bind(2, study.space_path).bind(3, study.space_text);
-  s.bind(4, study.objective).bind(5, study.created_at.empty() ? now_utc() : study.created_at);
+  s.bind(4, study.objective).bind(5, study.created_at.empty() ? utc_now_iso8601() : study.created_at);
   s.bind(6, study.facts.is_null() ? std::string("{}") : study.facts.dump());
   s.run();
   tx.commit();
@@ -492,7 +484,7 @@ void Store::mark_running(const std::string& study, const std::string& id, int pg
       "wall_s = NULL, mfu = NULL, tps = NULL, tflops = NULL, memory_gib = NULL, "
       "memory_pct = NULL, alloc_retries = NULL, oom_errors = NULL, counted_steps = NULL "
       "WHERE study = ?1 AND id = ?2");
-  s.bind(1, study).bind(2, id).bind(3, pgid).bind(4, log_dir).bind(5, now_utc());
+  s.bind(1, study).bind(2, id).bind(3, pgid).bind(4, log_dir).bind(5, utc_now_iso8601());
   s.run();
   if (impl_->changes() != 1) impl_->no_trial(study, id);
   tx.commit();
@@ -559,7 +551,7 @@ void Store::finish_trial(const std::string& study, const std::string& id, TrialS
   s.bind(5, reason).bind(6, metrics.mfu).bind(7, metrics.tps).bind(8, metrics.tflops);
   s.bind(9, metrics.memory_gib).bind(10, metrics.memory_pct).bind(11, metrics.alloc_retries);
   s.bind(12, metrics.oom_errors).bind(13, metrics.counted_steps).bind(14, wall_s);
-  s.bind(15, now_utc());
+  s.bind(15, utc_now_iso8601());
   s.run();
   if (impl_->changes() != 1) impl_->no_trial(study, id);
   tx.commit();
@@ -623,7 +615,7 @@ void Store::insert_ingested(const std::string& study, const TrialRecord& record)
     s.bind(11, nullptr);
   else
     s.bind(11, record.started_at);
-  s.bind(12, record.finished_at.empty() ? now_utc() : record.finished_at);
+  s.bind(12, record.finished_at.empty() ? utc_now_iso8601() : record.finished_at);
   s.bind(13, record.wall_s);
   const TrialMetrics& m = record.metrics;
   s.bind(14, m.mfu).bind(15, m.tps).bind(16, m.tflops).bind(17, m.memory_gib);
