@@ -22,5 +22,5 @@ timeout 120 tail --pid="${pids[0]}" -f /dev/null
 wait "${pids[0]}"
 rc=$?
 t1=$(date +%s.%N)
-echo "rank 0 exit code $rc, $(echo "$t1 - $t0" | bc) s after rank 1 was killed"
+echo "rank 0 exit code $rc, $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.1f", b-a}') s after rank 1 was killed"
 tail -3 "$out/rank0.log"
