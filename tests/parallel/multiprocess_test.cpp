@@ -1,14 +1,13 @@
 // Real processes, real Gloo: spawns parallel_worker once per rank (posix_spawn,
 // no shell) on a free port and checks every rank's exit status.
 #include <fcntl.h>
-#include <netinet/in.h>
 #include <signal.h>
-#include <spawn.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
+
+#include "tests/support/spawn_rank.h"
 
 #include <chrono>
 #include <cstdlib>
@@ -18,24 +17,12 @@
 #include <thread>
 #include <vector>
 
-extern char** environ;
 
 namespace {
 
 using Clock = std::chrono::steady_clock;
 
-int free_port() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-  socklen_t len = sizeof addr;
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  close(fd);
-  return ntohs(addr.sin_port);
-}
+using partune::testing::free_port;
 
 struct RankResult {
   bool finished = false;  // false: still running at the deadline (then killed)
@@ -71,43 +58,20 @@ std::vector<RankResult> run_world(int world, const std::vector<std::string>& arg
   std::vector<std::string> logs(world);
   const auto start = Clock::now();
   for (int r = 0; r < world; ++r) {
-    std::vector<std::string> env;
-    for (char** e = environ; *e; ++e) {
-      std::string kv = *e;
-      for (const char* drop : {"RANK=", "WORLD_SIZE=", "LOCAL_RANK=", "LOCAL_WORLD_SIZE=", "MASTER_ADDR=",
-                               "MASTER_PORT=", "OMP_NUM_THREADS=", "PARTUNE_TEST_TIMEOUT_S="})
-        if (kv.rfind(drop, 0) == 0) kv.clear();
-      if (!kv.empty()) env.push_back(kv);
-    }
-    env.push_back("RANK=" + std::to_string(r));
-    env.push_back("WORLD_SIZE=" + std::to_string(world));
-    env.push_back("LOCAL_RANK=" + std::to_string(r));
-    env.push_back("LOCAL_WORLD_SIZE=" + std::to_string(world));
-    env.push_back("MASTER_ADDR=127.0.0.1");
-    env.push_back("MASTER_PORT=" + std::to_string(port));
-    env.push_back("OMP_NUM_THREADS=1");
-    env.push_back("PARTUNE_TEST_TIMEOUT_S=" + std::to_string(timeout_s));
-    std::vector<char*> envp;
-    for (auto& s : env) envp.push_back(s.data());
-    envp.push_back(nullptr);
-
-    std::vector<std::string> argv_s{PARTUNE_PARALLEL_WORKER};
-    argv_s.insert(argv_s.end(), args.begin(), args.end());
-    std::vector<char*> argv;
-    for (auto& s : argv_s) argv.push_back(s.data());
-    argv.push_back(nullptr);
-
     char tmpl[] = "/tmp/partune_parallel_XXXXXX";
-    int fd = mkstemp(tmpl);
+    close(mkstemp(tmpl));
     logs[r] = tmpl;
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_adddup2(&fa, fd, STDOUT_FILENO);
-    posix_spawn_file_actions_adddup2(&fa, fd, STDERR_FILENO);
-    const int rc = posix_spawn(&pids[r], argv[0], &fa, nullptr, argv.data(), envp.data());
-    posix_spawn_file_actions_destroy(&fa);
-    close(fd);
-    if (rc != 0) ADD_FAILURE() << "posix_spawn " << argv[0] << ": " << strerror(rc);
+    partune::testing::RankLaunch launch;
+    launch.program = PARTUNE_PARALLEL_WORKER;
+    launch.args = args;
+    launch.rank = r;
+    launch.world = world;
+    launch.port = port;
+    launch.extra_env = {"OMP_NUM_THREADS=1", "PARTUNE_TEST_TIMEOUT_S=" + std::to_string(timeout_s)};
+    launch.log_path = logs[r];
+    std::string error;
+    pids[r] = partune::testing::spawn_rank(launch, &error);
+    if (pids[r] < 0) ADD_FAILURE() << error;
   }
 
   std::vector<RankResult> out(world);

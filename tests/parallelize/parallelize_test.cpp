@@ -7,10 +7,9 @@
 // non-zero within the bound.
 #include <fcntl.h>
 #include <gtest/gtest.h>
-#include <netinet/in.h>
+
+#include "tests/support/spawn_rank.h"
 #include <signal.h>
-#include <spawn.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -26,7 +25,6 @@
 #include <thread>
 #include <vector>
 
-extern char** environ;
 
 namespace {
 
@@ -59,17 +57,7 @@ init_timeout_seconds = 60
 train_timeout_seconds = 30
 )";
 
-int free_port() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-  socklen_t len = sizeof addr;
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  close(fd);
-  return ntohs(addr.sin_port);
-}
+using partune::testing::free_port;
 
 class TempDir {
  public:
@@ -106,45 +94,20 @@ std::vector<Rank> spawn_world(int world, const fs::path& dir, const std::vector<
   const int port = free_port();
   std::vector<Rank> ranks(world);
   for (int r = 0; r < world; ++r) {
-    std::vector<std::string> env;
-    for (char** e = environ; *e; ++e) {
-      std::string kv = *e;
-      bool drop = false;
-      for (const char* name :
-           {"RANK=", "WORLD_SIZE=", "LOCAL_RANK=", "LOCAL_WORLD_SIZE=", "MASTER_ADDR=", "MASTER_PORT=",
-            "OMP_NUM_THREADS=", "PARTUNE_METRICS_DIR=", "PARTUNE_DEVICE_TYPE=", "SLURM_PROCID="})
-        drop = drop || kv.rfind(name, 0) == 0;
-      if (!drop) env.push_back(kv);
-    }
-    if (world > 1) {
-      env.push_back("RANK=" + std::to_string(r));
-      env.push_back("WORLD_SIZE=" + std::to_string(world));
-      env.push_back("LOCAL_RANK=" + std::to_string(r));
-      env.push_back("LOCAL_WORLD_SIZE=" + std::to_string(world));
-      env.push_back("MASTER_ADDR=127.0.0.1");
-      env.push_back("MASTER_PORT=" + std::to_string(port));
-    }
-    env.push_back("OMP_NUM_THREADS=1");
-    env.push_back("PARTUNE_DEVICE_TYPE=cpu");
-    env.push_back("PARTUNE_METRICS_DIR=" + (dir / "metrics").string());
-    std::vector<char*> envp;
-    for (auto& s : env) envp.push_back(s.data());
-    envp.push_back(nullptr);
-
-    std::vector<std::string> argv_s{PARTUNE_TRAINER_BIN};
-    argv_s.insert(argv_s.end(), args.begin(), args.end());
-    std::vector<char*> argv;
-    for (auto& s : argv_s) argv.push_back(s.data());
-    argv.push_back(nullptr);
-
     ranks[r].log = dir / ("rank" + std::to_string(r) + ".log");
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, STDOUT_FILENO, ranks[r].log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    posix_spawn_file_actions_adddup2(&fa, STDOUT_FILENO, STDERR_FILENO);
-    const int rc = posix_spawn(&ranks[r].pid, argv[0], &fa, nullptr, argv.data(), envp.data());
-    posix_spawn_file_actions_destroy(&fa);
-    if (rc != 0) ADD_FAILURE() << "posix_spawn " << argv[0] << ": " << strerror(rc);
+    partune::testing::RankLaunch launch;
+    launch.program = PARTUNE_TRAINER_BIN;
+    launch.args = args;
+    launch.rank = r;
+    launch.world = world;
+    launch.port = port;
+    launch.rank_env = world > 1;
+    launch.extra_env = {"OMP_NUM_THREADS=1", "PARTUNE_DEVICE_TYPE=cpu",
+                        "PARTUNE_METRICS_DIR=" + (dir / "metrics").string()};
+    launch.log_path = ranks[r].log.string();
+    std::string error;
+    ranks[r].pid = partune::testing::spawn_rank(launch, &error);
+    if (ranks[r].pid < 0) ADD_FAILURE() << error;
   }
   return ranks;
 }
