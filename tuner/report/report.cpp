@@ -25,10 +25,7 @@ bool counters_known(const TrialRecord& r) {
 }
 
 std::optional<double> objective_value(const TrialRecord& r, const std::string& objective) {
-  if (objective == "mfu") return r.metrics.mfu;
-  if (objective == "tps") return r.metrics.tps;
-  if (objective == "tflops") return r.metrics.tflops;
-  throw InputError("objective '" + objective + "': expected mfu, tps or tflops");
+  return objective_metric(r.metrics, objective);
 }
 
 nlohmann::json step_to_json(const StepRow& s) {
@@ -124,6 +121,13 @@ nlohmann::json trial_to_json(const TrialRecord& r, bool with_steps, double memor
     j["steps"] = steps;
   }
   return j;
+}
+
+std::optional<double> objective_metric(const TrialMetrics& m, const std::string& objective) {
+  if (objective == "mfu") return m.mfu;
+  if (objective == "tps") return m.tps;
+  if (objective == "tflops") return m.tflops;
+  throw InputError("objective '" + objective + "': expected mfu, tps or tflops");
 }
 
 std::vector<TrialRecord> rank_best(std::vector<TrialRecord> trials, const std::string& objective, size_t top,

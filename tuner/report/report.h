@@ -27,6 +27,10 @@ bool is_healthy(const TrialRecord& r, double memory_headroom = kDefaultMemoryHea
 // the full job config) and "steps" (the latest attempt's rows).
 nlohmann::json trial_to_json(const TrialRecord& r, bool with_steps, double memory_headroom = kDefaultMemoryHeadroom);
 
+// The metric an objective maximises ("mfu" | "tps" | "tflops"; InputError
+// otherwise); nullopt when the trial did not report it.
+std::optional<double> objective_metric(const TrialMetrics& m, const std::string& objective);
+
 // Ranks done trials that have the objective metric ("mfu" | "tps" |
 // "tflops"; InputError otherwise), best first, ties by id. Healthy trials
 // only unless include_all. top == 0: all of them.

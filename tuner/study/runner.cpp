@@ -15,6 +15,7 @@
 #include "tuner/parse/log_parser.h"
 #include "tuner/plan/planner.h"
 #include "tuner/prune/pruner.h"
+#include "tuner/report/report.h"
 #include "tuner/search/strategy.h"
 #include "tuner/store/store.h"
 #include "tuner/study/guard.h"
@@ -29,12 +30,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
-
-std::optional<double> objective_of(const TrialMetrics& m, const std::string& objective) {
-  if (objective == "tps") return m.tps;
-  if (objective == "tflops") return m.tflops;
-  return m.mfu;
-}
 
 std::string hostname() {
   char buf[256] = {};
@@ -319,7 +314,7 @@ RunSummary run_study(const Space& space, const RunOptions& opts, std::ostream& o
     if (r.status != TrialStatus::Pending) ++summary.finished_before;
     if (r.status == TrialStatus::Done || r.status == TrialStatus::Failed) ++launched_total;
     if (r.status == TrialStatus::Done)
-      if (auto v = objective_of(r.metrics, space.study.objective); v && (!best || *v > best->second))
+      if (auto v = objective_metric(r.metrics, space.study.objective); v && (!best || *v > best->second))
         best = {id, *v};
   }
   if (best) progress.best(best->first, best->second, space.study.objective);
@@ -373,7 +368,7 @@ RunSummary run_study(const Space& space, const RunOptions& opts, std::ostream& o
     store.finish_trial(study, c.id, status, last.failure, last.reason, metrics, wall);
     progress.trial_end(c, status, last.failure, last.reason, metrics, wall);
     if (status == TrialStatus::Done)
-      if (auto v = objective_of(metrics, space.study.objective); v && (!best || *v > best->second)) {
+      if (auto v = objective_metric(metrics, space.study.objective); v && (!best || *v > best->second)) {
         best = {c.id, *v};
         progress.best(c.id, *v, space.study.objective);
       }
