@@ -7,6 +7,7 @@
 #include "app_testing.h"
 #include "common/error.h"
 #include "trainer/config/trainer_config.h"
+#include "trainer/train/optimizer.h"
 
 namespace partune::trainer {
 namespace {
@@ -94,8 +95,8 @@ TEST(AppConfig, UnimplementedKeyMessageIsPinned) {
   EXPECT_NO_THROW(parse_trainer_args({"--job.config_file", g}));
   // Set on the command line: the message names the command line.
   const std::string h = dir.write("c.toml", kBase);
-  EXPECT_EQ(error_of({"--job.config_file", h, "--profiling.enable_profiling"}),
-            "command line: key 'profiling.enable_profiling' is not implemented by the embedded trainer");
+  EXPECT_EQ(error_of({"--job.config_file", h, "--profiling.enable_memory_snapshot"}),
+            "command line: key 'profiling.enable_memory_snapshot' is not implemented by the embedded trainer");
 }
 
 TEST(AppConfig, ParallelDegreesResolveForTheWorld) {
@@ -230,6 +231,25 @@ TEST(AppConfig, DryRunNumbers) {
   // A reduced-depth variant
   TrainerConfig l6 = parse_trainer_args({"--model.name", "qwen3", "--model.flavor", "30B-A3B-L6", "--dry-run"});
   EXPECT_EQ(dry_run_report(l6)["n_layers"], 6);
+}
+
+TEST(AppConfig, OptimizerImplementation) {
+  TempDir dir("cfg");
+  const std::string f = dir.write("a.toml", kBase);
+  TrainerConfig d = parse_trainer_args({"--job.config_file", f, "--training.dataset", "synthetic"});
+  EXPECT_EQ(d.optimizer.implementation, "fused");  // torchtitan's default
+  EXPECT_TRUE(d.notes.empty());                     // a default is not worth a note
+  TrainerConfig l = parse_trainer_args({"--job.config_file", f, "--training.dataset", "synthetic", "--optimizer.implementation", "for-loop"});
+  EXPECT_EQ(l.optimizer.implementation, "for-loop");
+  EXPECT_TRUE(l.notes.empty());
+  // An explicit fused request says how it runs where the kernel is missing.
+  TrainerConfig x = parse_trainer_args({"--job.config_file", f, "--training.dataset", "synthetic", "--optimizer.implementation", "fused"});
+  EXPECT_EQ(x.notes.size(), fused_adamw_available() ? 0u : 1u);
+  if (!x.notes.empty()) {
+    EXPECT_NE(x.notes[0].find("running 'foreach'"), std::string::npos) << x.notes[0];
+  }
+  const std::string e = error_of({"--job.config_file", f, "--optimizer.implementation", "fast"});
+  EXPECT_NE(e.find("optimizer.implementation"), std::string::npos) << e;
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 
 #include "common/error.h"
 #include "common/flops.h"
+#include "trainer/train/optimizer.h"
 
 namespace partune::trainer {
 
@@ -98,6 +99,34 @@ ParallelDims parse_dims(const JobConfig& job, const WhereFn& where, int world_si
   return dims;
 }
 
+// [profiling]: the trace folder is job.dump_folder joined with
+// save_traces_folder (an absolute save_traces_folder stands alone, as
+// os.path.join). The schedule's numbers are checked only when profiling is on,
+// as torchtitan (which asserts wait >= 0) and torch.profiler.schedule
+// (warmup >= 0, active > 0) check them only then.
+ProfilingConfig parse_profiling(const JobConfig& job, const WhereFn& where) {
+  ProfilingConfig p;
+  p.enable = job.get_bool("profiling.enable_profiling");
+  p.traces_folder =
+      (std::filesystem::path(job.get_string("job.dump_folder")) / job.get_string("profiling.save_traces_folder"))
+          .string();
+  p.freq = job.get_int("profiling.profile_freq");
+  p.warmup = job.get_int("profiling.profiler_warmup");
+  p.active = job.get_int("profiling.profiler_active");
+  if (!p.enable) return p;
+  if (p.active <= 0)
+    fail(where("profiling.profiler_active"), "profiling.profiler_active",
+         "must be > 0 (steps traced per cycle), got " + std::to_string(p.active));
+  if (p.warmup < 0)
+    fail(where("profiling.profiler_warmup"), "profiling.profiler_warmup",
+         "must be >= 0, got " + std::to_string(p.warmup));
+  if (p.freq < p.warmup + p.active)
+    fail(where("profiling.profile_freq"), "profiling.profile_freq",
+         "must be >= profiling.profiler_warmup + profiling.profiler_active = " + std::to_string(p.warmup + p.active) +
+             ", got " + std::to_string(p.freq));
+  return p;
+}
+
 TrainerConfig interpret(const JobConfig& job, const WhereFn& where, int world_size, int rank) {
   check_unimplemented(job, where);
   TrainerConfig c;
@@ -168,6 +197,13 @@ TrainerConfig interpret(const JobConfig& job, const WhereFn& where, int world_si
   c.optimizer.weight_decay = non_negative(job, where, "optimizer.weight_decay");
   c.optimizer.beta1 = float_or(job, "optimizer.beta1", c.optimizer.beta1);
   c.optimizer.beta2 = float_or(job, "optimizer.beta2", c.optimizer.beta2);
+  c.optimizer.implementation = job.get_string("optimizer.implementation");
+  // torchtitan's default is fused; only an explicit request gets a note when
+  // this LibTorch runs it as foreach (resolve_adamw_impl).
+  if (job.has("optimizer.implementation") && c.optimizer.implementation != to_string(resolve_adamw_impl(c.optimizer.implementation)))
+    c.notes.push_back("optimizer.implementation '" + c.optimizer.implementation + "' needs LibTorch >= 2.4 (this is " +
+                      TORCH_VERSION + "); running '" + to_string(resolve_adamw_impl(c.optimizer.implementation)) +
+                      "', the same update in more passes");
 
   if (job.get("lr_scheduler.total_steps"))
     c.lr_scheduler.total_steps = positive(job, where, "lr_scheduler.total_steps");
@@ -201,6 +237,7 @@ TrainerConfig interpret(const JobConfig& job, const WhereFn& where, int world_si
   if (c.compile_enable)
     c.notes.push_back(
         "compile.enable: the embedded trainer has no compiler (torch.compile is Python-only); running eagerly");
+  c.profiling = parse_profiling(job, where);
   return c;
 }
 

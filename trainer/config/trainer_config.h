@@ -35,6 +35,20 @@ struct OptimizerConfig {
   double beta1 = 0.9, beta2 = 0.95;  // torchtitan's defaults (optimizer.beta1/beta2)
   double eps = 1e-8;
   double weight_decay = 0.1;
+  // optimizer.implementation: for-loop | foreach | fused (trainer/train/optimizer.h).
+  // "fused" where this LibTorch lacks the kernel runs "foreach" (resolve_adamw_impl).
+  std::string implementation = "fused";
+};
+
+// [profiling] (trainer/train/profiler.h): torch.profiler traces on the schedule
+// wait = freq - (warmup + active), warmup, active. Checked only when enabled
+// (torchtitan asserts only then): active > 0, warmup >= 0, freq >= warmup + active.
+struct ProfilingConfig {
+  bool enable = false;                                     // profiling.enable_profiling
+  std::string traces_folder = "./outputs/profile_traces";  // job.dump_folder / profiling.save_traces_folder
+  int64_t freq = 10;                                       // profiling.profile_freq
+  int64_t warmup = 3;                                      // profiling.profiler_warmup
+  int64_t active = 1;                                      // profiling.profiler_active
 };
 
 struct TrainerConfig {
@@ -69,6 +83,7 @@ struct TrainerConfig {
   int64_t init_timeout_seconds = 300;   // comm.init_timeout_seconds: rendezvous, group creation, first step
   int64_t train_timeout_seconds = 100;  // comm.train_timeout_seconds: every later step (collectives, watchdog)
   bool compile_enable = false;          // accepted; the embedded trainer has no compiler
+  ProfilingConfig profiling;            // [profiling] traces
 
   // Not torchtitan keys: trainer flags.
   bool dry_run = false;               // --dry-run

@@ -12,6 +12,12 @@
 #define PARTUNE_HAS_SDPA_GQA PARTUNE_TORCH_AT_LEAST(2, 5)
 // at::_grouped_mm (2-D x 3-D with int32 offsets, bf16 on sm90) since 2.8.
 #define PARTUNE_HAS_GROUPED_MM PARTUNE_TORCH_AT_LEAST(2, 8)
+// KinetoEvent::startUs()/durationUs() (1.x; 2.x reports startNs/durationNs). Used only by
+// trainer/train/profiler.cpp's trace writer for LibTorch builds without Kineto (Debian's
+// 1.13, whose ProfilerResult::save() refuses); pip torch 2.x has Kineto and saves itself.
+#define PARTUNE_HAS_KINETO_EVENT_US (!PARTUNE_TORCH_AT_LEAST(2, 0))
+// at::_fused_adamw_ on CUDA (2.0) and on the CPU (2.4): 2.4 so that both run it.
+#define PARTUNE_HAS_FUSED_ADAMW PARTUNE_TORCH_AT_LEAST(2, 4)
 
 namespace partune::trainer::compat {
 
@@ -35,6 +41,17 @@ inline torch::Tensor sdpa_causal_gqa(const torch::Tensor& q, const torch::Tensor
 // cumulative group ends on x's device -> [M, N].
 inline torch::Tensor grouped_mm(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& offs) {
   return at::_grouped_mm(x, w, offs);
+}
+#endif
+
+#if PARTUNE_HAS_FUSED_ADAMW
+// One fused AdamW update over homogeneous lists; `steps` (0-dim fp32 on the
+// params' device) already incremented. No amsgrad, no maximize, no grad scaling.
+inline void fused_adamw(torch::TensorList params, torch::TensorList grads, torch::TensorList exp_avgs,
+                        torch::TensorList exp_avg_sqs, torch::TensorList steps, double lr, double beta1, double beta2,
+                        double weight_decay, double eps) {
+  at::_fused_adamw_(params, grads, exp_avgs, exp_avg_sqs, /*max_exp_avg_sqs=*/{}, steps, lr, beta1, beta2,
+                    weight_decay, eps, /*amsgrad=*/false, /*maximize=*/false);
 }
 #endif
 

@@ -245,16 +245,21 @@ torch::Tensor ParallelModelState::clip_grad_norm(const std::vector<torch::Tensor
   std::unordered_set<const c10::TensorImpl*> distinct_over_tp;
   for (const auto& p : tp_sharded) distinct_over_tp.insert(p.unsafeGetTensorImpl());
   for (const auto& p : expert_params) distinct_over_tp.insert(p.unsafeGetTensorImpl());
-  torch::Tensor sumsq;
+  // Each element is held by `copies` ranks: count it once. Per-tensor norms
+  // in one multi-tensor pass over the fp32 gradients (a float64 copy of
+  // every gradient cost more than the norm itself); their squares summed in
+  // float64.
+  std::vector<torch::Tensor> once, per_tp;  // held by R ranks / by R * T ranks
   for (const auto& p : params) {
     if (!p.grad().defined()) continue;
-    // Each element is held by `copies` ranks: count it once.
-    const double copies = R * (distinct_over_tp.count(p.unsafeGetTensorImpl()) ? 1.0 : T);
-    auto s = p.grad().to(torch::kFloat64).pow(2).sum() / copies;
-    sumsq = sumsq.defined() ? sumsq + s : s;
+    (distinct_over_tp.count(p.unsafeGetTensorImpl()) ? once : per_tp).push_back(p.grad());
   }
   auto device = params.empty() ? torch::Device(torch::kCPU) : params.front().device();
-  if (!sumsq.defined()) sumsq = torch::zeros({}, torch::TensorOptions().dtype(torch::kFloat64).device(device));
+  torch::Tensor sumsq = torch::zeros({}, torch::TensorOptions().dtype(torch::kFloat64).device(device));
+  for (auto [grads, copies] : {std::pair{&once, R}, std::pair{&per_tp, R * T}}) {
+    if (grads->empty()) continue;
+    sumsq = sumsq + torch::stack(at::_foreach_norm(*grads, 2)).to(torch::kFloat64).pow(2).sum() / copies;
+  }
   if (world->size() > 1) {
     auto buf = sumsq.reshape({1}).contiguous();
     c10d_compat::all_reduce_sum(*world->backend, buf);

@@ -122,11 +122,12 @@ Trainer::Trainer(const TrainerConfig& cfg, torch::Device device, std::ostream& o
   for (const auto& p : model_->parameters()) local_params += p.numel();
   metrics_.set_local_params(local_params);
 
-  auto opts = torch::optim::AdamWOptions(cfg.optimizer.lr)
-                  .betas({cfg.optimizer.beta1, cfg.optimizer.beta2})
-                  .eps(cfg.optimizer.eps)
-                  .weight_decay(cfg.optimizer.weight_decay);
-  optimizer_ = std::make_unique<torch::optim::AdamW>(model_->parameters(), opts);
+  AdamWOptions opts;
+  opts.beta1 = cfg.optimizer.beta1;
+  opts.beta2 = cfg.optimizer.beta2;
+  opts.eps = cfg.optimizer.eps;
+  opts.weight_decay = cfg.optimizer.weight_decay;
+  optimizer_ = std::make_unique<AdamW>(model_->parameters(), opts, resolve_adamw_impl(cfg.optimizer.implementation));
 }
 
 void Trainer::log_init() {
@@ -144,7 +145,6 @@ StepResult Trainer::train_step() {
   r.step = ++step_;
   optimizer_->zero_grad();
   r.lr = schedule_.lr_for_step(r.step, cfg_.optimizer.lr);
-  for (auto& group : optimizer_->param_groups()) static_cast<torch::optim::AdamWOptions&>(group.options()).lr(r.lr);
 
   // Microbatches on the CPU first: the loss of each is normalised by the
   // valid tokens of the whole step.
@@ -188,22 +188,40 @@ StepResult Trainer::train_step() {
     r.grad_norm = clip_grad_norm(params, cfg_.max_norm);
     if (cfg_.flavor.moe) model_->update_expert_biases();  // before the step, as torchtitan's pre-step hook
   }
-  optimizer_->step();
+  optimizer_->step(r.lr);
   r.loss = loss_sum;
   return r;
 }
 
 void Trainer::train() {
+  // [profiling]: every rank traces itself; rank 0 says where the traces go.
+  if (cfg_.profiling.enable)
+    profiler_ = std::make_unique<StepProfiler>(cfg_.profiling, cfg_.rank, device_.is_cuda(), /*global_step=*/step_,
+                                               cfg_.rank == 0 ? &out_ : nullptr);
   metrics_.start();
   std::unique_ptr<Watchdog> watchdog;
   if (dist_ != nullptr)
     watchdog = std::make_unique<Watchdog>(cfg_.rank, std::chrono::seconds(cfg_.init_timeout_seconds),
                                           "comm.init_timeout_seconds, first step");
-  while (step_ < cfg_.steps) {
-    const StepResult r = train_step();
-    if (metrics_.should_log(r.step)) metrics_.log(r.step, r.loss_value(), r.grad_norm_value());
-    if (watchdog) watchdog->ping(std::chrono::seconds(cfg_.train_timeout_seconds), "comm.train_timeout_seconds");
+  try {
+    while (step_ < cfg_.steps) {
+      const StepResult r = train_step();
+      if (metrics_.should_log(r.step)) metrics_.log(r.step, r.loss_value(), r.grad_norm_value());
+      if (profiler_) profiler_->step();  // after the step's log line, as torchtitan
+      if (watchdog) watchdog->ping(std::chrono::seconds(cfg_.train_timeout_seconds), "comm.train_timeout_seconds");
+    }
+    if (profiler_) profiler_->finish();  // a cycle cut short while recording is written
+  } catch (...) {
+    if (profiler_) {  // as the profiler's exit in torchtitan: write what was recording, keep the first error
+      try {
+        profiler_->finish();
+      } catch (...) {
+      }
+    }
+    profiler_.reset();
+    throw;
   }
+  profiler_.reset();
   if (cfg_.rank == 0) out_ << "Training completed\n";
   out_.flush();
 }

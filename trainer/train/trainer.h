@@ -31,6 +31,8 @@
 #include "trainer/parallel/distributed.h"
 #include "trainer/parallelize/parallelize.h"
 #include "trainer/train/lr_schedule.h"
+#include "trainer/train/optimizer.h"
+#include "trainer/train/profiler.h"
 
 namespace partune::trainer {
 
@@ -94,12 +96,13 @@ class Trainer {
   Distributed* dist_ = nullptr;
   Qwen3Model model_{nullptr};
   std::shared_ptr<ParallelModelState> parallel_;  // null for one process
-  std::unique_ptr<torch::optim::AdamW> optimizer_;
+  std::unique_ptr<AdamW> optimizer_;
   std::vector<std::string> schedule_warnings_;
   LRSchedule schedule_;
   DeviceMemoryMonitor memory_;
   MetricsProcessor metrics_;
   int64_t step_ = 0;
+  std::unique_ptr<StepProfiler> profiler_;  // [profiling] on: made by train()
 };
 
 }  // namespace partune::trainer
