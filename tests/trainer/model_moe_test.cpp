@@ -236,6 +236,37 @@ class RecordingDispatcher : public LocalDispatcher {
   torch::Tensor seen_rows;
 };
 
+// The routing permutations: forward as index_select, gradients equal to
+// index_select's (an index_add) though computed by gathers.
+TEST(ModelMoE, PermutationsMatchIndexSelectAndItsGradient) {
+  torch::manual_seed(3);
+  const int64_t n = 7, k = 3, dim = 5;
+  auto order = torch::randperm(n * k, torch::kInt64);
+  auto inverse = torch::empty_like(order).scatter_(0, order, torch::arange(n * k, torch::kInt64));
+  auto g = torch::randn({n * k, dim}, f64());
+
+  auto x = torch::randn({n, dim}, f64()).requires_grad_(true);
+  auto x_ref = x.detach().clone().requires_grad_(true);
+  auto y = gather_token_rows(x, order, inverse, k);
+  auto y_ref = x_ref.index_select(0, torch::div(order, k, "trunc"));
+  EXPECT_TRUE(torch::equal(y, y_ref));
+  y.backward(g);
+  y_ref.backward(g);
+  EXPECT_TRUE(torch::allclose(x.grad(), x_ref.grad(), 1e-12, 1e-12));
+
+  auto r = torch::randn({n * k, dim}, f64()).requires_grad_(true);
+  auto r_ref = r.detach().clone().requires_grad_(true);
+  auto z = permute_rows(r, inverse, order);
+  auto z_ref = r_ref.index_select(0, inverse);
+  EXPECT_TRUE(torch::equal(z, z_ref));
+  z.backward(g);
+  z_ref.backward(g);
+  EXPECT_TRUE(torch::equal(r.grad(), r_ref.grad()));  // a permutation: no sums, bit-equal
+
+  EXPECT_THROW(permute_rows(r, order.narrow(0, 0, 4), inverse), c10::Error);
+  EXPECT_THROW(gather_token_rows(x, order, inverse, k + 1), c10::Error);
+}
+
 TEST(ModelMoE, DispatcherReceivesRowsGroupedByExpert) {
   torch::manual_seed(17);
   MoE moe(tiny_moe());

@@ -155,6 +155,58 @@ torch::Tensor experts_grouped_mm(const torch::Tensor& x, const torch::Tensor& w1
 #endif
 }
 
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+struct PermuteRows : torch::autograd::Function<PermuteRows> {
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x, const torch::Tensor& order,
+                               const torch::Tensor& inverse) {
+    ctx->save_for_backward({inverse});
+    return x.index_select(0, order);
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const auto inverse = ctx->get_saved_variables()[0];
+    return {grads[0].index_select(0, inverse), torch::Tensor(), torch::Tensor()};
+  }
+};
+
+struct GatherTokenRows : torch::autograd::Function<GatherTokenRows> {
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x, const torch::Tensor& order,
+                               const torch::Tensor& inverse, int64_t k) {
+    ctx->save_for_backward({inverse});
+    ctx->saved_data["k"] = k;
+    return x.index_select(0, torch::div(order, k, "trunc"));
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const auto inverse = ctx->get_saved_variables()[0];
+    const int64_t k = ctx->saved_data["k"].toInt();
+    const auto& g = grads[0];
+    auto per_choice = g.index_select(0, inverse).view({-1, k, g.size(1)});  // [n, k, dim], unsorted
+    // Sum of k rows in the accumulation dtype, like the reference's index_add
+    // would do exactly in fp32/fp64 (and better than it does in bf16).
+    auto summed = per_choice.sum(1, /*keepdim=*/false, accum_dtype(g.scalar_type())).to(g.scalar_type());
+    return {summed, torch::Tensor(), torch::Tensor(), torch::Tensor()};
+  }
+};
+
+}  // namespace
+
+torch::Tensor permute_rows(const torch::Tensor& x, const torch::Tensor& order, const torch::Tensor& inverse) {
+  TORCH_CHECK(order.numel() == x.size(0) && inverse.numel() == x.size(0), "permute_rows: ", x.size(0),
+              " rows but order/inverse have ", order.numel(), "/", inverse.numel());
+  return PermuteRows::apply(x, order, inverse);
+}
+
+torch::Tensor gather_token_rows(const torch::Tensor& x, const torch::Tensor& order, const torch::Tensor& inverse,
+                                int64_t k) {
+  TORCH_CHECK(k >= 1 && order.numel() == x.size(0) * k && inverse.numel() == order.numel(),
+              "gather_token_rows: ", x.size(0), " tokens x ", k, " choices but order/inverse have ", order.numel(),
+              "/", inverse.numel());
+  return GatherTokenRows::apply(x, order, inverse, k);
+}
+
 torch::Tensor cross_entropy_loss(const torch::Tensor& logits, const torch::Tensor& labels) {
   auto flat = cast(logits.flatten(0, 1), accum_dtype(logits.scalar_type()));
   return torch::nn::functional::cross_entropy(
@@ -352,7 +404,8 @@ torch::Tensor MoEImpl::forward(const torch::Tensor& x) {
 
   // Rows (token, choice) sorted by expert id; row r reads token order[r] / k.
   auto order = compat::stable_argsort(route.selected_experts.reshape(-1));
-  auto routed_input = xf.index_select(0, torch::div(order, k, "trunc"));
+  auto inverse = torch::empty_like(order).scatter_(0, order, torch::arange(order.numel(), order.options()));
+  auto routed_input = gather_token_rows(xf, order, inverse, k);
   auto counts_cpu = route.counts.to(torch::kCPU);
   std::vector<int64_t> counts(counts_cpu.data_ptr<int64_t>(), counts_cpu.data_ptr<int64_t>() + opts_.num_experts);
 
@@ -360,8 +413,7 @@ torch::Tensor MoEImpl::forward(const torch::Tensor& x) {
   auto local_out = experts(local_rows, local_counts);
   auto routed_output = dispatcher_->combine(local_out);  // [n * k, dim] in `order`
 
-  auto inverse = torch::empty_like(order).scatter_(0, order, torch::arange(order.numel(), order.options()));
-  auto unsorted = routed_output.index_select(0, inverse).view({n, k, dim});
+  auto unsorted = permute_rows(routed_output, inverse, order).view({n, k, dim});
   // Gates applied after the experts, in fp32 (torchtitan's score_before_experts = false).
   auto gates = route.top_scores;
   auto out = torch::bmm(gates.view({n, 1, k}), cast(unsorted, gates.scalar_type())).squeeze(1);

@@ -3,6 +3,8 @@
 #include <numeric>
 #include <stdexcept>
 
+#include "trainer/model/model.h"  // permute_rows
+
 namespace partune::trainer {
 
 AllToAllDispatcher::AllToAllDispatcher(GroupPtr ep_group, int64_t num_experts)
@@ -49,20 +51,20 @@ std::pair<torch::Tensor, std::vector<int64_t>> AllToAllDispatcher::dispatch(cons
     }
   pending_ = true;
   if (ep == 1) {  // already expert-major
-    inverse_order_ = torch::Tensor();
+    order_ = inverse_order_ = torch::Tensor();
     return {arrived, local_counts};
   }
   std::vector<int64_t> inverse(order.size());
   for (size_t i = 0; i < order.size(); ++i) inverse[order[i]] = static_cast<int64_t>(i);
   inverse_order_ = torch::tensor(inverse, torch::kInt64).to(arrived.device());
-  auto order_t = torch::tensor(order, torch::kInt64).to(arrived.device());
-  return {arrived.index_select(0, order_t), local_counts};
+  order_ = torch::tensor(order, torch::kInt64).to(arrived.device());
+  return {permute_rows(arrived, order_, inverse_order_), local_counts};
 }
 
 torch::Tensor AllToAllDispatcher::combine(const torch::Tensor& expert_out) {
   TORCH_CHECK(pending_, "combine without a dispatch");
   pending_ = false;
-  auto arrival = inverse_order_.defined() ? expert_out.index_select(0, inverse_order_) : expert_out;
+  auto arrival = inverse_order_.defined() ? permute_rows(expert_out, inverse_order_, order_) : expert_out;
   return all_to_all(arrival, input_splits_, output_splits_, group_);
 }
 

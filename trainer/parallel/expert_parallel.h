@@ -36,7 +36,8 @@ class AllToAllDispatcher : public ExpertDispatcher {
   // From the last dispatch, for combine.
   std::vector<int64_t> input_splits_;   // rows sent to each rank
   std::vector<int64_t> output_splits_;  // rows received from each rank
-  torch::Tensor inverse_order_;         // expert-major row -> arrival position
+  torch::Tensor order_;                 // expert-major row i is arrival row order_[i]
+  torch::Tensor inverse_order_;         // arrival row j is expert-major row inverse_order_[j]
   bool pending_ = false;
 };
 

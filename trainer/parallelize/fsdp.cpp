@@ -38,8 +38,13 @@ struct GatherParam : torch::autograd::Function<GatherParam> {
     auto p = c10::static_intrusive_pointer_cast<FsdpParam>(ctx->saved_data["param"].toCapsule());
     const Group& g = *p->group;
     const int64_t n = p->shard.numel();
-    auto in = torch::zeros({n * g.size()}, grads[0].options().dtype(torch::kFloat32));
-    in.narrow(0, 0, p->numel).copy_(grads[0].reshape({-1}));
+    torch::Tensor in;
+    if (n * g.size() == p->numel) {  // no padding: the gradient itself, in float32
+      in = grads[0].to(torch::kFloat32).contiguous().view({-1});
+    } else {
+      in = torch::zeros({n * g.size()}, grads[0].options().dtype(torch::kFloat32));
+      in.narrow(0, 0, p->numel).copy_(grads[0].reshape({-1}));
+    }
     auto out = torch::empty({n}, in.options());
     c10d_compat::reduce_scatter_into(*g.backend, out, in);
     return {out.to(p->shard.scalar_type()), torch::Tensor(), torch::Tensor()};
