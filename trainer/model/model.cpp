@@ -48,7 +48,21 @@ void fill_ones(torch::Tensor& t) {
 
 torch::Dtype accum_dtype(torch::Dtype t) { return t == torch::kFloat64 ? torch::kFloat64 : torch::kFloat32; }
 
+bool fused_rms_norm_available() { return PARTUNE_HAS_RMS_NORM; }
+
 torch::Tensor rms_norm(const torch::Tensor& x, const torch::Tensor& weight, double eps) {
+#if PARTUNE_HAS_RMS_NORM
+  // Input and weight in the accumulation dtype: the fused kernel wants one
+  // dtype, and fp32 keeps the reference's rounding (one, at the end).
+  if (x.is_cuda()) {
+    const auto acc = accum_dtype(x.scalar_type());
+    return cast(compat::rms_norm(cast(x, acc), cast(weight, acc), eps), x.scalar_type());
+  }
+#endif
+  return rms_norm_reference(x, weight, eps);
+}
+
+torch::Tensor rms_norm_reference(const torch::Tensor& x, const torch::Tensor& weight, double eps) {
   const auto acc = accum_dtype(x.scalar_type());
   auto xf = cast(x, acc);
   auto y = xf * torch::rsqrt(xf.pow(2).mean(-1, /*keepdim=*/true) + eps);

@@ -16,6 +16,8 @@
 // trainer/train/profiler.cpp's trace writer for LibTorch builds without Kineto (Debian's
 // 1.13, whose ProfilerResult::save() refuses); pip torch 2.x has Kineto and saves itself.
 #define PARTUNE_HAS_KINETO_EVENT_US (!PARTUNE_TORCH_AT_LEAST(2, 0))
+// at::rms_norm since 2.4 (a fused CUDA kernel when input and weight share a dtype, in recent releases).
+#define PARTUNE_HAS_RMS_NORM PARTUNE_TORCH_AT_LEAST(2, 4)
 // at::_fused_adamw_ on CUDA (2.0) and on the CPU (2.4): 2.4 so that both run it.
 #define PARTUNE_HAS_FUSED_ADAMW PARTUNE_TORCH_AT_LEAST(2, 4)
 
@@ -41,6 +43,13 @@ inline torch::Tensor sdpa_causal_gqa(const torch::Tensor& q, const torch::Tensor
 // cumulative group ends on x's device -> [M, N].
 inline torch::Tensor grouped_mm(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& offs) {
   return at::_grouped_mm(x, w, offs);
+}
+#endif
+
+#if PARTUNE_HAS_RMS_NORM
+// RMSNorm over the last dim of x; x and weight of one dtype.
+inline torch::Tensor rms_norm(const torch::Tensor& x, const torch::Tensor& weight, double eps) {
+  return at::rms_norm(x, {x.size(-1)}, weight, eps);
 }
 #endif
 
