@@ -1,13 +1,11 @@
 #include "trainer/model/model.h"
 
-#include <algorithm>
 #include <cmath>
 #include <numeric>
 #include <stdexcept>
 #include <string>
 
 #include <ATen/CPUGeneratorImpl.h>
-#include <ATen/Parallel.h>
 
 #include "trainer/model/torch_compat.h"
 
@@ -37,30 +35,6 @@ uint64_t tensor_seed(uint64_t seed, const std::string& name) {
 void copy_into(torch::Tensor& t, const torch::Tensor& cpu_values) {
   torch::NoGradGuard no_grad;
   t.copy_(cpu_values);
-}
-
-// Elements per generator. A tensor's flattened values are cut into chunks
-// of this size, chunk c drawn from its own generator seeded from (seed, name,
-// c): the values depend on (seed, name, shape) only, never on the thread
-// count, and the chunks are drawn in parallel (one CPU generator is serial:
-// a 30B-A3B-L6 model took most of a trial's start-up drawing from one each).
-constexpr int64_t kInitChunk = int64_t{1} << 20;
-
-// fill(chunk, generator) writes a 1-D fp32 CPU chunk; the result is copied to t.
-template <typename Fill>
-void fill_chunked(torch::Tensor& t, const std::string& name, uint64_t seed, const Fill& fill) {
-  const uint64_t base = tensor_seed(seed, name);
-  auto values = torch::empty({t.numel()}, torch::kFloat32);
-  const int64_t n = values.numel(), chunks = (n + kInitChunk - 1) / kInitChunk;
-  at::parallel_for(0, chunks, 1, [&](int64_t begin, int64_t end) {
-    torch::NoGradGuard no_grad;
-    for (int64_t c = begin; c < end; ++c) {
-      auto gen = at::detail::createCPUGenerator(tensor_seed(base, std::to_string(c)));
-      auto part = values.narrow(0, c * kInitChunk, std::min(kInitChunk, n - c * kInitChunk));
-      fill(part, gen);
-    }
-  });
-  copy_into(t, values.view(t.sizes()));
 }
 
 void fill_ones(torch::Tensor& t) {
@@ -255,16 +229,22 @@ torch::Tensor cross_entropy_loss(const torch::Tensor& logits, const torch::Tenso
 }
 
 void init_trunc_normal(torch::Tensor& t, const std::string& name, uint64_t seed, double std, double a, double b) {
+  auto gen = at::detail::createCPUGenerator(tensor_seed(seed, name));
   auto norm_cdf = [](double v) { return (1.0 + std::erf(v / std::sqrt(2.0))) / 2.0; };
   const double l = norm_cdf(a / std), u = norm_cdf(b / std);
-  fill_chunked(t, name, seed, [&](torch::Tensor& part, const at::Generator& gen) {
-    part.uniform_(2 * l - 1, 2 * u - 1, gen);
-    part.erfinv_().mul_(std * std::sqrt(2.0)).clamp_(a, b);
-  });
+  torch::NoGradGuard no_grad;
+  auto values = torch::empty(t.sizes(), torch::kFloat32);
+  values.uniform_(2 * l - 1, 2 * u - 1, gen);
+  values.erfinv_().mul_(std * std::sqrt(2.0)).clamp_(a, b);
+  copy_into(t, values);
 }
 
 void init_normal(torch::Tensor& t, const std::string& name, uint64_t seed, double std) {
-  fill_chunked(t, name, seed, [&](torch::Tensor& part, const at::Generator& gen) { part.normal_(0.0, std, gen); });
+  auto gen = at::detail::createCPUGenerator(tensor_seed(seed, name));
+  torch::NoGradGuard no_grad;
+  auto values = torch::empty(t.sizes(), torch::kFloat32);
+  values.normal_(0.0, std, gen);
+  copy_into(t, values);
 }
 
 // ---------------------------------------------------------------- modules

@@ -95,9 +95,8 @@ torch::Tensor gather_token_rows(const torch::Tensor& x, const torch::Tensor& ord
 torch::Tensor cross_entropy_loss(const torch::Tensor& logits, const torch::Tensor& labels);
 
 // Deterministic initialisation: the values depend only on (seed, name, shape),
-// generated on the CPU (in chunks of 2^20 elements, each from its own
-// generator, drawn in parallel) and copied to the tensor's device and dtype, so
-// CPU and GPU runs start from the same weights whatever the thread count. A parallel pass can build the full
+// generated on the CPU and copied to the tensor's device and dtype, so CPU and
+// GPU runs start from the same weights. A parallel pass can build the full
 // tensor with the same name and take its shard.
 // Truncated normal as torch.nn.init.trunc_normal_ (a, b absolute bounds).
 void init_trunc_normal(torch::Tensor& t, const std::string& name, uint64_t seed, double std, double a = -2.0,
