@@ -200,10 +200,10 @@ TrainerConfig interpret(const JobConfig& job, const WhereFn& where, int world_si
   c.optimizer.implementation = job.get_string("optimizer.implementation");
   // torchtitan's default is fused; only an explicit request gets a note when
   // this LibTorch runs it as foreach (resolve_adamw_impl).
-  if (job.has("optimizer.implementation") && c.optimizer.implementation != to_string(resolve_adamw_impl(c.optimizer.implementation)))
+  const std::string runs = to_string(resolve_adamw_impl(c.optimizer.implementation));
+  if (job.has("optimizer.implementation") && c.optimizer.implementation != runs)
     c.notes.push_back("optimizer.implementation '" + c.optimizer.implementation + "' needs LibTorch >= 2.4 (this is " +
-                      TORCH_VERSION + "); running '" + to_string(resolve_adamw_impl(c.optimizer.implementation)) +
-                      "', the same update in more passes");
+                      TORCH_VERSION + "); running '" + runs + "', the same update in more passes");
 
   if (job.get("lr_scheduler.total_steps"))
     c.lr_scheduler.total_steps = positive(job, where, "lr_scheduler.total_steps");
