@@ -321,6 +321,34 @@ TEST(ModelInit, DeterministicAndTorchtitanShaped) {
   EXPECT_TRUE(torch::equal(pa["norm.weight"], torch::ones({128})));
 }
 
+// A rank drawing only its expert-parallel share gets exactly the full
+// model's values for those experts (each expert is its own named tensor);
+// everything else but the other experts is drawn as in the full model.
+TEST(ModelInit, ExpertRangeDrawsThoseExpertsExactly) {
+  ModelOptions o;
+  o.flavor = tiny_flavor(true);
+  Qwen3Model full(o), part(o);
+  full->init_weights(5);
+  part->init_weights(5, ExpertRange{2, 3});
+  auto pf = full->named_parameters(), pp = part->named_parameters();
+  int64_t expert_tensors = 0;
+  for (const auto& p : pf) {
+    const auto& mine = pp[p.key()];
+    if (p.key().find(".moe.experts.") == std::string::npos) {
+      EXPECT_TRUE(torch::equal(p.value(), mine)) << p.key();
+      continue;
+    }
+    ++expert_tensors;
+    const int64_t E = p.value().size(0);
+    ASSERT_GE(E, 5) << p.key();
+    EXPECT_TRUE(torch::equal(p.value().narrow(0, 2, 3), mine.narrow(0, 2, 3))) << p.key();
+    EXPECT_EQ(mine.narrow(0, 0, 2).abs().sum().item<double>(), 0.0) << p.key();  // not drawn: still zero
+    EXPECT_EQ(mine.narrow(0, 5, E - 5).abs().sum().item<double>(), 0.0) << p.key();
+    EXPECT_GT(p.value().narrow(0, 0, 2).abs().sum().item<double>(), 0.0) << p.key();
+  }
+  EXPECT_GT(expert_tensors, 0);
+}
+
 TEST(ModelForward, ShapesDtypesAndLoss) {
   ModelOptions o;
   o.flavor = tiny_flavor(true);

@@ -350,10 +350,16 @@ torch::Tensor GroupedExpertsImpl::forward(const torch::Tensor& x, const std::vec
   return experts_reference(xc, cast(w1, dt), cast(w2, dt), cast(w3, dt), counts);
 }
 
-void GroupedExpertsImpl::init_weights(const std::string& prefix, uint64_t seed, double init_std) {
-  init_trunc_normal(w1, prefix + ".w1", seed, 0.02);
-  init_trunc_normal(w2, prefix + ".w2", seed, init_std);
-  init_trunc_normal(w3, prefix + ".w3", seed, init_std);
+void GroupedExpertsImpl::init_weights(const std::string& prefix, uint64_t seed, double init_std,
+                                      const ExpertRange& experts) {
+  for (int64_t e = 0; e < num_experts(); ++e) {
+    if (!experts.contains(e)) continue;
+    const std::string n = "." + std::to_string(e);
+    auto w1e = w1.select(0, e), w2e = w2.select(0, e), w3e = w3.select(0, e);
+    init_trunc_normal(w1e, prefix + ".w1" + n, seed, 0.02);
+    init_trunc_normal(w2e, prefix + ".w2" + n, seed, init_std);
+    init_trunc_normal(w3e, prefix + ".w3" + n, seed, init_std);
+  }
 }
 
 RouterImpl::RouterImpl(int64_t dim, int64_t num_experts, int64_t top_k, bool route_norm, double route_scale,
@@ -434,8 +440,8 @@ torch::Tensor MoEImpl::forward(const torch::Tensor& x) {
   return cast(out, x.scalar_type()).view(x.sizes());
 }
 
-void MoEImpl::init_weights(const std::string& prefix, uint64_t seed, double init_std) {
-  experts->init_weights(prefix + ".experts", seed, init_std);
+void MoEImpl::init_weights(const std::string& prefix, uint64_t seed, double init_std, const ExpertRange& range) {
+  experts->init_weights(prefix + ".experts", seed, init_std, range);
   init_trunc_normal(router->gate->weight, prefix + ".router.gate.weight", seed, init_std);
   torch::NoGradGuard no_grad;
   expert_bias.zero_();
@@ -512,14 +518,14 @@ torch::Tensor TransformerBlockImpl::forward(const torch::Tensor& x, const torch:
 
 double TransformerBlockImpl::weight_init_std() const { return 0.02 / std::sqrt(2.0 * static_cast<double>(layer_id_ + 1)); }
 
-void TransformerBlockImpl::init_weights(uint64_t seed) {
+void TransformerBlockImpl::init_weights(uint64_t seed, const ExpertRange& experts) {
   const std::string prefix = "layers." + std::to_string(layer_id_);
   const double std = weight_init_std();
   attention_norm->reset_parameters();
   ffn_norm->reset_parameters();
   attention->init_weights(prefix + ".attention", seed, std);
   if (is_moe())
-    moe->init_weights(prefix + ".moe", seed, std);
+    moe->init_weights(prefix + ".moe", seed, std, experts);
   else
     feed_forward->init_weights(prefix + ".feed_forward", seed, std);
 }
@@ -582,7 +588,7 @@ torch::Tensor Qwen3ModelImpl::forward(const torch::Tensor& tokens) {
   return cast(logits, accum_dtype(dt));
 }
 
-void Qwen3ModelImpl::init_weights(uint64_t seed) {
+void Qwen3ModelImpl::init_weights(uint64_t seed, const ExpertRange& experts) {
   const Flavor& f = opts_.flavor;
   const double out_std = 1.0 / std::sqrt(static_cast<double>(f.dim));
   // torchtitan ties output.weight to tok_embeddings.weight and then re-inits
@@ -591,7 +597,7 @@ void Qwen3ModelImpl::init_weights(uint64_t seed) {
     init_trunc_normal(tok_embeddings->weight, "output.weight", seed, out_std, -3 * out_std, 3 * out_std);
   else
     init_normal(tok_embeddings->weight, "tok_embeddings.weight", seed, 1.0);
-  for (auto& block : layers_) block->init_weights(seed);
+  for (auto& block : layers_) block->init_weights(seed, experts);
   norm->reset_parameters();
   if (!output.is_empty()) init_trunc_normal(output->weight, "output.weight", seed, out_std, -3 * out_std, 3 * out_std);
 }

@@ -105,6 +105,13 @@ void init_normal(torch::Tensor& t, const std::string& name, uint64_t seed, doubl
 
 // ---- modules ----
 
+// Experts [first, first + count) of an MoE layer's (global) experts; count < 0: all.
+struct ExpertRange {
+  int64_t first = 0;
+  int64_t count = -1;
+  bool contains(int64_t e) const { return count < 0 || (e >= first && e < first + count); }
+};
+
 class RMSNormImpl : public torch::nn::Module {
  public:
   RMSNormImpl(int64_t dim, double eps, const torch::TensorOptions& param_options = {});
@@ -189,7 +196,10 @@ class GroupedExpertsImpl : public torch::nn::Module {
                      bool fast_paths, const torch::TensorOptions& param_options = {});
   // x: rows grouped by local expert, counts[e] rows for expert e -> [rows, dim].
   torch::Tensor forward(const torch::Tensor& x, const std::vector<int64_t>& counts);
-  void init_weights(const std::string& prefix, uint64_t seed, double init_std);  // w1 0.02, w2/w3 init_std
+  // w1 0.02, w2/w3 init_std. Each expert's slab is its own named tensor
+  // ("<prefix>.w1.<e>"), so experts can be drawn apart: only those in
+  // `experts` are (the others keep their values).
+  void init_weights(const std::string& prefix, uint64_t seed, double init_std, const ExpertRange& experts = {});
   int64_t num_experts() const { return w1.size(0); }
 
   torch::Tensor w1, w2, w3;  // [E, hidden, dim], [E, dim, hidden], [E, hidden, dim]
@@ -244,7 +254,8 @@ class MoEImpl : public torch::nn::Module {
   // x [B, S, dim] -> [B, S, dim]: route, sort rows by expert, dispatch, run
   // local experts, combine, unsort, weight by the gates (fp32) and sum over k.
   torch::Tensor forward(const torch::Tensor& x);
-  void init_weights(const std::string& prefix, uint64_t seed, double init_std);  // router and experts
+  void init_weights(const std::string& prefix, uint64_t seed, double init_std,
+                    const ExpertRange& experts = {});  // router and experts
   // Aux-loss-free balancing step (torchtitan's optimizer pre-step hook):
   // delta = coeff * sign(mean(counts) - counts); expert_bias += delta - mean(delta).
   // `counts` is this layer's tokens_per_expert, already reduced across ranks.
@@ -279,7 +290,7 @@ class TransformerBlockImpl : public torch::nn::Module {
   // region wrapped by its TensorParallelHooks (identity when empty).
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& rope_cache);
   // torchtitan depth init: init_std = 0.02 / sqrt(2 * (layer_id + 1)).
-  void init_weights(uint64_t seed);
+  void init_weights(uint64_t seed, const ExpertRange& experts = {});
   bool is_moe() const { return !moe.is_empty(); }
   int64_t layer_id() const { return layer_id_; }
   double weight_init_std() const;
@@ -312,7 +323,11 @@ class Qwen3ModelImpl : public torch::nn::Module {
   // Deterministic torchtitan-style init: embeddings N(0, 1), linear weights
   // trunc-normal std 0.02 / depth-scaled init_std, output trunc-normal
   // std dim^-0.5 cut at 3 std, norms 1, expert_bias and counts 0.
-  void init_weights(uint64_t seed);
+  // `experts`: the experts whose weights are drawn (all by default). A rank
+  // that will keep only its expert-parallel share draws only that: drawing on
+  // the CPU is most of a trainer's start-up, and experts most of the weights.
+  // The others stay zero until a pass drops them.
+  void init_weights(uint64_t seed, const ExpertRange& experts = {});
   // Aux-loss-free load balancing for every MoE layer from the tokens_per_expert
   // counted since the last call, then resets the counts. all_reduce_counts,
   // when set, receives the stacked [n_moe_layers, num_experts] counts and

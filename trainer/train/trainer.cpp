@@ -92,12 +92,20 @@ Trainer::Trainer(const TrainerConfig& cfg, torch::Device device, std::ostream& o
   mo.fast_paths = true;
   mo.ac = cfg.ac;
   model_ = Qwen3Model(mo);
-  model_->init_weights(cfg.seed);  // the full model; the passes keep this rank's shards
   model_->train();
   if (dist_ == nullptr) {
+    model_->init_weights(cfg.seed);
     data_ = make_dataset(cfg);
   } else {
     const ProcessGroups groups = dist_->create_mesh_groups(MeshLayout(cfg.dims, dist_->world_size()));
+    // The full model, but of the experts only this rank's EP share is drawn:
+    // the passes keep this rank's shards and drop the rest.
+    ExpertRange mine;
+    if (cfg.flavor.moe) {
+      mine.count = cfg.flavor.num_experts / groups.ep->size();
+      mine.first = groups.ep->rank * mine.count;
+    }
+    model_->init_weights(cfg.seed, mine);
     ParallelizeOptions po;
     po.ac = cfg.ac;
     po.reshard_after_forward = cfg.fsdp_reshard_after_forward;
