@@ -12,6 +12,7 @@
 namespace partune::trainer {
 namespace {
 
+using testing::error_of;
 using testing::TempDir;
 
 const char* kBase = R"(
@@ -27,15 +28,6 @@ steps = 20
 [lr_scheduler]
 warmup_steps = 5
 )";
-
-std::string error_of(const std::vector<std::string>& args) {
-  try {
-    parse_trainer_args(args);
-  } catch (const InputError& e) {
-    return e.what();
-  }
-  return "<no error>";
-}
 
 TEST(AppConfig, CliOverTomlOverDefaults) {
   TempDir dir("cfg");

@@ -26,6 +26,7 @@ namespace partune::trainer {
 namespace {
 
 namespace fs = std::filesystem;
+using testing::error_of;
 using testing::TempDir;
 
 // ---- the schedule ----------------------------------------------------------
@@ -319,15 +320,6 @@ local_batch_size = 2
 seq_len = 64
 steps = 4
 )";
-
-std::string error_of(const std::vector<std::string>& args) {
-  try {
-    parse_trainer_args(args);
-  } catch (const InputError& e) {
-    return e.what();
-  }
-  return "<no error>";
-}
 
 TEST(AppProfilerConfig, KeysAndTheTracesFolder) {
   TempDir dir("prof_cfg");

@@ -5,6 +5,10 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <vector>
+
+#include "common/error.h"
+#include "trainer/config/trainer_config.h"
 
 namespace partune::trainer::testing {
 
@@ -37,5 +41,15 @@ class TempDir {
   }
   std::filesystem::path path_;
 };
+
+// The InputError message parse_trainer_args(args) throws, or "<no error>".
+inline std::string error_of(const std::vector<std::string>& args) {
+  try {
+    parse_trainer_args(args);
+  } catch (const InputError& e) {
+    return e.what();
+  }
+  return "<no error>";
+}
 
 }  // namespace partune::trainer::testing
