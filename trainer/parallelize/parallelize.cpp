@@ -266,10 +266,15 @@ torch::Tensor ParallelModelState::clip_grad_norm(const std::vector<torch::Tensor
     sumsq = buf.reshape({});
   }
   const torch::Tensor total = sumsq.sqrt().to(torch::kFloat32);
+  clip_gradients_to(params, total, max_norm);
+  return total;
+}
+
+void clip_gradients_to(const std::vector<torch::Tensor>& params, const torch::Tensor& total, double max_norm) {
+  torch::NoGradGuard no_grad;
   const torch::Tensor coef = (max_norm / (total + 1e-6)).clamp_max(1.0);
   for (const auto& p : params)
     if (p.grad().defined()) p.grad().mul_(coef.to(p.grad().dtype()));
-  return total;
 }
 
 torch::Tensor ParallelModelState::all_reduce_expert_counts(const torch::Tensor& counts) const {

@@ -80,6 +80,10 @@ struct ParallelModelState {
   torch::Tensor all_reduce_expert_counts(const torch::Tensor& counts) const;
 };
 
+// torch.nn.utils.clip_grad_norm_'s scaling, given the total norm: every
+// defined gradient times min(1, max_norm / (total + 1e-6)), without a host sync.
+void clip_gradients_to(const std::vector<torch::Tensor>& params, const torch::Tensor& total, double max_norm);
+
 struct ParallelizeOptions {
   ACConfig ac;
   std::string reshard_after_forward = "default";  // default | always | never

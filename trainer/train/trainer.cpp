@@ -54,14 +54,13 @@ torch::Dtype compute_dtype_for(const TrainerConfig& cfg, torch::Device device) {
 
 torch::Tensor clip_grad_norm(const std::vector<torch::Tensor>& params, double max_norm) {
   torch::NoGradGuard no_grad;
-  std::vector<torch::Tensor> norms;
+  std::vector<torch::Tensor> grads;
   for (const auto& p : params)
-    if (p.grad().defined()) norms.push_back(p.grad().to(torch::kFloat32).norm(2));
-  if (norms.empty()) return torch::zeros({}, torch::kFloat32);
-  const torch::Tensor total = torch::stack(norms).norm(2);
-  const torch::Tensor coef = (max_norm / (total + 1e-6)).clamp_max(1.0);
-  for (const auto& p : params)
-    if (p.grad().defined()) p.grad().mul_(coef.to(p.grad().dtype()));
+    if (p.grad().defined()) grads.push_back(p.grad());
+  if (grads.empty()) return torch::zeros({}, torch::kFloat32);
+  // Per-tensor norms in one multi-tensor pass, as the parallel clip does.
+  const torch::Tensor total = torch::stack(at::_foreach_norm(grads, 2)).to(torch::kFloat32).norm(2);
+  clip_gradients_to(params, total, max_norm);
   return total;
 }
 
