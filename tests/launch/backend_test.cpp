@@ -11,7 +11,11 @@
 #include <vector>
 
 #include "common/error.h"
+#include "tuner/launch/command_backend.h"
+#include "tuner/launch/embedded_backend.h"
+#include "tuner/launch/torchtitan_backend.h"
 #include "tuner/parse/log_parser.h"
+#include "tuner/space/space.h"
 
 namespace partune {
 namespace {
@@ -29,7 +33,7 @@ TrialLaunchContext context() {
 }
 
 TEST(Backend, EmbeddedOneProcessPerRankWithTorchrunEnv) {
-  auto procs = embedded_processes("/b/bin/trainer", context(), 29123);
+  auto procs = EmbeddedBackend("/b/bin/trainer").processes(context(), 29123);
   ASSERT_EQ(procs.size(), 4u);
   for (int r = 0; r < 4; ++r) {
     const auto& p = procs[static_cast<size_t>(r)];
@@ -46,7 +50,31 @@ TEST(Backend, EmbeddedOneProcessPerRankWithTorchrunEnv) {
   }
   auto two_nodes = context();
   two_nodes.nodes = 2;
-  EXPECT_THROW(embedded_processes("/b/bin/trainer", two_nodes, 1), InputError);
+  EXPECT_THROW(EmbeddedBackend("/b/bin/trainer").processes(two_nodes, 1), InputError);
+}
+
+TEST(Backend, MadeFromTheSpaceBackendSection) {
+  BackendSpec spec;
+  spec.kind = "embedded";
+  auto embedded = make_backend(spec, "/b/bin/trainer");
+  EXPECT_TRUE(embedded->one_process_per_rank());
+  EXPECT_EQ(embedded->processes(context()).at(0).argv.at(0), "/b/bin/trainer");
+
+  spec.kind = "torchtitan";
+  spec.workdir = "/src/tt";
+  auto tt = make_backend(spec, "/b/bin/trainer");
+  EXPECT_FALSE(tt->one_process_per_rank());
+  EXPECT_EQ(tt->processes(context()).at(0).argv.at(0), "torchrun");
+  EXPECT_EQ(tt->processes(context()).at(0).cwd, "/src/tt");
+
+  spec.kind = "command";
+  spec.argv = {"run", "{trial_id}"};
+  auto cmd = make_backend(spec, "/b/bin/trainer");
+  EXPECT_EQ(cmd->processes(context()).at(0).argv, (std::vector<std::string>{"run", "abc123"}));
+  EXPECT_EQ(cmd->processes(context()).at(0).cwd, "/src/tt");  // the trial runs in the workdir
+
+  spec.kind = "slurm";
+  EXPECT_THROW(make_backend(spec, ""), std::invalid_argument);
 }
 
 TEST(Backend, FreeTcpPortCanBeBound) {
@@ -63,7 +91,11 @@ TEST(Backend, FreeTcpPortCanBeBound) {
 }
 
 TEST(Backend, TorchtitanIsTorchrunAsRunTrainShDoes) {
-  auto procs = torchtitan_processes("/venv/bin/torchrun", default_torchrun_args(), "", "/src/torchtitan", context());
+  auto procs =
+      TorchtitanBackend("/venv/bin/torchrun",
+                        {"--rdzv_backend", "c10d", "--rdzv_endpoint=localhost:0", "--role", "rank", "--tee", "3"}, "",
+                        "/src/torchtitan")
+          .processes(context());
   ASSERT_EQ(procs.size(), 1u);
   EXPECT_EQ(procs[0].argv,
             (std::vector<std::string>{"/venv/bin/torchrun", "--nproc_per_node=4", "--rdzv_backend", "c10d",
@@ -75,15 +107,18 @@ TEST(Backend, TorchtitanIsTorchrunAsRunTrainShDoes) {
 
   auto ctx = context();
   ctx.nodes = 2;
-  auto multi = torchtitan_processes("torchrun", {}, "my.train", "", ctx);
+  auto multi = TorchtitanBackend("torchrun", {}, "my.train", "").processes(ctx);
+  EXPECT_EQ(TorchtitanBackend("torchrun", {"--log-dir={log_dir}"}, "", "").processes(ctx)[0].argv.at(3),
+            "--log-dir=/r/s/trial-abc123");  // placeholders in torchrun_args are filled in
   EXPECT_EQ(multi[0].argv, (std::vector<std::string>{"torchrun", "--nproc_per_node=4", "--nnodes=2", "-m", "my.train",
                                                      "--job.config_file", "/r/s/trial-abc123/config.toml"}));
 }
 
 TEST(Backend, CommandSubstitutesPlaceholdersInArgvAndEnv) {
-  auto procs = command_processes({"run.py", "--cfg={config_file}", "-n", "{devices}", "{trial_id}/{log_dir}",
-                                  "{nodes}{device_type}", R"({"json": {"k": 1}})", "{}", "{ config_file }", "{1x}"},
-                                 {{"OUT", "{log_dir}/x"}, {"PARTUNE_STUDY_TOKEN", "user-tries"}}, context());
+  auto procs = CommandBackend({"run.py", "--cfg={config_file}", "-n", "{devices}", "{trial_id}/{log_dir}",
+                               "{nodes}{device_type}", R"({"json": {"k": 1}})", "{}", "{ config_file }", "{1x}"},
+                              {{"OUT", "{log_dir}/x"}, {"PARTUNE_STUDY_TOKEN", "user-tries"}})
+                   .processes(context());
   ASSERT_EQ(procs.size(), 1u);
   EXPECT_EQ(procs[0].argv, (std::vector<std::string>{"run.py", "--cfg=/r/s/trial-abc123/config.toml", "-n", "4",
                                                      "abc123//r/s/trial-abc123", "1cpu", R"({"json": {"k": 1}})", "{}",
@@ -94,14 +129,14 @@ TEST(Backend, CommandSubstitutesPlaceholdersInArgvAndEnv) {
 
 TEST(Backend, CommandUnknownPlaceholderIsAnInputError) {
   try {
-    command_processes({"x", "--steps={stpes}"}, {}, context());
+    CommandBackend({"x", "--steps={stpes}"}, {}).processes(context());
     FAIL() << "no error";
   } catch (const InputError& e) {
     EXPECT_NE(std::string(e.what()).find("unknown placeholder {stpes}"), std::string::npos) << e.what();
     EXPECT_NE(std::string(e.what()).find("--steps={stpes}"), std::string::npos) << e.what();
   }
-  EXPECT_THROW(command_processes({"x"}, {{"K", "{nope}"}}, context()), InputError);
-  EXPECT_THROW(command_processes({}, {}, context()), InputError);
+  EXPECT_THROW(CommandBackend({"x"}, {{"K", "{nope}"}}).processes(context()), InputError);
+  EXPECT_THROW(CommandBackend({}, {}).processes(context()), InputError);
 }
 
 // One trial end to end: the command backend runs fake_trainer on a config.
@@ -116,7 +151,7 @@ TrialOutcome run_command_trial(const std::vector<std::string>& extra) {
   ctx.config_file = std::string(PARTUNE_FIXTURES_DIR) + "/configs/small.toml";
   std::vector<std::string> argv = {PARTUNE_FAKE_TRAINER, "--config", "{config_file}", "--color", "--rank-prefix"};
   argv.insert(argv.end(), extra.begin(), extra.end());
-  auto procs = command_processes(argv, {}, ctx);
+  auto procs = CommandBackend(argv, {}).processes(ctx);
   TrialOutcome o;
   LaunchOptions opts;
   opts.timeout_s = 10;

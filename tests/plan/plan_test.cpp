@@ -1,13 +1,13 @@
 // The planner: one row per torchtitan rule, canonicalisation, duplicates,
 // output forms, and the shipped search spaces.
+#include <gtest/gtest.h>
+
 #include <algorithm>
 #include <cstdio>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <string>
 #include <vector>
-
-#include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
 
 #include "common/error.h"
 #include "common/parallel_dims.h"
@@ -58,15 +58,15 @@ const RuleRow kRules[] = {
     {"world_size_product", 8, "30B-A3B", {{kDpShard, 2}, {kTp, 2}}, rules::kWorldSize},
     {"world_size_with_replicate", 8, "30B-A3B", {{kDpRep, 2}, {kDpShard, 2}}, rules::kWorldSize},
     // EP/ETP borrowing, world 8.
-    {"tp2_ep4_etp1_legal", 8, "30B-A3B", {{kTp, 2}, {kEp, 4}, {kEtp, 1}}, ""},  // (4*2) % 4 == 0
-    {"tp2_ep4_etp2_legal", 8, "30B-A3B", {{kTp, 2}, {kEp, 4}, {kEtp, 2}}, ""},  // 4 % 4 == 0
-    {"tp2_ep8_etp1_legal", 8, "30B-A3B", {{kTp, 2}, {kEp, 8}, {kEtp, 1}}, ""},  // (4*2) % 8 == 0
+    {"tp2_ep4_etp1_legal", 8, "30B-A3B", {{kTp, 2}, {kEp, 4}, {kEtp, 1}}, ""},                      // (4*2) % 4 == 0
+    {"tp2_ep4_etp2_legal", 8, "30B-A3B", {{kTp, 2}, {kEp, 4}, {kEtp, 2}}, ""},                      // 4 % 4 == 0
+    {"tp2_ep8_etp1_legal", 8, "30B-A3B", {{kTp, 2}, {kEp, 8}, {kEtp, 1}}, ""},                      // (4*2) % 8 == 0
     {"tp2_ep8_etp2_borrow", 8, "30B-A3B", {{kTp, 2}, {kEp, 8}, {kEtp, 2}}, rules::kEpBorrowEtpTp},  // 4 % 8
     {"tp2_ep2_etp3", 8, "30B-A3B", {{kTp, 2}, {kEp, 2}, {kEtp, 3}}, rules::kEtpOneOrTp},
     {"tp1_ep2_etp2", 8, "30B-A3B", {{kEp, 2}, {kEtp, 2}}, rules::kEtpOneOrTp},
     {"tp4_ep4_etp4_borrow", 8, "30B-A3B", {{kTp, 4}, {kEp, 4}, {kEtp, 4}}, rules::kEpBorrowEtpTp},  // 2 % 4
-    {"ep_borrow_etp1", 8, "30B-A3B", {{kDpRep, 2}, {kTp, 2}, {kEp, 8}}, rules::kEpBorrowEtp1},  // (2*2) % 8
-    {"ep_borrows_cp", 8, "30B-A3B", {{kCp, 2}, {kEp, 8}}, ""},                       // dp_shard 4 * cp 2
+    {"ep_borrow_etp1", 8, "30B-A3B", {{kDpRep, 2}, {kTp, 2}, {kEp, 8}}, rules::kEpBorrowEtp1},      // (2*2) % 8
+    {"ep_borrows_cp", 8, "30B-A3B", {{kCp, 2}, {kEp, 8}}, ""},                                      // dp_shard 4 * cp 2
     {"etp_ignored_when_ep1", 8, "30B-A3B", {{kTp, 2}, {kEtp, 3}}, ""},
     // seq_len % (2 * CP * TP)
     {"seq_len_odd", 8, "30B-A3B", {{kSeq, 4095}}, rules::kSeqLenDivisible},
@@ -224,9 +224,9 @@ TEST(Canonicalize, ExplicitDefaultsDoNotChangeTheId) {
   a.set("model.name", std::string("qwen3"));
   a.set("model.flavor", std::string("30B-A3B"));
   JobConfig b = a;
-  b.set("job.print_config", false);             // the default
-  b.set("metrics.log_freq", int64_t{10});       // the default
-  b.set(kTp, int64_t{1});                       // explicit key at its default
+  b.set("job.print_config", false);        // the default
+  b.set("metrics.log_freq", int64_t{10});  // the default
+  b.set(kTp, int64_t{1});                  // explicit key at its default
   JobConfig ca = canonicalize(a, 8), cb = canonicalize(b, 8);
   EXPECT_EQ(config_id(ca), config_id(cb));
   EXPECT_TRUE(cb.has("job.print_config"));  // kept: the config reads like its base
@@ -327,8 +327,8 @@ TEST(PlanTable, ListsCandidatesAndRejectionCounts) {
   PlanResult r = plan(s);
   std::string t = plan_to_table(r, s);
   EXPECT_NE(t.find("id"), std::string::npos);
-  EXPECT_NE(t.find("tp"), std::string::npos);
-  EXPECT_NE(t.find("etp"), std::string::npos);
+  EXPECT_NE(t.find("TP"), std::string::npos);  // the short names of common/job_keys.h
+  EXPECT_NE(t.find("ETP"), std::string::npos);
   for (const auto& c : r.candidates) EXPECT_NE(t.find(c.id), std::string::npos) << t;
   EXPECT_NE(t.find("2 candidates from 6 points: 2 rejected, 2 duplicates"), std::string::npos) << t;
   EXPECT_NE(t.find("  kv_heads_divisible_tp  2"), std::string::npos) << t;
@@ -343,9 +343,7 @@ TEST(Planner, RefusesAstronomicalSpaces) {
 }
 
 // The shipped spaces, planned end to end.
-Space shipped(const char* name) {
-  return load_space(std::string(PARTUNE_SOURCE_DIR) + "/search_spaces/" + name);
-}
+Space shipped(const char* name) { return load_space(std::string(PARTUNE_SOURCE_DIR) + "/search_spaces/" + name); }
 
 TEST(ShippedSpaces, Qwen3On8xH200) {
   Space s = shipped("qwen3_30b_a3b_8xh200.toml");
@@ -356,8 +354,8 @@ TEST(ShippedSpaces, Qwen3On8xH200) {
   EXPECT_EQ(r.enumerated, 36 * 54);
   EXPECT_EQ(r.candidates.size(), 15u * 54);
   EXPECT_EQ(r.duplicates, 6 * 54);
-  EXPECT_EQ(r.rejected, (std::map<std::string, int64_t>{{rules::kEtpOneOrTp, 12 * 54},
-                                                         {rules::kEpBorrowEtpTp, 3 * 54}}));
+  EXPECT_EQ(r.rejected,
+            (std::map<std::string, int64_t>{{rules::kEtpOneOrTp, 12 * 54}, {rules::kEpBorrowEtpTp, 3 * 54}}));
   // The hand-tuned best of reference/seed-workflow.md is among the candidates.
   bool found = false;
   for (const auto& c : r.candidates) {
@@ -379,8 +377,7 @@ TEST(ShippedSpaces, Qwen3On2Gpus) {
   EXPECT_EQ(r.enumerated, 8 * 6);
   EXPECT_EQ(r.candidates.size(), 4u * 6);
   EXPECT_EQ(r.duplicates, 2 * 6);
-  EXPECT_EQ(r.rejected,
-            (std::map<std::string, int64_t>{{rules::kEtpOneOrTp, 6}, {rules::kEpBorrowEtpTp, 6}}));
+  EXPECT_EQ(r.rejected, (std::map<std::string, int64_t>{{rules::kEtpOneOrTp, 6}, {rules::kEpBorrowEtpTp, 6}}));
   EXPECT_EQ(r.candidates[0].config.get_string("model.flavor"), "30B-A3B-L6");
 }
 

@@ -21,7 +21,7 @@ Candidate make(const std::string& id, int64_t lbs, int64_t seq, const std::strin
 }  // namespace
 
 TEST(Pruner, OverLimitReasons) {
-  MemoryLimit limit{0.9, true};
+  HealthRule limit{0.9, true};
   TrialMetrics m;
   EXPECT_FALSE(over_memory_limit(FailureClass::None, m, limit));
   EXPECT_EQ(*over_memory_limit(FailureClass::Oom, m, limit), "out of memory");
@@ -31,7 +31,7 @@ TEST(Pruner, OverLimitReasons) {
   EXPECT_FALSE(over_memory_limit(FailureClass::None, m, limit));
   m.alloc_retries = 3;
   EXPECT_EQ(*over_memory_limit(FailureClass::None, m, limit), "3 allocation retries");
-  EXPECT_FALSE(over_memory_limit(FailureClass::None, m, MemoryLimit{0.9, false}));
+  EXPECT_FALSE(over_memory_limit(FailureClass::None, m, HealthRule{0.9, false}));
   // A crash is not a memory verdict.
   TrialMetrics clean;
   EXPECT_FALSE(over_memory_limit(FailureClass::Crash, clean, limit));

@@ -1,16 +1,17 @@
 // The search-space file: every key read, every default, every bad input
 // rejected with file, line, column and key.
+#include "tuner/space/space.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
 #include <filesystem>
 #include <fstream>
 #include <string>
 #include <vector>
 
-#include <unistd.h>
-
-#include <gtest/gtest.h>
-
 #include "common/error.h"
-#include "tuner/space/space.h"
+#include "tuner/launch/placeholders.h"
 
 namespace partune {
 namespace {
@@ -229,13 +230,16 @@ TEST(Space, BaseConfigFileErrorsNameThatFile) {
   }
 }
 
-TEST(Space, MissingFileIsAnInputError) {
-  EXPECT_THROW(load_space("/nonexistent/space.toml"), InputError);
-}
+TEST(Space, MissingFileIsAnInputError) { EXPECT_THROW(load_space("/nonexistent/space.toml"), InputError); }
 
-TEST(Space, PlaceholdersAreTheFourDocumentedOnes) {
+TEST(Space, PlaceholdersAreTheSixTheCommandBackendFills) {
   EXPECT_EQ(backend_placeholders(),
-            (std::vector<std::string>{"{config_file}", "{devices}", "{trial_id}", "{log_dir}"}));
+            (std::vector<std::string>{"config_file", "devices", "nodes", "trial_id", "log_dir", "device_type"}));
+  // The loader accepts every one the backend fills in (it used to refuse {nodes} and {device_type}).
+  const Space s = load_space_from_string(
+      "[study]\nname = \"x\"\n[backend]\nkind = \"command\"\nargv = [\"run\", \"{nodes}\", \"{device_type}\"]\n",
+      "p.toml");
+  EXPECT_EQ(s.backend.argv, (std::vector<std::string>{"run", "{nodes}", "{device_type}"}));
 }
 
 // One row per bad input: the exact message (file:line:col: key 'k': reason).
@@ -257,24 +261,22 @@ const BadInput kBadInputs[] = {
      "bad.toml:4:22: key 'space.training.seq_len': empty axis: give at least one value"},
     {"axis_not_job_key", "[study]\nname = \"x\"\n[space]\n\"training.seqlen\" = [1]\n",
      "bad.toml:4:21: key 'space.training.seqlen': not a job-config key (see docs/search-space.md)"},
-    {"missing_study_name", "[study]\nobjective = \"mfu\"\n",
-     "bad.toml:1:1: key 'study.name': required key missing"},
+    {"missing_study_name", "[study]\nobjective = \"mfu\"\n", "bad.toml:1:1: key 'study.name': required key missing"},
     {"missing_study_section", "[hardware]\ndevices = 1\n", "bad.toml:1:1: key 'study.name': required key missing"},
     {"bad_objective", "[study]\nname = \"x\"\nobjective = \"speed\"\n",
      "bad.toml:3:13: key 'study.objective': \"speed\" is not one of mfu, tps, tflops"},
     {"bad_placeholder", "[study]\nname = \"x\"\n[backend]\nkind = \"command\"\nargv = [\"run\", \"{config}\"]\n",
      "bad.toml:5:8: key 'backend.argv': unknown placeholder {config} (known: {config_file}, {devices}, "
-     "{trial_id}, {log_dir})"},
+     "{nodes}, {trial_id}, {log_dir}, {device_type})"},
     {"toml_syntax_error", "[study]\nname = \"x\n",
-     "bad.toml:2:10: TOML syntax error: Error while parsing string: unescaped control characters other than TAB (U+0009) are "
+     "bad.toml:2:10: TOML syntax error: Error while parsing string: unescaped control characters other than TAB "
+     "(U+0009) are "
      "explicitly prohibited"},
 };
 
 class BadSpace : public testing::TestWithParam<BadInput> {};
 
-TEST_P(BadSpace, MessageNamesFileLineAndKey) {
-  EXPECT_EQ(load_error(GetParam().text, "bad.toml"), GetParam().message);
-}
+TEST_P(BadSpace, MessageNamesFileLineAndKey) { EXPECT_EQ(load_error(GetParam().text, "bad.toml"), GetParam().message); }
 
 INSTANTIATE_TEST_SUITE_P(Pinned, BadSpace, testing::ValuesIn(kBadInputs),
                          [](const auto& info) { return std::string(info.param.name); });
@@ -292,12 +294,9 @@ const BadInputWhere kMoreBadInputs[] = {
     {"empty_db", "[study]\nname = \"x\"\ndb = \"\"\n", "3:6", "study.db"},
     {"devices_zero", "[study]\nname = \"x\"\n[hardware]\ndevices = 0\n", "4:11", "hardware.devices"},
     {"nodes_negative", "[study]\nname = \"x\"\n[hardware]\nnodes = -1\n", "4:9", "hardware.nodes"},
-    {"bad_device_type", "[study]\nname = \"x\"\n[hardware]\ndevice_type = \"tpu\"\n", "4:15",
-     "hardware.device_type"},
-    {"memory_not_positive", "[study]\nname = \"x\"\n[hardware]\nmemory_gib = 0\n", "4:14",
-     "hardware.memory_gib"},
-    {"peak_wrong_type", "[study]\nname = \"x\"\n[hardware]\npeak_tflops = \"989\"\n", "4:15",
-     "hardware.peak_tflops"},
+    {"bad_device_type", "[study]\nname = \"x\"\n[hardware]\ndevice_type = \"tpu\"\n", "4:15", "hardware.device_type"},
+    {"memory_not_positive", "[study]\nname = \"x\"\n[hardware]\nmemory_gib = 0\n", "4:14", "hardware.memory_gib"},
+    {"peak_wrong_type", "[study]\nname = \"x\"\n[hardware]\npeak_tflops = \"989\"\n", "4:15", "hardware.peak_tflops"},
     {"unknown_hardware_key", "[study]\nname = \"x\"\n[hardware]\ngpus = 8\n", "4:1", "hardware.gpus"},
     {"bad_backend_kind", "[study]\nname = \"x\"\n[backend]\nkind = \"slurm\"\n", "4:8", "backend.kind"},
     {"command_without_argv", "[study]\nname = \"x\"\n[backend]\nkind = \"command\"\n", "3:1", "backend.argv"},
@@ -322,8 +321,7 @@ const BadInputWhere kMoreBadInputs[] = {
     {"default_warmup_not_below_steps", "[study]\nname = \"x\"\n[trial]\nsteps = 3\n", "4:9", "trial.warmup_steps"},
     {"timeout_negative", "[study]\nname = \"x\"\n[trial]\ntimeout_s = -5\n", "4:13", "trial.timeout_s"},
     {"repeats_zero", "[study]\nname = \"x\"\n[trial]\nrepeats = 0\n", "4:11", "trial.repeats"},
-    {"headroom_above_one", "[study]\nname = \"x\"\n[prune]\nmemory_headroom = 1.5\n", "4:19",
-     "prune.memory_headroom"},
+    {"headroom_above_one", "[study]\nname = \"x\"\n[prune]\nmemory_headroom = 1.5\n", "4:19", "prune.memory_headroom"},
     {"headroom_zero", "[study]\nname = \"x\"\n[prune]\nmemory_headroom = 0.0\n", "4:19", "prune.memory_headroom"},
     {"alloc_retries_not_bool", "[study]\nname = \"x\"\n[prune]\nalloc_retries_over_limit = \"yes\"\n", "4:28",
      "prune.alloc_retries_over_limit"},

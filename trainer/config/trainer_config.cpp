@@ -7,6 +7,7 @@
 
 #include "common/error.h"
 #include "common/flops.h"
+#include "common/job_keys.h"
 #include "trainer/train/optimizer.h"
 
 namespace partune::trainer {
@@ -80,17 +81,7 @@ ACConfig parse_ac(const JobConfig& job, const WhereFn& where) {
 }
 
 ParallelDims parse_dims(const JobConfig& job, const WhereFn& where, int world_size) {
-  static const std::pair<const char*, int ParallelDims::*> kDegrees[] = {
-      {"parallelism.data_parallel_replicate_degree", &ParallelDims::dp_replicate},
-      {"parallelism.data_parallel_shard_degree", &ParallelDims::dp_shard},
-      {"parallelism.context_parallel_degree", &ParallelDims::cp},
-      {"parallelism.tensor_parallel_degree", &ParallelDims::tp},
-      {"parallelism.pipeline_parallel_degree", &ParallelDims::pp},
-      {"parallelism.expert_parallel_degree", &ParallelDims::ep},
-      {"parallelism.expert_tensor_parallel_degree", &ParallelDims::etp},
-  };
-  ParallelDims dims;
-  for (const auto& [key, member] : kDegrees) dims.*member = static_cast<int>(job.get_int(key));
+  ParallelDims dims = parallel_dims_of(job);
   if (dims.cp != 1)
     fail(where("parallelism.context_parallel_degree"), "parallelism.context_parallel_degree",
          std::to_string(dims.cp) + ": context parallelism is not implemented yet (use 1)");

@@ -3,12 +3,11 @@
 // tune is running to exit code 3.
 #include <unistd.h>
 
+#include <CLI/CLI.hpp>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
-
-#include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
 #include "common/error.h"
@@ -42,7 +41,7 @@ void add_db_args(CLI::App* cmd, DbArgs& a) {
 struct Opened {
   Store store;
   std::string study;
-  double headroom = kDefaultMemoryHeadroom;
+  HealthRule health;
   std::string objective = "mfu";
 };
 
@@ -67,8 +66,11 @@ Opened open_db(const DbArgs& a) {
   }
   auto row = store.study(study);
   if (!row) throw InputError(db + ": no study named '" + study + "'");
-  Opened o{std::move(store), study};
-  if (row->facts.contains("memory_headroom")) o.headroom = row->facts["memory_headroom"].get<double>();
+  Opened o{std::move(store), study, HealthRule{}, "mfu"};
+  // The study's own rule, as its run recorded it.
+  if (row->facts.contains("memory_headroom")) o.health.memory_headroom = row->facts["memory_headroom"].get<double>();
+  if (row->facts.contains("alloc_retries_over_limit"))
+    o.health.alloc_retries_over_limit = row->facts["alloc_retries_over_limit"].get<bool>();
   if (!row->objective.empty()) o.objective = row->objective;
   return o;
 }
@@ -197,8 +199,10 @@ int main(int argc, char** argv) {
       check_format(format, {"table", "json"});
       Space space = load_space(space_path);
       PlanResult r = plan(space);
-      if (format == "json") std::cout << plan_to_json(r).dump(2) << "\n";
-      else std::cout << plan_to_table(r, space);
+      if (format == "json")
+        std::cout << plan_to_json(r).dump(2) << "\n";
+      else
+        std::cout << plan_to_table(r, space);
       return kExitOk;
     }
     if (*list) {
@@ -207,11 +211,11 @@ int main(int argc, char** argv) {
       auto trials = o.store.trials(o.study);
       if (format == "json") {
         nlohmann::json arr = nlohmann::json::array();
-        for (const auto& t : trials) arr.push_back(trial_to_json(t, false, o.headroom));
+        for (const auto& t : trials) arr.push_back(trial_to_json(t, false, o.health));
         std::cout << arr.dump(2) << "\n";
       } else {
         TableOptions to;
-        to.memory_headroom = o.headroom;
+        to.health_rule = o.health;
         std::cout << trials_table(trials, to);
       }
       return kExitOk;
@@ -220,23 +224,25 @@ int main(int argc, char** argv) {
       check_format(format, {"table", "json"});
       Opened o = open_db(db_args);
       TrialRecord r = resolve_trial(o);
-      if (format == "json") std::cout << trial_to_json(r, true, o.headroom).dump(2) << "\n";
-      else std::cout << trial_detail(r, o.headroom);
+      if (format == "json")
+        std::cout << trial_to_json(r, true, o.health).dump(2) << "\n";
+      else
+        std::cout << trial_detail(r, o.health);
       return kExitOk;
     }
     if (*best) {
       check_format(format, {"table", "json"});
       Opened o = open_db(db_args);
-      auto ranked = rank_best(o.store.trials(o.study), objective.empty() ? o.objective : objective, top, o.headroom, all);
+      auto ranked = rank_best(o.store.trials(o.study), objective.empty() ? o.objective : objective, top, o.health, all);
       if (format == "json") {
         nlohmann::json arr = nlohmann::json::array();
-        for (const auto& t : ranked) arr.push_back(trial_to_json(t, false, o.headroom));
+        for (const auto& t : ranked) arr.push_back(trial_to_json(t, false, o.health));
         std::cout << arr.dump(2) << "\n";
       } else {
         TableOptions to;
         to.rank = true;
         to.health = all;
-        to.memory_headroom = o.headroom;
+        to.health_rule = o.health;
         if (ranked.empty()) std::cerr << "no " << (all ? "" : "healthy ") << "finished trial yet\n";
         std::cout << trials_table(ranked, to);
       }
@@ -249,14 +255,14 @@ int main(int argc, char** argv) {
       Opened o = open_db(db_args);
       TrialRecord r;
       if (export_best) {
-        auto ranked = rank_best(o.store.trials(o.study), objective.empty() ? o.objective : objective, 1, o.headroom);
+        auto ranked = rank_best(o.store.trials(o.study), objective.empty() ? o.objective : objective, 1, o.health);
         if (ranked.empty())
           throw InputError("study '" + o.study + "': no healthy finished trial to export (see `tune best --all`)");
         r = *o.store.trial_with_steps(o.study, ranked.front().id);
       } else {
         r = resolve_trial(o);
       }
-      std::string text = format == "toml" ? export_toml(r)
+      std::string text = format == "toml"  ? export_toml(r)
                          : format == "cli" ? export_cli(r) + "\n"
                                            : export_json(r).dump(2) + "\n";
       write_output(text, out_path);
@@ -279,15 +285,14 @@ int main(int argc, char** argv) {
     RunSummary s = run_study(space, opts, std::cout);
     std::cout << "study " << space.study.name << ": " << s.done << " done, " << s.failed << " failed, " << s.pruned
               << " pruned, " << s.pending << " pending of " << s.candidates << " candidates; ran " << s.ran
-              << " trials in " << s.wall_s << " s (tuner overhead " << s.overhead_per_trial_s()
-              << " s per trial)\n";
+              << " trials in " << s.wall_s << " s (tuner overhead " << s.overhead_per_trial_s() << " s per trial)\n";
     if (s.done > 0) {
       auto trials = Store::open(space.study.db_path, Store::Mode::Existing).trials(space.study.name);
-      auto ranked = rank_best(trials, space.study.objective, 3, space.prune.memory_headroom);
+      auto ranked = rank_best(trials, space.study.objective, 3, space.prune);
       if (!ranked.empty()) {
         TableOptions to;
         to.rank = true;
-        to.memory_headroom = space.prune.memory_headroom;
+        to.health_rule = space.prune;
         std::cout << "best so far:\n" << trials_table(ranked, to);
       }
     }

@@ -1,70 +1,30 @@
 #include "tuner/plan/planner.h"
 
-#include "common/hash.h"
-
 #include <algorithm>
 #include <climits>
 #include <cstdio>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
 #include <unordered_map>
 
-#include <nlohmann/json.hpp>
-
 #include "common/error.h"
 #include "common/flavors.h"
+#include "common/hash.h"
+#include "common/job_keys.h"
 #include "common/parallel_dims.h"
 
 namespace partune {
 
 namespace {
 
-constexpr const char* kDpReplicate = "parallelism.data_parallel_replicate_degree";
-constexpr const char* kDpShard = "parallelism.data_parallel_shard_degree";
-constexpr const char* kCp = "parallelism.context_parallel_degree";
-constexpr const char* kTp = "parallelism.tensor_parallel_degree";
-constexpr const char* kPp = "parallelism.pipeline_parallel_degree";
-constexpr const char* kEp = "parallelism.expert_parallel_degree";
-constexpr const char* kEtp = "parallelism.expert_tensor_parallel_degree";
-constexpr const char* kLbs = "training.local_batch_size";
-constexpr const char* kGbs = "training.global_batch_size";
-constexpr const char* kSeqLen = "training.seq_len";
-constexpr const char* kAcMode = "activation_checkpoint.mode";
-constexpr const char* kAcOption = "activation_checkpoint.selective_ac_option";
-constexpr const char* kCompile = "compile.enable";
-constexpr const char* kCompileComponents = "compile.components";
-constexpr const char* kModelName = "model.name";
-constexpr const char* kModelFlavor = "model.flavor";
+using namespace keys;
 
 // The planner refuses spaces larger than this rather than run for hours.
 constexpr int64_t kMaxPoints = 10'000'000;
 
-// Degrees are ints in ParallelDims; anything beyond 2^30 is illegal for any
-// world size partune accepts, so clamping keeps it illegal.
-int degree(const JobConfig& c, const char* key) {
-  return static_cast<int>(std::clamp<int64_t>(c.get_int(key), -(int64_t{1} << 30), int64_t{1} << 30));
-}
-
-ParallelDims dims_of(const JobConfig& c) {
-  ParallelDims d;
-  d.dp_replicate = degree(c, kDpReplicate);
-  d.dp_shard = degree(c, kDpShard);
-  d.cp = degree(c, kCp);
-  d.tp = degree(c, kTp);
-  d.pp = degree(c, kPp);
-  d.ep = degree(c, kEp);
-  d.etp = degree(c, kEtp);
-  return d;
-}
-
-BatchShape batch_of(const JobConfig& c) {
-  return BatchShape{c.get_int(kLbs), c.get_int(kGbs), c.get_int(kSeqLen)};
-}
-
 // Unknown models still get the mesh-independent rules that need no model.
-bool needs_no_model(const std::string& rule) {
-  return rule == rules::kSeqLenDivisible || rule == rules::kGlobalBatch;
-}
+bool needs_no_model(const std::string& rule) { return rule == rules::kSeqLenDivisible || rule == rules::kGlobalBatch; }
 
 std::string cell(const Value& v) {
   if (const auto* s = std::get_if<std::string>(&v)) return *s;
@@ -76,30 +36,19 @@ std::string cell(const Value& v) {
   return value_to_string(v);
 }
 
-std::string column_name(const std::string& key) {
-  static const std::map<std::string, std::string> shorter = {
-      {kDpReplicate, "dp_rep"}, {kDpShard, "dp_shard"}, {kCp, "cp"},
-      {kTp, "tp"},              {kPp, "pp"},            {kEp, "ep"},
-      {kEtp, "etp"},            {kLbs, "lbs"},          {kGbs, "gbs"},
-      {kSeqLen, "seq_len"},     {kAcMode, "ac"},        {kAcOption, "sac_option"},
-      {kCompile, "compile"},
-  };
-  auto it = shorter.find(key);
-  return it == shorter.end() ? key : it->second;
-}
+std::string column_name(const std::string& key) { return keys::short_name(key); }
 
 }  // namespace
 
 const std::vector<std::string>& canonical_explicit_keys() {
-  static const std::vector<std::string> keys = {
-      kModelName, kModelFlavor, kLbs,  kGbs, kSeqLen, kDpReplicate, kDpShard, kCp,
-      kTp,        kPp,          kEp,   kEtp, kAcMode, kCompile};
+  static const std::vector<std::string> keys = {kModelName, kModelFlavor, kLbs, kGbs, kSeqLen, kDpReplicate, kDpShard,
+                                                kCp,        kTp,          kPp,  kEp,  kEtp,    kAcMode,      kCompile};
   return keys;
 }
 
 JobConfig canonicalize(const JobConfig& config, int world_size) {
   JobConfig c = config;
-  ParallelDims d = dims_of(c);
+  ParallelDims d = parallel_dims_of(c);
   check_parallel_dims(d, world_size);  // resolves dp_shard = -1
   if (d.ep == 1) d.etp = 1;
   c.set(kDpReplicate, int64_t{d.dp_replicate});
@@ -109,7 +58,7 @@ JobConfig canonicalize(const JobConfig& config, int world_size) {
   c.set(kPp, int64_t{d.pp});
   c.set(kEp, int64_t{d.ep});
   c.set(kEtp, int64_t{d.etp});
-  BatchShape b = batch_of(c);
+  BatchShape b = batch_shape_of(c);
   if (b.global_batch_size == -1) c.set(kGbs, b.local_batch_size * dp_degree(d));
 
   const bool selective = c.get_string(kAcMode) == "selective";
@@ -156,8 +105,7 @@ PlanResult plan(const Space& space) {
   int64_t points = 1;
   for (const auto& a : axes) {
     if (points > kMaxPoints / static_cast<int64_t>(a.values.size()))
-      throw InputError(space.path + ": [space]: more than " + std::to_string(kMaxPoints) +
-                       " points; narrow the axes");
+      throw InputError(space.path + ": [space]: more than " + std::to_string(kMaxPoints) + " points; narrow the axes");
     points *= static_cast<int64_t>(a.values.size());
   }
 
@@ -180,7 +128,7 @@ PlanResult plan(const Space& space) {
     JobConfig cfg = space.base;
     for (size_t i = 0; i < axes.size(); ++i) cfg.set(axes[i].key, axes[i].values[idx[i]]);
 
-    ParallelDims dims = dims_of(cfg);
+    ParallelDims dims = parallel_dims_of(cfg);
     if (auto v = check_parallel_dims(dims, world); !v.empty()) {
       ++result.rejected[v.front().rule];
       continue;
@@ -205,12 +153,12 @@ PlanResult plan(const Space& space) {
     }
     std::vector<RuleViolation> model_violations;
     if (it->second.flavor) {
-      model_violations = check_model_rules(dims, *it->second.flavor, batch_of(cfg));
+      model_violations = check_model_rules(dims, *it->second.flavor, batch_shape_of(cfg));
     } else {
       Flavor any;  // divides everything; only the model-free rules are kept
       any.n_heads = any.n_kv_heads = any.num_experts = any.top_k = 1;
       any.moe = true;
-      for (auto& v : check_model_rules(dims, any, batch_of(cfg)))
+      for (auto& v : check_model_rules(dims, any, batch_shape_of(cfg)))
         if (needs_no_model(v.rule)) model_violations.push_back(std::move(v));
     }
     if (!model_violations.empty()) {
@@ -270,10 +218,9 @@ std::string plan_to_table(const PlanResult& result, const Space& space) {
     for (size_t i = 0; i < r.size(); ++i) width[i] = std::max(width[i], r[i].size());
 
   std::ostringstream out;
-  out << "plan for " << space.path << ": study " << space.study.name << ", world size "
-      << space.hardware.world_size() << " (" << space.hardware.devices << " devices x "
-      << space.hardware.nodes << " node" << (space.hardware.nodes == 1 ? "" : "s") << "), backend "
-      << space.backend.kind << "\n\n";
+  out << "plan for " << space.path << ": study " << space.study.name << ", world size " << space.hardware.world_size()
+      << " (" << space.hardware.devices << " devices x " << space.hardware.nodes << " node"
+      << (space.hardware.nodes == 1 ? "" : "s") << "), backend " << space.backend.kind << "\n\n";
   if (!result.candidates.empty()) {
     for (const auto& r : rows) {
       std::string line;
@@ -288,8 +235,8 @@ std::string plan_to_table(const PlanResult& result, const Space& space) {
   int64_t rejected = 0;
   for (const auto& [rule, count] : result.rejected) rejected += count;
   out << result.candidates.size() << " candidate" << (result.candidates.size() == 1 ? "" : "s") << " from "
-      << result.enumerated << " point" << (result.enumerated == 1 ? "" : "s") << ": " << rejected
-      << " rejected, " << result.duplicates << " duplicate" << (result.duplicates == 1 ? "" : "s") << "\n";
+      << result.enumerated << " point" << (result.enumerated == 1 ? "" : "s") << ": " << rejected << " rejected, "
+      << result.duplicates << " duplicate" << (result.duplicates == 1 ? "" : "s") << "\n";
   if (!result.rejected.empty()) {
     size_t w = 0;
     for (const auto& [rule, count] : result.rejected) w = std::max(w, rule.size());

@@ -1,36 +1,13 @@
 #include "tuner/prune/pruner.h"
 
-#include <cstdio>
 #include <cstdlib>
 #include <set>
 
+#include "common/job_keys.h"
+
 namespace partune {
 
-namespace {
-constexpr const char* kLbs = "training.local_batch_size";
-constexpr const char* kSeq = "training.seq_len";
-constexpr const char* kAcMode = "activation_checkpoint.mode";
-constexpr const char* kAcOption = "activation_checkpoint.selective_ac_option";
-// Follows lbs (gbs = lbs * dp when unset) so it differs whenever lbs does.
-constexpr const char* kGbs = "training.global_batch_size";
-
-std::string fmt(double v, const char* spec) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, spec, v);
-  return buf;
-}
-}  // namespace
-
-std::optional<std::string> over_memory_limit(FailureClass failure, const TrialMetrics& m, const MemoryLimit& limit) {
-  if (failure == FailureClass::Oom) return std::string("out of memory");
-  if (m.oom_errors > 0) return std::to_string(m.oom_errors) + " CUDA OOM errors";
-  if (limit.alloc_retries_over_limit && m.alloc_retries > 0)
-    return std::to_string(m.alloc_retries) + " allocation retries";
-  if (m.memory_pct && *m.memory_pct > 100.0 * limit.memory_headroom)
-    return "memory " + fmt(*m.memory_pct, "%.2f") + "% over the " + fmt(100.0 * limit.memory_headroom, "%.0f") +
-           "% headroom";
-  return std::nullopt;
-}
+using namespace keys;
 
 double ac_memory_rank(const JobConfig& config) {
   const std::string mode = config.get_string(kAcMode);
@@ -47,7 +24,7 @@ double ac_memory_rank(const JobConfig& config) {
 }
 
 bool needs_more_memory(const Candidate& trial, const Candidate& other) {
-  static const std::set<std::string, std::less<>> kMemoryKeys = {kLbs, kSeq, kAcMode, kAcOption, kGbs};
+  static const std::set<std::string, std::less<>> kMemoryKeys = {kLbs, kSeqLen, kAcMode, kAcOption, kGbs};
   // Every other setting must be equal.
   const auto& a = trial.config.values();
   const auto& b = other.config.values();
@@ -59,7 +36,7 @@ bool needs_more_memory(const Candidate& trial, const Candidate& other) {
     if (trial.config.get(k) != other.config.get(k)) return false;
   }
   const int64_t lbs_a = trial.config.get_int(kLbs), lbs_b = other.config.get_int(kLbs);
-  const int64_t seq_a = trial.config.get_int(kSeq), seq_b = other.config.get_int(kSeq);
+  const int64_t seq_a = trial.config.get_int(kSeqLen), seq_b = other.config.get_int(kSeqLen);
   const double ac_a = ac_memory_rank(trial.config), ac_b = ac_memory_rank(other.config);
   if (lbs_b < lbs_a || seq_b < seq_a || ac_b < ac_a) return false;
   return lbs_b > lbs_a || seq_b > seq_a || ac_b > ac_a;

@@ -8,17 +8,10 @@
 #include <string>
 #include <vector>
 
+#include "tuner/trial/health.h"
 #include "tuner/trial/trial.h"
 
 namespace partune {
-
-struct MemoryLimit {
-  double memory_headroom = 0.90;        // fraction of device memory a healthy trial may reserve
-  bool alloc_retries_over_limit = true;  // allocator retries count as over the limit
-};
-
-// Why a trial is over the memory limit, or nullopt when it is within it.
-std::optional<std::string> over_memory_limit(FailureClass failure, const TrialMetrics& m, const MemoryLimit& limit);
 
 // Memory order of activation-checkpoint settings: full < selective (every Nth
 // block: larger N saves less) < none. Returns a number that grows with memory.

@@ -8,6 +8,7 @@
 #include <variant>
 
 #include "common/error.h"
+#include "common/job_keys.h"
 #include "tuner/report/format.h"
 
 namespace partune {
@@ -39,14 +40,8 @@ nlohmann::json step_to_json(const StepRow& s) {
           {"mfu", opt(s.mfu)}};
 }
 
-// Why a trial is not healthy, "" if it is.
-std::string unhealthy_because(const TrialRecord& r, double headroom) {
-  if (r.status != TrialStatus::Done) return "status " + std::string(to_string(r.status));
-  if (r.metrics.memory_pct && *r.metrics.memory_pct > 100.0 * headroom)
-    return "memory " + fmt::fixed(*r.metrics.memory_pct, 2) + "% over the " + fmt::fixed(100.0 * headroom, 0) +
-           "% headroom";
-  if (r.metrics.alloc_retries != 0) return std::to_string(r.metrics.alloc_retries) + " allocation retries";
-  return "";
+std::string unhealthy_because(const TrialRecord& r, const HealthRule& rule) {
+  return partune::unhealthy_because(r.status, r.failure, r.metrics, rule);
 }
 
 std::string note_of(const TrialRecord& r) {
@@ -59,29 +54,9 @@ std::string note_of(const TrialRecord& r) {
 
 }  // namespace
 
-std::string axis_short_name(const std::string& key) {
-  static const std::map<std::string, std::string> kShort = {
-      {"parallelism.data_parallel_shard_degree", "dp_shard"},
-      {"parallelism.data_parallel_replicate_degree", "dp_rep"},
-      {"parallelism.tensor_parallel_degree", "TP"},
-      {"parallelism.expert_parallel_degree", "EP"},
-      {"parallelism.expert_tensor_parallel_degree", "ETP"},
-      {"parallelism.context_parallel_degree", "CP"},
-      {"parallelism.pipeline_parallel_degree", "PP"},
-      {"training.local_batch_size", "lbs"},
-      {"training.global_batch_size", "gbs"},
-      {"training.seq_len", "seq"},
-      {"activation_checkpoint.mode", "ac"},
-      {"compile.enable", "compile"},
-  };
-  if (auto it = kShort.find(key); it != kShort.end()) return it->second;
-  auto dot = key.rfind('.');
-  return dot == std::string::npos ? key : key.substr(dot + 1);
-}
+bool is_healthy(const TrialRecord& r, const HealthRule& rule) { return unhealthy_because(r, rule).empty(); }
 
-bool is_healthy(const TrialRecord& r, double memory_headroom) { return unhealthy_because(r, memory_headroom).empty(); }
-
-nlohmann::json trial_to_json(const TrialRecord& r, bool with_steps, double memory_headroom) {
+nlohmann::json trial_to_json(const TrialRecord& r, bool with_steps, const HealthRule& health) {
   nlohmann::json config = nlohmann::json::object();
   for (const auto& [key, value] : r.axes) config[key] = value_to_json(value);
   const bool known = counters_known(r);
@@ -104,7 +79,7 @@ nlohmann::json trial_to_json(const TrialRecord& r, bool with_steps, double memor
         {"alloc_retries", counter(m.alloc_retries)},
         {"oom_errors", counter(m.oom_errors)},
         {"counted_steps", counter(m.counted_steps)}}},
-      {"healthy", is_healthy(r, memory_headroom)},
+      {"healthy", is_healthy(r, health)},
       {"attempt", r.attempt},
       {"wall_s", opt(r.wall_s)},
       {"started_at", opt(r.started_at)},
@@ -131,11 +106,11 @@ std::optional<double> objective_metric(const TrialMetrics& m, const std::string&
 }
 
 std::vector<TrialRecord> rank_best(std::vector<TrialRecord> trials, const std::string& objective, size_t top,
-                                   double memory_headroom, bool include_all) {
+                                   const HealthRule& health, bool include_all) {
   objective_value(TrialRecord{}, objective);  // rejects an unknown objective even with no trials
   std::erase_if(trials, [&](const TrialRecord& r) {
     if (r.status != TrialStatus::Done || !objective_value(r, objective)) return true;
-    return !include_all && !is_healthy(r, memory_headroom);
+    return !include_all && !is_healthy(r, health);
   });
   std::stable_sort(trials.begin(), trials.end(), [&](const TrialRecord& a, const TrialRecord& b) {
     const double va = *objective_value(a, objective), vb = *objective_value(b, objective);
@@ -170,13 +145,13 @@ std::string trials_table(const std::vector<TrialRecord>& trials, const TableOpti
   });
   // Short names, unless two axes would share one.
   std::map<std::string, int> uses;
-  for (const auto& key : axis_keys) ++uses[axis_short_name(key)];
+  for (const auto& key : axis_keys) ++uses[keys::short_name(key)];
 
   fmt::Table table;
   if (options.rank) table.column("#", true);
   table.column("id").column("status");
   for (const auto& key : axis_keys) {
-    const std::string s = axis_short_name(key);
+    const std::string s = keys::short_name(key);
     table.column(uses[s] > 1 ? key : s, numeric[key]);
   }
   table.column("mfu%", true).column("tps", true).column("memory", true).column("retries", true);
@@ -197,14 +172,14 @@ std::string trials_table(const std::vector<TrialRecord>& trials, const TableOpti
     row.push_back(r.metrics.tps ? fmt::thousands(*r.metrics.tps) : "-");
     row.push_back(fmt::memory(r.metrics.memory_gib, r.metrics.memory_pct));
     row.push_back(counters_known(r) ? std::to_string(r.metrics.alloc_retries) : "-");
-    if (options.health) row.push_back(is_healthy(r, options.memory_headroom) ? "yes" : "no");
+    if (options.health) row.push_back(is_healthy(r, options.health_rule) ? "yes" : "no");
     row.push_back(note_of(r));
     table.row(std::move(row));
   }
   return table.render();
 }
 
-std::string trial_detail(const TrialRecord& r, double memory_headroom) {
+std::string trial_detail(const TrialRecord& r, const HealthRule& health) {
   std::string out;
   out += "trial " + r.id + "  (study " + r.study + ", source " + r.source + ")\n";
   out += "status: " + std::string(to_string(r.status));
@@ -231,7 +206,7 @@ std::string trial_detail(const TrialRecord& r, double memory_headroom) {
     out += "  oom errors: " + std::to_string(m.oom_errors) + "\n";
     out += "  counted steps: " + std::to_string(m.counted_steps) + "\n";
   }
-  const std::string why = unhealthy_because(r, memory_headroom);
+  const std::string why = unhealthy_because(r, health);
   out += "  healthy: " + (why.empty() ? std::string("yes") : "no (" + why + ")") + "\n";
   if (!r.facts.empty()) out += "  facts: " + r.facts.dump() + "\n";
 

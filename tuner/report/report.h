@@ -9,15 +9,14 @@
 #include <vector>
 
 #include "tuner/store/store.h"
+#include "tuner/trial/health.h"
 
 namespace partune {
 
-inline constexpr double kDefaultMemoryHeadroom = 0.90;
-
-// Done, peak memory within the headroom (when known: memory_pct <= 100 *
-// headroom) and no allocation retries. A configuration at the edge of memory
-// is not one to train on for weeks.
-bool is_healthy(const TrialRecord& r, double memory_headroom = kDefaultMemoryHeadroom);
+// Done and within the memory limit (tuner/trial/health.h: no OOM, peak
+// memory within the headroom, no allocation retries where the rule counts
+// them). A configuration at the edge of memory is not one to train on for weeks.
+bool is_healthy(const TrialRecord& r, const HealthRule& rule = {});
 
 // {"id", "status", "failure" (string or null), "reason", "config" (every axis
 // as "section.key": value), "metrics" {"mfu", "tps", "tflops", "memory_gib",
@@ -25,7 +24,7 @@ bool is_healthy(const TrialRecord& r, double memory_headroom = kDefaultMemoryHea
 // unknown), "attempt", "wall_s", "started_at", "finished_at", "pruned_by",
 // "source", "healthy", "study"}; with_steps adds "job_config" (every key of
 // the full job config) and "steps" (the latest attempt's rows).
-nlohmann::json trial_to_json(const TrialRecord& r, bool with_steps, double memory_headroom = kDefaultMemoryHeadroom);
+nlohmann::json trial_to_json(const TrialRecord& r, bool with_steps, const HealthRule& health = {});
 
 // The metric an objective maximises ("mfu" | "tps" | "tflops"; InputError
 // otherwise); nullopt when the trial did not report it.
@@ -35,12 +34,12 @@ std::optional<double> objective_metric(const TrialMetrics& m, const std::string&
 // "tflops"; InputError otherwise), best first, ties by id. Healthy trials
 // only unless include_all. top == 0: all of them.
 std::vector<TrialRecord> rank_best(std::vector<TrialRecord> trials, const std::string& objective, size_t top,
-                                   double memory_headroom = kDefaultMemoryHeadroom, bool include_all = false);
+                                   const HealthRule& health = {}, bool include_all = false);
 
 struct TableOptions {
   bool rank = false;    // a leading "#" column (for best)
   bool health = false;  // a "healthy" column (for best --all)
-  double memory_headroom = kDefaultMemoryHeadroom;
+  HealthRule health_rule;
 };
 
 // One row a trial: id, status, one column per axis (short names: TP, EP,
@@ -49,10 +48,6 @@ std::string trials_table(const std::vector<TrialRecord>& trials, const TableOpti
 
 // `tune show`: identity and timings, axes, summary, health, the full job
 // config and the step table of the latest attempt.
-std::string trial_detail(const TrialRecord& r, double memory_headroom = kDefaultMemoryHeadroom);
-
-// Short column name of an axis: "parallelism.tensor_parallel_degree" -> "TP";
-// unknown keys: the part after the last '.'.
-std::string axis_short_name(const std::string& key);
+std::string trial_detail(const TrialRecord& r, const HealthRule& health = {});
 
 }  // namespace partune

@@ -1,5 +1,7 @@
 #include "tuner/space/space.h"
 
+#include <toml++/toml.h>
+
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
@@ -8,9 +10,8 @@
 #include <sstream>
 #include <tuple>
 
-#include <toml++/toml.h>
-
 #include "common/error.h"
+#include "tuner/launch/placeholders.h"
 #include "tuner/search/strategy.h"
 
 namespace partune {
@@ -25,13 +26,20 @@ std::string join(const std::vector<std::string>& items) {
 
 std::string node_type_name(const toml::node& n) {
   switch (n.type()) {
-    case toml::node_type::table: return "a table";
-    case toml::node_type::array: return "an array";
-    case toml::node_type::string: return "a string";
-    case toml::node_type::integer: return "an integer";
-    case toml::node_type::floating_point: return "a float";
-    case toml::node_type::boolean: return "a boolean";
-    default: return "a date/time";
+    case toml::node_type::table:
+      return "a table";
+    case toml::node_type::array:
+      return "an array";
+    case toml::node_type::string:
+      return "a string";
+    case toml::node_type::integer:
+      return "an integer";
+    case toml::node_type::floating_point:
+      return "a float";
+    case toml::node_type::boolean:
+      return "a boolean";
+    default:
+      return "a date/time";
   }
 }
 
@@ -44,12 +52,10 @@ class Reader {
     return path_ + ":" + std::to_string(r.begin.line ? r.begin.line : 1) + ":" +
            std::to_string(r.begin.column ? r.begin.column : 1);
   }
-  [[noreturn]] void fail(const toml::source_region& r, std::string_view key,
-                         std::string_view reason) const {
+  [[noreturn]] void fail(const toml::source_region& r, std::string_view key, std::string_view reason) const {
     throw InputError(where(r) + ": key '" + std::string(key) + "': " + std::string(reason));
   }
-  [[noreturn]] void unknown(const toml::key& k, const std::string& key,
-                            const std::vector<std::string>& known) const {
+  [[noreturn]] void unknown(const toml::key& k, const std::string& key, const std::vector<std::string>& known) const {
     fail(k.source(), key, "unknown key (known: " + join(known) + ")");
   }
 
@@ -76,15 +82,17 @@ class Reader {
   // A positive number (integer or float).
   double positive(const toml::node& n, const std::string& key) const {
     double d = 0;
-    if (auto i = n.value_exact<int64_t>()) d = static_cast<double>(*i);
-    else if (auto f = n.value_exact<double>()) d = *f;
-    else fail(n.source(), key, "expected a number, got " + node_type_name(n));
+    if (auto i = n.value_exact<int64_t>())
+      d = static_cast<double>(*i);
+    else if (auto f = n.value_exact<double>())
+      d = *f;
+    else
+      fail(n.source(), key, "expected a number, got " + node_type_name(n));
     if (!(d > 0) || d == std::numeric_limits<double>::infinity())
       fail(n.source(), key, "must be a positive number, got " + std::to_string(d));
     return d;
   }
-  std::string choice(const toml::node& n, const std::string& key,
-                     const std::vector<std::string>& choices) const {
+  std::string choice(const toml::node& n, const std::string& key, const std::vector<std::string>& choices) const {
     std::string v = str(n, key);
     if (std::find(choices.begin(), choices.end(), v) == choices.end())
       fail(n.source(), key, "\"" + v + "\" is not one of " + join(choices));
@@ -114,7 +122,8 @@ class Reader {
 
   // Placeholders: "{name}" must name a known one; a lone "{" is an error.
   void check_placeholders(const toml::node& n, const std::string& key, const std::string& s) const {
-    const auto& known = backend_placeholders();
+    std::vector<std::string> known;
+    for (const auto& n : backend_placeholders()) known.push_back("{" + n + "}");
     for (size_t i = s.find('{'); i != std::string::npos; i = s.find('{', i + 1)) {
       size_t close = s.find('}', i);
       if (close == std::string::npos)
@@ -143,8 +152,8 @@ class Reader {
   std::string path_;
 };
 
-const std::vector<std::string> kSections = {"study", "trial", "hardware", "backend", "prune",
-                                            "base",  "space", "search"};
+const std::vector<std::string> kSections = {"study", "trial", "hardware", "backend",
+                                            "prune", "base",  "space",    "search"};
 
 void Reader::read(const toml::table& root, Space& s) const {
   const toml::table* study = nullptr;
@@ -194,12 +203,18 @@ void Reader::read_study(const toml::table& t, Space& s) const {
 void Reader::read_hardware(const toml::table& t, Space& s) const {
   for (auto&& [k, v] : t) {
     const std::string key = "hardware." + std::string(k.str());
-    if (k == "device_type") s.hardware.device_type = choice(v, key, {"cuda", "cpu"});
-    else if (k == "devices") s.hardware.devices = static_cast<int>(integer(v, key, 1, 1 << 20));
-    else if (k == "nodes") s.hardware.nodes = static_cast<int>(integer(v, key, 1, 1 << 16));
-    else if (k == "memory_gib") s.hardware.memory_gib = positive(v, key);
-    else if (k == "peak_tflops") s.hardware.peak_tflops = positive(v, key);
-    else unknown(k, key, {"device_type", "devices", "nodes", "memory_gib", "peak_tflops"});
+    if (k == "device_type")
+      s.hardware.device_type = choice(v, key, {"cuda", "cpu"});
+    else if (k == "devices")
+      s.hardware.devices = static_cast<int>(integer(v, key, 1, 1 << 20));
+    else if (k == "nodes")
+      s.hardware.nodes = static_cast<int>(integer(v, key, 1, 1 << 16));
+    else if (k == "memory_gib")
+      s.hardware.memory_gib = positive(v, key);
+    else if (k == "peak_tflops")
+      s.hardware.peak_tflops = positive(v, key);
+    else
+      unknown(k, key, {"device_type", "devices", "nodes", "memory_gib", "peak_tflops"});
   }
   if (int64_t{s.hardware.devices} * s.hardware.nodes > (1 << 20))
     fail(t.source(), "hardware.nodes", "devices * nodes is too large");
@@ -207,7 +222,8 @@ void Reader::read_hardware(const toml::table& t, Space& s) const {
 
 void Reader::read_backend(const toml::table& t, Space& s) const {
   BackendSpec& b = s.backend;
-  if (const toml::node* kind = t.get("kind")) b.kind = choice(*kind, "backend.kind", {"embedded", "torchtitan", "command"});
+  if (const toml::node* kind = t.get("kind"))
+    b.kind = choice(*kind, "backend.kind", {"embedded", "torchtitan", "command"});
   // Keys that only one kind uses are errors for the others: nothing is ignored silently.
   auto only_for = [&](const toml::key& k, const std::string& key, const char* kind) {
     if (b.kind != kind)
@@ -255,12 +271,18 @@ void Reader::read_backend(const toml::table& t, Space& s) const {
 void Reader::read_trial(const toml::table& t, Space& s) const {
   for (auto&& [k, v] : t) {
     const std::string key = "trial." + std::string(k.str());
-    if (k == "steps") s.trial.steps = static_cast<int>(integer(v, key, 1, 1 << 30));
-    else if (k == "warmup_steps") s.trial.warmup_steps = static_cast<int>(integer(v, key, 0, 1 << 30));
-    else if (k == "timeout_s") s.trial.timeout_s = positive(v, key);
-    else if (k == "hang_timeout_s") s.trial.hang_timeout_s = positive(v, key);
-    else if (k == "repeats") s.trial.repeats = static_cast<int>(integer(v, key, 1, 1000));
-    else unknown(k, key, {"steps", "warmup_steps", "timeout_s", "hang_timeout_s", "repeats"});
+    if (k == "steps")
+      s.trial.steps = static_cast<int>(integer(v, key, 1, 1 << 30));
+    else if (k == "warmup_steps")
+      s.trial.warmup_steps = static_cast<int>(integer(v, key, 0, 1 << 30));
+    else if (k == "timeout_s")
+      s.trial.timeout_s = positive(v, key);
+    else if (k == "hang_timeout_s")
+      s.trial.hang_timeout_s = positive(v, key);
+    else if (k == "repeats")
+      s.trial.repeats = static_cast<int>(integer(v, key, 1, 1000));
+    else
+      unknown(k, key, {"steps", "warmup_steps", "timeout_s", "hang_timeout_s", "repeats"});
   }
   if (s.trial.warmup_steps >= s.trial.steps) {
     const toml::node* n = t.get("warmup_steps") ? t.get("warmup_steps") : t.get("steps");
@@ -306,8 +328,7 @@ void Reader::read_base(const toml::table& t, Space& s) const {
       std::string file = str(v, "base.config_file");
       std::filesystem::path p(file);
       if (p.is_relative()) p = std::filesystem::path(path_).parent_path() / p;
-      if (!std::filesystem::is_regular_file(p))
-        fail(v.source(), "base.config_file", "no such file: " + p.string());
+      if (!std::filesystem::is_regular_file(p)) fail(v.source(), "base.config_file", "no such file: " + p.string());
       s.base = JobConfig::from_toml_file(p.string());
     } else if (const toml::table* section = v.as_table()) {
       read_base_section(*section, name, inline_cfg);
@@ -323,8 +344,10 @@ void Reader::collect_axes(const toml::table& t, const std::string& prefix,
                           std::vector<std::pair<const toml::node*, std::string>>& out) const {
   for (auto&& [k, v] : t) {
     const std::string key = prefix.empty() ? std::string(k.str()) : prefix + "." + std::string(k.str());
-    if (const toml::table* sub = v.as_table()) collect_axes(*sub, key, out);
-    else out.emplace_back(&v, key);
+    if (const toml::table* sub = v.as_table())
+      collect_axes(*sub, key, out);
+    else
+      out.emplace_back(&v, key);
   }
 }
 
@@ -361,19 +384,18 @@ void Reader::read_space(const toml::table& t, Space& s) const {
 void Reader::read_search(const toml::table& t, Space& s) const {
   for (auto&& [k, v] : t) {
     const std::string key = "search." + std::string(k.str());
-    if (k == "strategy") s.search.strategy = choice(v, key, strategy_names());
-    else if (k == "max_trials") s.search.max_trials = integer(v, key, 1);
-    else if (k == "seed") s.search.seed = static_cast<uint64_t>(integer(v, key, 0));
-    else unknown(k, key, {"strategy", "max_trials", "seed"});
+    if (k == "strategy")
+      s.search.strategy = choice(v, key, strategy_names());
+    else if (k == "max_trials")
+      s.search.max_trials = integer(v, key, 1);
+    else if (k == "seed")
+      s.search.seed = static_cast<uint64_t>(integer(v, key, 0));
+    else
+      unknown(k, key, {"strategy", "max_trials", "seed"});
   }
 }
 
 }  // namespace
-
-const std::vector<std::string>& backend_placeholders() {
-  static const std::vector<std::string> names = {"{config_file}", "{devices}", "{trial_id}", "{log_dir}"};
-  return names;
-}
 
 Space load_space_from_string(std::string_view text, const std::string& path) {
   toml::table root;

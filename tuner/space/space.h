@@ -16,12 +16,13 @@
 #include <vector>
 
 #include "common/job_config.h"
+#include "tuner/trial/health.h"
 
 namespace partune {
 
 struct StudySpec {
-  std::string name;                // required; [A-Za-z0-9._-]+ (it names files)
-  std::string db_path;             // TOML key "db"; default "results/<name>.db"
+  std::string name;               // required; [A-Za-z0-9._-]+ (it names files)
+  std::string db_path;            // TOML key "db"; default "results/<name>.db"
   std::string objective = "mfu";  // maximised: "mfu" | "tps" | "tflops"
 };
 
@@ -36,10 +37,10 @@ struct HardwareSpec {
 
 struct BackendSpec {
   std::string kind = "embedded";  // "embedded" | "torchtitan" | "command"
-  // command: the argv template; placeholders {config_file} {devices} {trial_id} {log_dir}.
+  // command: the argv template; placeholders as tuner/launch/placeholders.h.
   std::vector<std::string> argv;
   std::map<std::string, std::string> env;  // added to the trial's environment (placeholders allowed)
-  std::string trainer;  // embedded: path to bin/trainer; empty: next to the tune binary
+  std::string trainer;                     // embedded: path to bin/trainer; empty: next to the tune binary
   // torchtitan: `torchrun --nproc_per_node={devices} <torchrun_args> -m <module> --job.config_file {config_file}`
   std::string torchrun = "torchrun";
   std::vector<std::string> torchrun_args;
@@ -55,13 +56,11 @@ struct TrialSpec {
   int repeats = 1;
 };
 
-struct PruneSpec {
-  double memory_headroom = 0.90;         // fraction of device memory, in (0, 1]
-  bool alloc_retries_over_limit = true;  // allocation retries count as over the headroom
-};
+// [prune]: the study's health rule (memory_headroom in (0, 1]).
+struct PruneSpec : HealthRule {};
 
 struct SearchSpec {
-  std::string strategy = "grid";  // one of strategy_names() (tuner/search/strategy.h)
+  std::string strategy = "grid";      // one of strategy_names() (tuner/search/strategy.h)
   std::optional<int64_t> max_trials;  // nullopt: every candidate
   uint64_t seed = 0;
 };
@@ -80,7 +79,7 @@ struct Space {
   BackendSpec backend;
   TrialSpec trial;
   PruneSpec prune;
-  JobConfig base;  // [base] config_file merged under the inline [base.<section>] tables
+  JobConfig base;          // [base] config_file merged under the inline [base.<section>] tables
   std::vector<Axis> axes;  // file order
   SearchSpec search;
 };
@@ -90,8 +89,5 @@ Space load_space(const std::string& path);
 // The same from text; `path` names the source in messages and anchors
 // [base] config_file (relative to its folder).
 Space load_space_from_string(std::string_view text, const std::string& path);
-
-// Placeholders allowed in backend argv, torchrun_args and env values.
-const std::vector<std::string>& backend_placeholders();
 
 }  // namespace partune

@@ -7,20 +7,18 @@
 #include "common/error.h"
 #include "common/flavors.h"
 #include "common/hash.h"
+#include "common/job_keys.h"
 #include "tuner/parse/log_parser.h"
 #include "tuner/store/store.h"
 
 namespace partune {
 
 const std::vector<std::string>& ingest_axis_keys() {
-  static const std::vector<std::string> keys = {
-      "parallelism.data_parallel_replicate_degree", "parallelism.data_parallel_shard_degree",
-      "parallelism.tensor_parallel_degree",         "parallelism.context_parallel_degree",
-      "parallelism.expert_parallel_degree",         "parallelism.expert_tensor_parallel_degree",
-      "training.local_batch_size",                  "training.seq_len",
-      "activation_checkpoint.mode",                 "compile.enable",
+  static const std::vector<std::string> axis_keys = {
+      keys::kDpReplicate, keys::kDpShard, keys::kTp,     keys::kCp,     keys::kEp,
+      keys::kEtp,         keys::kLbs,     keys::kSeqLen, keys::kAcMode, keys::kCompile,
   };
-  return keys;
+  return axis_keys;
 }
 
 std::vector<std::string> ingest_runs(const IngestOptions& o, std::ostream& out) {

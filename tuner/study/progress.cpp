@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstdio>
 
+#include "common/job_keys.h"
 #include "tuner/report/format.h"
 #include "tuner/report/report.h"
 
@@ -14,7 +15,7 @@ using fmt::value;
 
 std::string describe_axes(const std::map<std::string, Value>& axes) {
   std::string out;
-  for (const auto& [key, v] : axes) out += (out.empty() ? "" : " ") + axis_short_name(key) + "=" + value(v);
+  for (const auto& [key, v] : axes) out += (out.empty() ? "" : " ") + keys::short_name(key) + "=" + value(v);
   return out;
 }
 
@@ -43,9 +44,12 @@ std::string Progress::eta() const {
   if (trials_timed_ == 0) return "?";
   const double s = trial_wall_sum_ / static_cast<double>(trials_timed_) * static_cast<double>(remaining_);
   char buf[32];
-  if (s >= 3600) std::snprintf(buf, sizeof buf, "%.0fh%02.0fm", std::floor(s / 3600), std::fmod(s, 3600) / 60);
-  else if (s >= 60) std::snprintf(buf, sizeof buf, "%.0fm%02.0fs", std::floor(s / 60), std::fmod(s, 60));
-  else std::snprintf(buf, sizeof buf, "%.0fs", s);
+  if (s >= 3600)
+    std::snprintf(buf, sizeof buf, "%.0fh%02.0fm", std::floor(s / 3600), std::fmod(s, 3600) / 60);
+  else if (s >= 60)
+    std::snprintf(buf, sizeof buf, "%.0fm%02.0fs", std::floor(s / 60), std::fmod(s, 60));
+  else
+    std::snprintf(buf, sizeof buf, "%.0fs", s);
   return buf;
 }
 
@@ -59,8 +63,10 @@ void Progress::trial_start(int64_t index, int64_t total, const Candidate& c, int
   last_step_.reset();
   trial_label_ = "[" + std::to_string(index) + "/" + std::to_string(total) + "] " + c.id + " " + describe_axes(c.axes);
   if (attempt > 1) trial_label_ += " (attempt " + std::to_string(attempt) + ")";
-  if (live_) redraw();
-  else out_ << trial_label_ << ": started\n" << std::flush;
+  if (live_)
+    redraw();
+  else
+    out_ << trial_label_ << ": started\n" << std::flush;
 }
 
 void Progress::step(const StepRow& row) {

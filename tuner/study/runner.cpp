@@ -11,6 +11,7 @@
 #include "common/error.h"
 #include "common/hash.h"
 #include "tuner/launch/backend.h"
+#include "tuner/launch/command_backend.h"
 #include "tuner/launch/launcher.h"
 #include "tuner/parse/log_parser.h"
 #include "tuner/plan/planner.h"
@@ -99,7 +100,7 @@ class TrialRunner {
     ctx.devices = space_.hardware.devices;
     ctx.nodes = space_.hardware.nodes;
     ctx.device_type = space_.hardware.device_type;
-    ctx.extra_env = space_.backend.env;
+    for (const auto& [k, v] : space_.backend.env) ctx.extra_env[k] = substitute_placeholders(v, ctx);
     ctx.extra_env[kStudyTokenEnv] = token_;
     ctx.extra_env[kRunMarkEnv] = run_mark_;
     ctx.extra_env["PARTUNE_TRIAL_ID"] = c.id;
@@ -109,21 +110,8 @@ class TrialRunner {
     if (space_.hardware.peak_tflops)
       ctx.extra_env["PARTUNE_PEAK_FLOPS"] = std::to_string(*space_.hardware.peak_tflops * 1e12);
 
-    std::vector<ProcessSpec> procs;
-    const std::string& kind = space_.backend.kind;
-    if (kind == "embedded") {
-      procs = embedded_processes(trainer_path(space_, opts_), ctx, free_tcp_port());
-    } else if (kind == "torchtitan") {
-      procs = torchtitan_processes(space_.backend.torchrun, space_.backend.torchrun_args, space_.backend.module,
-                                   space_.backend.workdir, ctx);
-    } else {
-      procs = command_processes(space_.backend.argv, space_.backend.env, ctx);
-    }
-    if (kind != "embedded" && !space_.backend.workdir.empty())
-      for (auto& p : procs)
-        if (p.cwd.empty()) p.cwd = space_.backend.workdir;
-    for (auto& p : procs)
-      for (const auto& [k, v] : ctx.extra_env) p.env.emplace(k, v);
+    const std::unique_ptr<Backend> backend = make_backend(space_.backend, trainer_path(space_, opts_));
+    const std::vector<ProcessSpec> procs = backend->processes(ctx);
 
     LaunchOptions lo;
     lo.timeout_s = space_.trial.timeout_s;
@@ -131,7 +119,7 @@ class TrialRunner {
     lo.log_path = (dir / "output.log").string();
 
     Attempt a;
-    const bool per_rank_pipes = kind == "embedded" && procs.size() > 1;
+    const bool per_rank_pipes = backend->one_process_per_rank() && procs.size() > 1;
     int failure_events = 0;
     a.launch = launch(
         procs, lo,
@@ -186,12 +174,18 @@ class TrialRunner {
       a.reason = "no step line after the " + std::to_string(space_.trial.warmup_steps) + " warmup steps";
     }
     if (a.failure != FailureClass::None && a.reason.empty()) {
-      if (a.launch.timed_out) a.reason = "timed out after " + std::to_string(int(space_.trial.timeout_s)) + " s";
-      else if (a.launch.hung) a.reason = "no output for " + std::to_string(int(space_.trial.hang_timeout_s)) + " s";
-      else if (!a.log.failure_message().empty()) a.reason = a.log.failure_message();
-      else if (have_files && !from_files.failure_message().empty()) a.reason = from_files.failure_message();
-      else if (signal) a.reason = "killed by signal " + std::to_string(signal);
-      else a.reason = "exit code " + std::to_string(exit_code);
+      if (a.launch.timed_out)
+        a.reason = "timed out after " + std::to_string(int(space_.trial.timeout_s)) + " s";
+      else if (a.launch.hung)
+        a.reason = "no output for " + std::to_string(int(space_.trial.hang_timeout_s)) + " s";
+      else if (!a.log.failure_message().empty())
+        a.reason = a.log.failure_message();
+      else if (have_files && !from_files.failure_message().empty())
+        a.reason = from_files.failure_message();
+      else if (signal)
+        a.reason = "killed by signal " + std::to_string(signal);
+      else
+        a.reason = "exit code " + std::to_string(exit_code);
     }
     a.ok = a.failure == FailureClass::None;
     return a;
@@ -281,7 +275,8 @@ RunSummary run_study(const Space& space, const RunOptions& opts, std::ostream& o
                {"devices", space.hardware.devices},
                {"nodes", space.hardware.nodes},
                {"backend", space.backend.kind},
-               {"memory_headroom", space.prune.memory_headroom}};
+               {"memory_headroom", space.prune.memory_headroom},
+               {"alloc_retries_over_limit", space.prune.alloc_retries_over_limit}};
   store.ensure_study(row);
   store.add_candidates(study, planned.candidates);
 
@@ -332,7 +327,7 @@ RunSummary run_study(const Space& space, const RunOptions& opts, std::ostream& o
                        pending_count());
 
   TrialRunner runner(space, store, progress, opts, token, run_mark);
-  const MemoryLimit limit{space.prune.memory_headroom, space.prune.alloc_retries_over_limit};
+  const HealthRule& limit = space.prune;
   int64_t index = 0;
   const int64_t total = static_cast<int64_t>(order.size());
   for (size_t i : order) {
@@ -386,10 +381,18 @@ RunSummary run_study(const Space& space, const RunOptions& opts, std::ostream& o
   for (const auto& r : store.trials(study)) {
     if (!in_plan.count(r.id)) continue;
     switch (r.status) {
-      case TrialStatus::Done: ++summary.done; break;
-      case TrialStatus::Failed: ++summary.failed; break;
-      case TrialStatus::Pruned: ++summary.pruned; break;
-      default: ++summary.pending; break;
+      case TrialStatus::Done:
+        ++summary.done;
+        break;
+      case TrialStatus::Failed:
+        ++summary.failed;
+        break;
+      case TrialStatus::Pruned:
+        ++summary.pruned;
+        break;
+      default:
+        ++summary.pending;
+        break;
     }
   }
   summary.candidates = static_cast<int64_t>(planned.candidates.size());
