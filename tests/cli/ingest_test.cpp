@@ -74,5 +74,63 @@ TEST(Ingest, AHandRunWithAnUnknownFlavorRanksAndReingestingIsANoOp) {
   EXPECT_EQ(JobConfig::from_toml_string(exported.out, "export"), JobConfig::from_toml_file(config)) << exported.out;
 }
 
+// Warm start: a hand run of a config the space plans, ingested with --space,
+// takes that candidate's id, so the study counts it as measured and does not
+// run it again; a second run of the same config is kept as an event.
+TEST(Ingest, AHandRunOfAPlannedConfigWarmStartsTheStudy) {
+  TempDir dir;
+  SpaceOptions o;
+  o.objective = "mfu";
+  Study s = write_space(dir, o);
+  auto planned = json_of(tune({"plan", "--space", s.space, "--format", "json"}, dir.path()));
+  std::string wanted;
+  for (const auto& c : planned["candidates"])
+    if (c["config"]["training.local_batch_size"] == 2 && c["config"]["activation_checkpoint.mode"] == "full")
+      wanted = c["id"];
+  ASSERT_FALSE(wanted.empty()) << planned.dump();
+
+  // What a user runs by hand: the same job, with keys of its own (steps, dump folder)
+  // and the implicit values left implicit (dp_shard -1, no global batch size).
+  const std::string config = dir.file("hand.toml");
+  write_file(config, R"([job]
+dump_folder = "/tmp/hand-run"
+[model]
+name = "qwen3"
+flavor = "debugmodel_moe"
+[training]
+local_batch_size = 2
+steps = 20
+[activation_checkpoint]
+mode = "full"
+)");
+  const std::string log = kFixtures + "/logs/torchtitan_v022_colored.log";
+  Result in = tune({"ingest", "--space", s.space, "--config", config, "--warmup-steps", "2", log}, dir.path());
+  ASSERT_EQ(in.exit_code, 0) << in.describe();
+  EXPECT_NE(in.out.find("trial " + wanted + " done (a planned candidate of the study: warm start)"), std::string::npos)
+      << in.out;
+
+  Result run = tune({"--space", s.space, "--plain"}, dir.path());
+  ASSERT_EQ(run.exit_code, 0) << run.describe();
+  EXPECT_NE(run.out.find("4 candidates, 1 already finished, 3 to run"), std::string::npos) << run.out;
+  EXPECT_EQ(run.out.find("] " + wanted + " "), std::string::npos) << "the warm-started candidate ran again\n"
+                                                                  << run.out;
+  auto list = json_of(tune({"list", "--db", s.db, "--format", "json"}, dir.path()));
+  ASSERT_EQ(list.size(), 4u);  // no extra trial: the hand run is the candidate's result
+  for (const auto& t : list) {
+    if (t["id"] == wanted) {
+      EXPECT_EQ(t["source"], "ingest");
+    }
+  }
+
+  // The same config from another log: not a new trial, not a lost run.
+  const std::string log2 = dir.file("again.log");
+  write_file(log2, read_file(log));
+  Result again = tune({"ingest", "--space", s.space, "--config", config, "--warmup-steps", "2", log2}, dir.path());
+  ASSERT_EQ(again.exit_code, 0) << again.describe();
+  EXPECT_NE(again.out.find("already has a result"), std::string::npos) << again.out;
+  EXPECT_EQ(query(s.db, "SELECT COUNT(*) FROM events WHERE kind = 'ingest_repeat' AND trial = '" + wanted + "'"),
+            (std::vector<std::vector<std::string>>{{"1"}}));
+}
+
 }  // namespace
 }  // namespace partune::cli_testing

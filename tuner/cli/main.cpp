@@ -168,8 +168,10 @@ int main(int argc, char** argv) {
 
   IngestOptions ingest;
   auto* ing = app.add_subcommand("ingest", "record runs done outside tune as finished trials");
-  ing->add_option("--db", ingest.db_path, "results database")->required();
-  ing->add_option("--study", ingest.study, "study name")->required();
+  ing->add_option("--space", ingest.space_path,
+                  "the study's space file: a run of a planned config becomes that candidate's result");
+  ing->add_option("--db", ingest.db_path, "results database (default: the space's)");
+  ing->add_option("--study", ingest.study, "study name (default: the space's)");
   ing->add_option("--config", ingest.config_path, "the runs' torchtitan job config")->required();
   ing->add_option("--warmup-steps", ingest.warmup_steps, "steps not counted in the medians")->check(non_negative());
   ing->add_option("logs", ingest.logs, "log files, one run each")->required();

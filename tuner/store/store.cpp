@@ -19,7 +19,6 @@ namespace {
 
 constexpr int kBusyTimeoutMs = 10000;
 
-
 struct DbClose {
   void operator()(sqlite3* db) const { sqlite3_close_v2(db); }
 };
@@ -593,9 +592,17 @@ void Store::insert_ingested(const std::string& study, const TrialRecord& record)
   std::lock_guard lock(impl_->mutex);
   Impl::Transaction tx(*impl_);
   impl_->require_study(study);
-  if (auto existing = impl_->query_trial(study, record.id))
-    throw InputError(impl_->path + ": trial '" + record.id + "' is already in study '" + study + "' (source " +
-                     existing->source + ", status " + std::string(to_string(existing->status)) + ")");
+  int plan_index = -1;
+  if (auto existing = impl_->query_trial(study, record.id)) {
+    if (existing->status != TrialStatus::Pending || existing->attempt != 0)
+      throw InputError(impl_->path + ": trial '" + record.id + "' is already in study '" + study + "' (source " +
+                       existing->source + ", status " + std::string(to_string(existing->status)) + ")");
+    // A planned candidate not run yet: the hand run is its measurement (warm start).
+    plan_index = existing->plan_index;
+    auto del = impl_->prepare("DELETE FROM trials WHERE study = ?1 AND id = ?2");
+    del.bind(1, study).bind(2, record.id);
+    del.run();
+  }
   const int attempt = std::max(1, record.attempt);
   auto s = impl_->prepare(
       "INSERT INTO trials (study, id, plan_index, status, failure, reason, config_json, "
@@ -603,7 +610,7 @@ void Store::insert_ingested(const std::string& study, const TrialRecord& record)
       "memory_gib, memory_pct, alloc_retries, oom_errors, counted_steps, source, facts_json) "
       "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, "
       "?19, ?20, ?21, 'ingest', ?22)");
-  s.bind(1, study).bind(2, record.id).bind(3, impl_->next_plan_index(study));
+  s.bind(1, study).bind(2, record.id).bind(3, plan_index >= 0 ? plan_index : impl_->next_plan_index(study));
   s.bind(4, std::string(to_string(record.status)));
   if (record.failure == FailureClass::None)
     s.bind(5, nullptr);

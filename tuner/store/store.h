@@ -131,8 +131,9 @@ class Store {
   // attempts' step rows, records a 'reset' event.
   void reset_to_pending(const std::string& study, const std::string& id, const std::string& reason);
   // A run done outside tune, as a finished trial with source 'ingest', its
-  // steps included (as attempt max(1, record.attempt)). InputError if the id
-  // is already in the study.
+  // steps included (as attempt max(1, record.attempt)). A planned candidate
+  // with that id that has never run takes the run as its result (keeping its
+  // plan index); any other trial with that id is an InputError.
   void insert_ingested(const std::string& study, const TrialRecord& record);
 
  private:

@@ -12,13 +12,22 @@ namespace partune {
 struct IngestOptions {
   std::string db_path;
   std::string study;
+  // A study's space file (optional): a run of a config the space plans gets
+  // that candidate's id, so it counts as the candidate's measurement (warm
+  // start); db_path and study default to the space's.
+  std::string space_path;
   std::string config_path;        // the run's torchtitan job config
   std::vector<std::string> logs;  // one run per log
   int warmup_steps = 3;           // steps not counted in the medians
 };
 
+// The trial id of a run: the id of the planned candidate whose axes and model
+// the (canonicalised) config matches when a space is given; else the
+// canonical config id (tuner/plan/planner.h) when the world size is known
+// (from the space, or from explicit degrees); else a hash of config and log.
 // Returns the trial ids (one per log; a log ingested before is skipped and
-// reported). Throws InputError for unreadable files and bad configs.
+// reported, a repeat of a measured config is kept as an event of its trial).
+// Throws InputError for unreadable files and bad configs.
 std::vector<std::string> ingest_runs(const IngestOptions& options, std::ostream& out);
 
 // The job-config keys shown as a trial's "config" for ingested runs: the
