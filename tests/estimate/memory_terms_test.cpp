@@ -75,6 +75,27 @@ TEST(MemoryTerms, EagerLogitsGrowWithTokensAndCompileChunksThem) {
   EXPECT_LT(compiled.activations, big.activations);
 }
 
+TEST(MemoryTerms, GradientAccumulationKeepsEveryGradientThroughTheNextLoss) {
+  JobConfig c = l4(2, 4096);
+  const auto one = terms(c);
+  EXPECT_LT(one.grads, one.params);  // the gradients reuse what the loss freed
+  c.set("training.global_batch_size", int64_t{4});  // two microbatches of 2
+  const auto two = terms(c);
+  EXPECT_GE(two.grads, two.params);  // fp32, as large as the parameters
+  EXPECT_GT(two.total(), one.total() + 0.9 * one.params);
+}
+
+TEST(MemoryTerms, LossParallelShardsTheLogitsOverTp) {
+  JobConfig c = l4();
+  c.set("parallelism.data_parallel_shard_degree", int64_t{1});
+  c.set("parallelism.tensor_parallel_degree", int64_t{2});
+  auto s = memory_shape(c, 2, true);
+  ASSERT_TRUE(s);
+  const double replicated = embedded_memory_terms(*s).logits;
+  s->loss_parallel = true;
+  EXPECT_DOUBLE_EQ(embedded_memory_terms(*s).logits, replicated / 2);
+}
+
 TEST(MemoryTerms, CpuComputesInFloat32WithoutWeightCopies) {
   const auto cpu = terms(l4(), 1, false);
   const auto gpu = terms(l4(), 1, true);

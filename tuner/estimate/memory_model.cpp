@@ -71,11 +71,14 @@ CalibrationOptions options_for(const std::string& backend) {
 class TermMemoryModel : public MemoryModel {
  public:
   TermMemoryModel(int world_size, bool cuda, const std::string& backend)
-      : world_size_(world_size), cuda_(cuda), calibration_(options_for(backend)) {}
+      : world_size_(world_size),
+        cuda_(cuda),
+        torchtitan_(backend == "torchtitan"),
+        calibration_(options_for(backend)) {}
 
   MemoryPrediction predict(const JobConfig& config) const override {
     MemoryPrediction p;
-    const auto shape = memory_shape(config, world_size_, cuda_);
+    const auto shape = shape_of(config);
     if (!shape) {
       p.known = false;
       return p;
@@ -90,7 +93,7 @@ class TermMemoryModel : public MemoryModel {
 
   void observe(const JobConfig& config, double measured_gib) override {
     ++observed_;
-    const auto shape = memory_shape(config, world_size_, cuda_);
+    const auto shape = shape_of(config);
     if (!shape || !(measured_gib > 0)) return;  // nothing to fit: the config's shapes are unknown
     calibration_.add(to_vector(embedded_memory_terms(*shape), shape->compile), measured_gib);
   }
@@ -98,8 +101,16 @@ class TermMemoryModel : public MemoryModel {
   int64_t observations() const override { return observed_; }
 
  private:
+  std::optional<MemoryShape> shape_of(const JobConfig& config) const {
+    auto shape = memory_shape(config, world_size_, cuda_);
+    // torchtitan shards the logits over TP unless told not to; ours are replicated.
+    if (shape && torchtitan_) shape->loss_parallel = !config.get_bool("parallelism.disable_loss_parallel");
+    return shape;
+  }
+
   int world_size_;
   bool cuda_;
+  bool torchtitan_;
   ScaleCalibration calibration_;
   int64_t observed_ = 0;
 };

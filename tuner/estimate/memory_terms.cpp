@@ -98,6 +98,23 @@ double saved_block_bytes_per_token(const MemoryShape& s, const Layout& l) {
   return attn + ffn;
 }
 
+// Bytes per token per-op selective AC keeps of one block (torchtitan's
+// policy: the block input, attention's outputs, and every other matmul
+// output; the rest is recomputed in backward).
+double per_op_block_bytes_per_token(const MemoryShape& s, const Layout& l) {
+  const Flavor& f = s.flavor;
+  const double c = double(s.compute_bytes), D = f.dim;
+  const double hq = double(f.n_heads) * f.head_dim / l.tp, hkv = double(f.n_kv_heads) * f.head_dim / l.tp;
+  double mm = c * (hq + 2 * hkv) + c * D;  // q, k, v projections and wo
+  if (f.moe) {
+    const double route_share = l.token_split ? 1.0 / l.tp : 1.0;
+    mm += route_share * (c * f.num_experts + f.top_k * (2 * c * f.moe_inter_dim / l.etp + c * D));
+  } else {
+    mm += 2 * c * f.hidden_dim / l.tp + c * D;
+  }
+  return c * D + c * hq + 4.0 * f.n_heads / l.tp + 0.5 * mm;
+}
+
 double tokens_per_rank(const MemoryShape& s) {
   return double(s.local_batch_size) * double(s.seq_len) / std::max(1, s.dims.cp);
 }
@@ -159,6 +176,8 @@ std::optional<MemoryShape> memory_shape(const JobConfig& config, int world_size,
   s.compute_bytes = cuda && config.get_string("training.mixed_precision_param") == "bfloat16" ? 2 : 4;
   s.reshard_after_forward = config.get_string("parallelism.fsdp_reshard_after_forward") != "never";
   s.adamw_for_loop = config.get_string("optimizer.implementation") == "for-loop";
+  BatchShape batch{s.local_batch_size, config.get_int("training.global_batch_size"), s.seq_len};
+  s.grad_accumulation = std::max<int64_t>(1, grad_accumulation_steps(d, batch));
   return s;
 }
 
@@ -182,7 +201,7 @@ MemoryTerms embedded_memory_terms(const MemoryShape& s) {
   const double T = tokens_per_rank(s);
   const double per_block = saved_block_bytes_per_token(s, l);
   double saved_block = per_block;
-  if (s.ac == AcKind::PerOp) saved_block = c * D + 0.5 * (per_block - c * D);  // matmul / SDPA outputs, every other mm
+  if (s.ac == AcKind::PerOp) saved_block = std::min(per_block, per_op_block_bytes_per_token(s, l));
   const double acts = T * (double(split.saved) * saved_block + double(split.checkpointed) * c * D + 4 * D + c * D);
 
   // The output projection and the loss.
@@ -193,6 +212,7 @@ MemoryTerms embedded_memory_terms(const MemoryShape& s) {
   } else {  // compute-dtype logits (their block stays cached), then fp32 logits, log-softmax and their gradient
     logits = T * V * ((c < 4 ? c : 0) + 12);
   }
+  if (s.loss_parallel) logits /= l.tp;  // torchtitan: the vocabulary sharded over TP
 
   // Weight copies in the compute dtype (casts, or FSDP's gathers), kept for
   // backward by every block that is not checkpointed (every block when FSDP
@@ -217,8 +237,12 @@ MemoryTerms embedded_memory_terms(const MemoryShape& s) {
   else if (s.ac == AcKind::PerOp)
     working += T * (per_block - saved_block);  // what per-op AC recomputes
   const double at_loss = acts + transient + logits;
-  const double in_backward = std::max(acts + transient, grads) + working;
-  t.grads = std::max(0.0, in_backward - at_loss) / kGiB;
+  if (s.grad_accumulation > 1) {  // later microbatches run forward and loss with every gradient allocated
+    t.grads = (grads + std::max(0.0, acts + transient + working - at_loss)) / kGiB;
+  } else {
+    const double in_backward = std::max(acts + transient, grads) + working;
+    t.grads = std::max(0.0, in_backward - at_loss) / kGiB;
+  }
 
   t.activations = acts / kGiB;
   t.logits = logits / kGiB;

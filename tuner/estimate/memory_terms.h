@@ -27,7 +27,9 @@ struct MemoryShape {
   bool compile = false;       // compile.enable: the chunked loss and fused elementwise paths
   int64_t compute_bytes = 2;  // bf16 compute on CUDA; 4 for float32 (or the CPU)
   bool reshard_after_forward = true;
-  bool adamw_for_loop = false;  // LibTorch's loop keeps per-tensor temporaries
+  bool adamw_for_loop = false;    // LibTorch's loop keeps per-tensor temporaries
+  int64_t grad_accumulation = 1;  // microbatches per step
+  bool loss_parallel = false;     // logits sharded over TP (torchtitan's loss parallel; not the embedded trainer)
 };
 
 // Reads a trial config for `world_size` ranks. nullopt when the flavor is not
