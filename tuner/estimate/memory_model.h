@@ -20,6 +20,7 @@
 namespace partune {
 
 struct Space;
+struct TrialMetrics;
 
 // GiB per rank, for the rank with the largest total.
 struct MemoryTerms {
@@ -37,7 +38,15 @@ struct MemoryPrediction {
   double memory_gib = 0;  // predicted peak reserved GiB
   double sigma_gib = 0;   // current 1-sigma uncertainty of memory_gib
   MemoryTerms terms;      // after calibration scales
+  // False when the model cannot speak for this config: its flavor is not in
+  // the table, or the calibrated fit misses the measurements by more than
+  // kUnreliableResidual (the terms do not describe this backend). An
+  // unknown prediction always fits and never prunes.
+  bool known = true;
 };
+
+// Relative RMS residual of the calibrated fit past which predictions are unknown.
+inline constexpr double kUnreliableResidual = 0.30;
 
 class MemoryModel {
  public:
@@ -58,6 +67,11 @@ std::unique_ptr<MemoryModel> make_memory_model(const Space& space);
 // Device memory per rank in GiB: [hardware] memory_gib, else nullopt (known
 // after the first measured trial: memory_gib / memory_pct).
 std::optional<double> device_memory_gib(const Space& space);
+
+// Device memory per rank learned from one measured trial: memory_gib /
+// memory_pct * 100 (the step line prints both against the device's total).
+// nullopt when either is missing or not positive.
+std::optional<double> device_memory_from_trial(const TrialMetrics& metrics);
 
 // Whether a prediction fits under headroom * capacity, with a margin of
 // `sigmas` standard deviations.

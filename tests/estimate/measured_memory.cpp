@@ -1,0 +1,70 @@
+#include "tests/estimate/measured_memory.h"
+
+namespace partune::testing {
+
+const std::vector<MemoryMeasurement>& measured_memory() {
+  static const std::vector<MemoryMeasurement> rows = [] {
+    constexpr double kH200 = 139.8, kH100 = 79.2;
+    const std::string issue10 = "one H200, 20 steps, ac876bc (issue 10's table)";
+    const std::string bench1 = "one H100 (docs/benchmarks.md, db052d6)";
+    const std::string bench2 = "2xH100 (docs/benchmarks.md, fcbc988)";
+    std::vector<MemoryMeasurement> r;
+    auto add = [&](MemoryMeasurement m) { r.push_back(std::move(m)); };
+    // label, flavor, world, dp_shard, tp, ep, lbs, seq, ac, compile, capacity, measured, source
+    add({"L4 s4096 b4 sel2", "30B-A3B-L4", 1, -1, 1, 1, 4, 4096, "2", false, kH200, 80.9, issue10});
+    add({"L4 s8192 b2 none", "30B-A3B-L4", 1, -1, 1, 1, 2, 8192, "none", false, kH200, 86.8, issue10});
+    add({"L4 s8192 b4 sel2", "30B-A3B-L4", 1, -1, 1, 1, 4, 8192, "2", false, kH200, 123.1, issue10});
+    add({"L4 s4096 b2 sel2 H100", "30B-A3B-L4", 1, -1, 1, 1, 2, 4096, "2", false, kH100, 59.82, bench1});
+    add({"L6 dp2 ep2", "30B-A3B-L6", 2, 2, 1, 2, 2, 4096, "2", false, kH100, 51.29, bench2});
+    add({"L6 dp2 ep1", "30B-A3B-L6", 2, 2, 1, 1, 2, 4096, "2", false, kH100, 53.24, bench2});
+    add({"L6 tp2 ep2", "30B-A3B-L6", 2, 1, 2, 2, 2, 4096, "2", false, kH100, 50.98, bench2});
+    add({"L6 tp2 ep1", "30B-A3B-L6", 2, 1, 2, 1, 2, 4096, "2", false, kH100, 52.33, bench2});
+    MemoryMeasurement old{"L4 s4096 b1 none H100 (082959b)",
+                          "30B-A3B-L4",
+                          1,
+                          -1,
+                          1,
+                          1,
+                          1,
+                          4096,
+                          "none",
+                          false,
+                          kH100,
+                          59.79,
+                          "one H100 (docs/benchmarks.md, 082959b: older code)"};
+    old.loose = true;
+    add(old);
+    const std::string titan = "torchtitan v0.2.2 compiled, one H200 (issue 10's table)";
+    for (auto m : {MemoryMeasurement{"L4 s4096 b4 sel2 compiled", "30B-A3B-L4", 1, -1, 1, 1, 4, 4096, "2", true, kH200,
+                                     54.0, titan},
+                   MemoryMeasurement{"L4 s8192 b2 none compiled", "30B-A3B-L4", 1, -1, 1, 1, 2, 8192, "none", true,
+                                     kH200, 61.1, titan},
+                   MemoryMeasurement{"L4 s8192 b4 sel2 compiled", "30B-A3B-L4", 1, -1, 1, 1, 4, 8192, "2", true, kH200,
+                                     71.2, titan}}) {
+      m.torchtitan = true;
+      add(m);
+    }
+    return r;
+  }();
+  return rows;
+}
+
+JobConfig config_of(const MemoryMeasurement& m) {
+  JobConfig c = JobConfig::from_toml_file(std::string(PARTUNE_SOURCE_DIR) + "/examples/qwen3_30b_a3b.toml");
+  c.set("model.flavor", m.flavor);
+  c.set("training.local_batch_size", m.lbs);
+  c.set("training.seq_len", m.seq_len);
+  c.set("parallelism.data_parallel_shard_degree", int64_t{m.dp_shard});
+  c.set("parallelism.tensor_parallel_degree", int64_t{m.tp});
+  c.set("parallelism.expert_parallel_degree", int64_t{m.ep});
+  if (m.ac == "none" || m.ac == "full") {
+    c.set("activation_checkpoint.mode", m.ac);
+  } else {
+    c.set("activation_checkpoint.mode", std::string("selective"));
+    c.set("activation_checkpoint.selective_ac_option", m.ac);
+  }
+  c.set("compile.enable", m.compile);
+  return c;
+}
+
+}  // namespace partune::testing

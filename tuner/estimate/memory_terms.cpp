@@ -1,0 +1,256 @@
+#include "tuner/estimate/memory_terms.h"
+
+#include <algorithm>
+#include <charconv>
+
+#include "common/error.h"
+
+namespace partune {
+
+namespace {
+
+constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;
+
+int degree(const JobConfig& c, const char* key) { return static_cast<int>(c.get_int(key)); }
+
+AcKind ac_kind(const std::string& mode) {
+  if (mode == "none") return AcKind::None;
+  if (mode == "full") return AcKind::Full;
+  // "memory_budget" is refused by the embedded trainer; torchtitan's budget
+  // lands between none and full, and selective is the nearest term set.
+  return AcKind::Selective;
+}
+
+// What one rank holds of one transformer block, in elements, before FSDP.
+struct BlockParams {
+  double dense = 0;    // attention, norms, router or dense FFN (FSDP over dp_shard * cp)
+  double experts = 0;  // this rank's experts (FSDP over efsdp)
+  double largest = 0;  // the largest single tensor (gathered / reduce-scattered alone)
+  double total() const { return dense + experts; }
+};
+
+struct Layout {
+  double tp = 1, ep = 1, etp = 1, fsdp = 1, efsdp = 1;
+  bool token_split = false;  // ETP = 1 under TP with EP: each TP rank routes 1/TP of the tokens
+  bool any_fsdp() const { return fsdp > 1 || efsdp > 1; }
+};
+
+Layout layout_of(const MemoryShape& s) {
+  const ParallelDims& d = s.dims;
+  Layout l;
+  l.tp = d.tp;
+  l.fsdp = double(d.dp_shard) * d.cp;
+  if (d.ep > 1) {
+    l.ep = d.ep;
+    l.etp = d.etp;
+    l.efsdp = double(d.dp_shard) * d.cp * d.tp / (double(d.ep) * d.etp);
+    l.token_split = d.tp > 1 && d.etp == 1;
+  } else {  // EP 1: the experts are ordinary FSDP / TP parameters (hidden dim over TP)
+    l.etp = d.tp;
+    l.efsdp = l.fsdp;
+  }
+  return l;
+}
+
+BlockParams block_params(const Flavor& f, const Layout& l) {
+  const double D = f.dim, hq = double(f.n_heads) * f.head_dim, hkv = double(f.n_kv_heads) * f.head_dim;
+  BlockParams b;
+  const double attention = (2 * D * hq + 2 * D * hkv) / l.tp;
+  b.dense = attention + 2 * D + (f.qk_norm ? 2.0 * f.head_dim : 0.0);
+  b.largest = D * hq / l.tp;
+  if (f.moe) {
+    b.dense += double(f.num_experts) * D;
+    const double one = double(f.num_experts) / l.ep * D * f.moe_inter_dim / l.etp;  // w1, w2 or w3
+    b.experts = 3 * one;
+    b.largest = std::max(b.largest, one);
+  } else {
+    b.dense += 3 * D * f.hidden_dim / l.tp;
+    b.largest = std::max(b.largest, D * f.hidden_dim / l.tp);
+  }
+  return b;
+}
+
+// Bytes per token saved for backward by one block that is not checkpointed.
+double saved_block_bytes_per_token(const MemoryShape& s, const Layout& l) {
+  const Flavor& f = s.flavor;
+  const double c = double(s.compute_bytes), D = f.dim;
+  const double hq = double(f.n_heads) * f.head_dim / l.tp, hkv = double(f.n_kv_heads) * f.head_dim / l.tp;
+  // Attention: the norm's fp32 input, the projections' input, q/k norms'
+  // fp32 inputs, RoPE's two products, SDPA's q, k, v, output and logsumexp,
+  // the contiguous copy wo reads.
+  double attn = 4 * D + c * D + c * (hq + 2 * hkv) + c * hq + c * hq + 4.0 * f.n_heads / l.tp;
+  if (f.qk_norm) attn += 4 * (hq + hkv);
+  attn += 2 * c * (hq + hkv);  // rotary: x * cos and rotate_half(x) * sin
+  // SwiGLU: eager keeps w1x, silu(w1x), w3x and their product; the fused
+  // function (compile.enable) keeps its two inputs, w2 reads the product.
+  const double swiglu = s.compile ? 3 : 4;
+  double ffn = 4 * D + c * D;  // the norm's fp32 input, the router's / FFN's input
+  if (f.moe) {
+    const double route_share = l.token_split ? 1.0 / l.tp : 1.0;
+    const double rows = route_share * double(f.top_k);               // expert rows per token of this rank
+    ffn += route_share * (4.0 * f.num_experts + 3 * 8.0 * f.top_k);  // fp32 router scores, int64 indices
+    // Per routed row: the experts' input, SwiGLU, and the fp32 expert
+    // output the gate weighting (a batched matmul) keeps.
+    ffn += rows * (c * D + swiglu * c * f.moe_inter_dim / l.etp + 4 * D);
+  } else {
+    ffn += swiglu * c * f.hidden_dim / l.tp;
+  }
+  return attn + ffn;
+}
+
+// Bytes per token per-op selective AC keeps of one block (torchtitan's
+// policy: the block input, attention's outputs, and every other matmul
+// output; the rest is recomputed in backward).
+double per_op_block_bytes_per_token(const MemoryShape& s, const Layout& l) {
+  const Flavor& f = s.flavor;
+  const double c = double(s.compute_bytes), D = f.dim;
+  const double hq = double(f.n_heads) * f.head_dim / l.tp, hkv = double(f.n_kv_heads) * f.head_dim / l.tp;
+  double mm = c * (hq + 2 * hkv) + c * D;  // q, k, v projections and wo
+  if (f.moe) {
+    const double route_share = l.token_split ? 1.0 / l.tp : 1.0;
+    mm += route_share * (c * f.num_experts + f.top_k * (2 * c * f.moe_inter_dim / l.etp + c * D));
+  } else {
+    mm += 2 * c * f.hidden_dim / l.tp + c * D;
+  }
+  return c * D + c * hq + 4.0 * f.n_heads / l.tp + 0.5 * mm;
+}
+
+double tokens_per_rank(const MemoryShape& s) {
+  return double(s.local_batch_size) * double(s.seq_len) / std::max(1, s.dims.cp);
+}
+
+}  // namespace
+
+BlockSplit block_split(const MemoryShape& s) {
+  const int64_t n = s.flavor.n_layers;
+  BlockSplit b;
+  switch (s.ac) {
+    case AcKind::None:
+    case AcKind::PerOp:
+      b.saved = n;
+      break;
+    case AcKind::Full:
+      b.checkpointed = n;
+      break;
+    case AcKind::Selective:
+      b.checkpointed = s.ac_every_n <= 0 ? n : n / s.ac_every_n;
+      b.saved = n - b.checkpointed;
+      break;
+  }
+  return b;
+}
+
+std::optional<MemoryShape> memory_shape(const JobConfig& config, int world_size, bool cuda) {
+  auto flavor = find_flavor(config.get_string("model.name"), config.get_string("model.flavor"));
+  if (!flavor) return std::nullopt;
+  MemoryShape s;
+  s.flavor = *flavor;
+  ParallelDims& d = s.dims;
+  d.dp_replicate = degree(config, "parallelism.data_parallel_replicate_degree");
+  d.dp_shard = degree(config, "parallelism.data_parallel_shard_degree");
+  d.cp = degree(config, "parallelism.context_parallel_degree");
+  d.tp = degree(config, "parallelism.tensor_parallel_degree");
+  d.pp = degree(config, "parallelism.pipeline_parallel_degree");
+  d.ep = degree(config, "parallelism.expert_parallel_degree");
+  d.etp = degree(config, "parallelism.expert_tensor_parallel_degree");
+  const auto broken = check_parallel_dims(d, world_size);
+  if (!broken.empty())
+    throw InputError("memory model: parallelism.*: " + broken.front().message + " (" + broken.front().rule + ")");
+  s.local_batch_size = config.get_int("training.local_batch_size");
+  s.seq_len = config.get_int("training.seq_len");
+  s.ac = ac_kind(config.get_string("activation_checkpoint.mode"));
+  if (s.ac == AcKind::Selective) {
+    const std::string opt = config.get_string("activation_checkpoint.selective_ac_option");
+    if (opt == "op") {
+      s.ac = AcKind::PerOp;
+    } else {
+      int n = 0;
+      auto [ptr, ec] = std::from_chars(opt.data(), opt.data() + opt.size(), n);
+      if (ec != std::errc() || ptr != opt.data() + opt.size() || n < 0)
+        throw InputError("memory model: activation_checkpoint.selective_ac_option '" + opt +
+                         "': expected \"op\" or a block count");
+      s.ac_every_n = n;
+    }
+  }
+  s.compile = config.get_bool("compile.enable");
+  s.compute_bytes = cuda && config.get_string("training.mixed_precision_param") == "bfloat16" ? 2 : 4;
+  s.reshard_after_forward = config.get_string("parallelism.fsdp_reshard_after_forward") != "never";
+  s.adamw_for_loop = config.get_string("optimizer.implementation") == "for-loop";
+  BatchShape batch{s.local_batch_size, config.get_int("training.global_batch_size"), s.seq_len};
+  s.grad_accumulation = std::max<int64_t>(1, grad_accumulation_steps(d, batch));
+  return s;
+}
+
+MemoryTerms embedded_memory_terms(const MemoryShape& s) {
+  const Flavor& f = s.flavor;
+  const Layout l = layout_of(s);
+  const BlockParams b = block_params(f, l);
+  const double V = f.vocab_size, D = f.dim, L = f.n_layers, c = double(s.compute_bytes);
+  const double root = V * D * (f.tie_embeddings ? 1 : 2) + D;  // embeddings, output, final norm
+
+  // Parameters and both AdamW moments: fp32, sharded by FSDP, alive all step.
+  const double local = (root + L * b.dense) / l.fsdp + L * b.experts / l.efsdp;
+  MemoryTerms t;
+  t.params = 4 * local / kGiB;
+  t.optimizer = 8 * local / kGiB;
+
+  // At the loss (the end of forward): activations saved by the blocks that
+  // are not checkpointed, checkpointed blocks' inputs, the final norm's and
+  // the output layer's inputs.
+  const BlockSplit split = block_split(s);
+  const double T = tokens_per_rank(s);
+  const double per_block = saved_block_bytes_per_token(s, l);
+  double saved_block = per_block;
+  if (s.ac == AcKind::PerOp) saved_block = std::min(per_block, per_op_block_bytes_per_token(s, l));
+  const double acts = T * (double(split.saved) * saved_block + double(split.checkpointed) * c * D + 4 * D + c * D);
+
+  // The output projection and the loss.
+  double logits = 0;
+  if (s.compile) {  // chunked: one chunk of logits at a time, fp32 grad of hidden states and of the weight
+    const double chunk = std::min(T, double(kLossChunkTokens));
+    logits = chunk * V * (c + 8) + T * D * 4 + V * D * 4;
+  } else {  // compute-dtype logits (their block stays cached), then fp32 logits, log-softmax and their gradient
+    logits = T * V * ((c < 4 ? c : 0) + 12);
+  }
+  if (s.loss_parallel) logits /= l.tp;  // torchtitan: the vocabulary sharded over TP
+
+  // Weight copies in the compute dtype (casts, or FSDP's gathers), kept for
+  // backward by every block that is not checkpointed (every block when FSDP
+  // does not reshard), and the output layer's (FSDP: the embedding's too).
+  const bool copies = l.any_fsdp() || c < 4;
+  const double block_copy = copies ? c * b.total() : 0.0;
+  double kept_blocks = double(split.saved);
+  if (l.any_fsdp() && !s.reshard_after_forward) kept_blocks = L;
+  double transient = kept_blocks * block_copy;
+  if (copies) transient += V * D * c * (l.any_fsdp() && !f.tie_embeddings ? 2 : 1);
+  if (s.adamw_for_loop) transient += 2 * 4 * std::max(b.largest / (f.moe ? l.efsdp : l.fsdp), V * D / l.fsdp);
+
+  // Gradients exist only once backward has begun, in memory the loss freed.
+  // Backward's peak: the saved activations early on, the full fp32
+  // gradients late, plus the block at work (recomputed activations when
+  // checkpointed, its weight copy, its gradients in the compute dtype, and
+  // FSDP's fp32 full gradient of one tensor before its reduce-scatter).
+  const double grads = 4 * local;
+  double working = block_copy + c * b.total() + (l.any_fsdp() ? 4 * b.largest : 0.0);
+  if (split.checkpointed > 0)
+    working += T * per_block + block_copy;  // a checkpointed block, recomputed whole
+  else if (s.ac == AcKind::PerOp)
+    working += T * (per_block - saved_block);  // what per-op AC recomputes
+  const double at_loss = acts + transient + logits;
+  if (s.grad_accumulation > 1) {  // later microbatches run forward and loss with every gradient allocated
+    t.grads = (grads + std::max(0.0, acts + transient + working - at_loss)) / kGiB;
+  } else {
+    const double in_backward = std::max(acts + transient, grads) + working;
+    t.grads = std::max(0.0, in_backward - at_loss) / kGiB;
+  }
+
+  t.activations = acts / kGiB;
+  t.logits = logits / kGiB;
+  t.transient = transient / kGiB;
+  // The caching allocator rounds and splits blocks; blocks freed at one size
+  // stay reserved while the next step asks for another.
+  t.overhead = 0.5 + 0.03 * (t.activations + t.logits + t.transient + t.grads);
+  return t;
+}
+
+}  // namespace partune
