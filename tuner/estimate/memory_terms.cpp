@@ -4,14 +4,13 @@
 #include <charconv>
 
 #include "common/error.h"
+#include "common/job_keys.h"
 
 namespace partune {
 
 namespace {
 
 constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;
-
-int degree(const JobConfig& c, const char* key) { return static_cast<int>(c.get_int(key)); }
 
 AcKind ac_kind(const std::string& mode) {
   if (mode == "none") return AcKind::None;
@@ -141,26 +140,20 @@ BlockSplit block_split(const MemoryShape& s) {
 }
 
 std::optional<MemoryShape> memory_shape(const JobConfig& config, int world_size, bool cuda) {
-  auto flavor = find_flavor(config.get_string("model.name"), config.get_string("model.flavor"));
+  auto flavor = find_flavor(config.get_string(keys::kModelName), config.get_string(keys::kModelFlavor));
   if (!flavor) return std::nullopt;
   MemoryShape s;
   s.flavor = *flavor;
   ParallelDims& d = s.dims;
-  d.dp_replicate = degree(config, "parallelism.data_parallel_replicate_degree");
-  d.dp_shard = degree(config, "parallelism.data_parallel_shard_degree");
-  d.cp = degree(config, "parallelism.context_parallel_degree");
-  d.tp = degree(config, "parallelism.tensor_parallel_degree");
-  d.pp = degree(config, "parallelism.pipeline_parallel_degree");
-  d.ep = degree(config, "parallelism.expert_parallel_degree");
-  d.etp = degree(config, "parallelism.expert_tensor_parallel_degree");
+  d = parallel_dims_of(config);
   const auto broken = check_parallel_dims(d, world_size);
   if (!broken.empty())
     throw InputError("memory model: parallelism.*: " + broken.front().message + " (" + broken.front().rule + ")");
-  s.local_batch_size = config.get_int("training.local_batch_size");
-  s.seq_len = config.get_int("training.seq_len");
-  s.ac = ac_kind(config.get_string("activation_checkpoint.mode"));
+  s.local_batch_size = config.get_int(keys::kLbs);
+  s.seq_len = config.get_int(keys::kSeqLen);
+  s.ac = ac_kind(config.get_string(keys::kAcMode));
   if (s.ac == AcKind::Selective) {
-    const std::string opt = config.get_string("activation_checkpoint.selective_ac_option");
+    const std::string opt = config.get_string(keys::kAcOption);
     if (opt == "op") {
       s.ac = AcKind::PerOp;
     } else {
@@ -172,11 +165,11 @@ std::optional<MemoryShape> memory_shape(const JobConfig& config, int world_size,
       s.ac_every_n = n;
     }
   }
-  s.compile = config.get_bool("compile.enable");
+  s.compile = config.get_bool(keys::kCompile);
   s.compute_bytes = cuda && config.get_string("training.mixed_precision_param") == "bfloat16" ? 2 : 4;
   s.reshard_after_forward = config.get_string("parallelism.fsdp_reshard_after_forward") != "never";
   s.adamw_for_loop = config.get_string("optimizer.implementation") == "for-loop";
-  BatchShape batch{s.local_batch_size, config.get_int("training.global_batch_size"), s.seq_len};
+  BatchShape batch{s.local_batch_size, config.get_int(keys::kGbs), s.seq_len};
   s.grad_accumulation = std::max<int64_t>(1, grad_accumulation_steps(d, batch));
   return s;
 }
