@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/error.h"
+#include "tuner/cli/plan_output.h"
 #include "tuner/plan/planner.h"
 #include "tuner/report/exporter.h"
 #include "tuner/report/report.h"
@@ -202,9 +203,9 @@ int main(int argc, char** argv) {
       Space space = load_space(space_path);
       PlanResult r = plan(space);
       if (format == "json")
-        std::cout << plan_to_json(r).dump(2) << "\n";
+        std::cout << plan_output_json(space, r).dump(2) << "\n";
       else
-        std::cout << plan_to_table(r, space);
+        std::cout << plan_output_table(space, r);
       return kExitOk;
     }
     if (*list) {

@@ -200,17 +200,21 @@ nlohmann::json plan_to_json(const PlanResult& result) {
   return {{"candidates", std::move(candidates)}, {"rejected", std::move(rejected)}};
 }
 
-std::string plan_to_table(const PlanResult& result, const Space& space) {
+std::string plan_to_table(const PlanResult& result, const Space& space, const std::vector<PlanColumn>& extra,
+                          const std::vector<std::string>& footer) {
   std::vector<std::vector<std::string>> rows;
   std::vector<std::string> header = {"id"};
   for (const auto& a : space.axes) header.push_back(column_name(a.key));
+  for (const auto& col : extra) header.push_back(col.header);
   rows.push_back(header);
-  for (const auto& c : result.candidates) {
+  for (size_t i = 0; i < result.candidates.size(); ++i) {
+    const Candidate& c = result.candidates[i];
     std::vector<std::string> row = {c.id};
     for (const auto& a : space.axes) {
       auto it = c.axes.find(a.key);
       row.push_back(it == c.axes.end() ? "" : cell(it->second));
     }
+    for (const auto& col : extra) row.push_back(i < col.cells.size() ? col.cells[i] : "");
     rows.push_back(std::move(row));
   }
   std::vector<size_t> width(header.size(), 0);
@@ -245,6 +249,7 @@ std::string plan_to_table(const PlanResult& result, const Space& space) {
       out << "  " << rule << std::string(w - rule.size() + 2, ' ') << count << "\n";
   }
   for (const auto& note : result.notes) out << "note: " << note << "\n";
+  for (const auto& line : footer) out << line << "\n";
   return out.str();
 }
 

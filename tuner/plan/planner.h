@@ -13,10 +13,9 @@
 #pragma once
 #include <cstdint>
 #include <map>
+#include <nlohmann/json_fwd.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json_fwd.hpp>
 
 #include "tuner/space/space.h"
 #include "tuner/trial/trial.h"
@@ -24,7 +23,7 @@
 namespace partune {
 
 struct PlanResult {
-  std::vector<Candidate> candidates;       // legal, distinct, in enumeration order
+  std::vector<Candidate> candidates;        // legal, distinct, in enumeration order
   std::map<std::string, int64_t> rejected;  // rule name (partune::rules) -> count
   std::vector<std::string> notes;           // e.g. model rules skipped for an unknown flavor
   int64_t enumerated = 0;                   // size of the cartesian product
@@ -67,8 +66,17 @@ std::string config_id(const JobConfig& canonical);
 //  "rejected": {"rule_name": count, ...}}; config holds every axis key.
 nlohmann::json plan_to_json(const PlanResult& result);
 
-// Human-readable: one row per candidate (id and the axis values), then the
-// counts (enumerated, legal, duplicates, rejected by rule) and notes.
-std::string plan_to_table(const PlanResult& result, const Space& space);
+// A column another part adds to the plan table (e.g. predicted memory): one
+// cell per candidate, in result.candidates order.
+struct PlanColumn {
+  std::string header;
+  std::vector<std::string> cells;
+};
+
+// Human-readable: one row per candidate (id, the axis values, then `extra`
+// columns), then the counts (enumerated, legal, duplicates, rejected by rule),
+// notes and `footer` lines.
+std::string plan_to_table(const PlanResult& result, const Space& space, const std::vector<PlanColumn>& extra = {},
+                          const std::vector<std::string>& footer = {});
 
 }  // namespace partune
