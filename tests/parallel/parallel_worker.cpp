@@ -12,9 +12,13 @@
 #include <sstream>
 #include <string>
 
+#include "common/flavors.h"
+#include "trainer/model/init.h"
+#include "trainer/model/model.h"
 #include "trainer/parallel/collectives.h"
 #include "trainer/parallel/distributed.h"
 #include "trainer/parallel/expert_parallel.h"
+#include "trainer/parallelize/parallelize.h"
 
 using namespace partune::trainer;
 
@@ -237,6 +241,52 @@ void check_mesh_groups(Distributed& d, const std::string& spec) {
   expect_close("ep dispatch round trip", dispatcher.combine(got), rows);
 }
 
+// Sharded at birth == sharded after a full init. spec "FLAVOR:dp_replicate,
+// dp_shard,cp,tp,ep,etp". The world-1 answer is the full model drawn whole
+// in this process (the values are a pure function of seed, name and
+// element) and cut by the passes, which copy each rank's shards out of it;
+// the trainer's path builds the model without storage, runs the passes on
+// shapes and draws only the shards. Every parameter and buffer must be
+// bitwise equal, padding included.
+void check_init_layout(Distributed& d, const std::string& spec) {
+  const auto colon = spec.find(':');
+  auto flavor = partune::find_flavor("qwen3", spec.substr(0, colon));
+  expect("known flavor", flavor.has_value());
+  partune::ParallelDims dims;
+  if (std::sscanf(spec.c_str() + colon + 1, "%d,%d,%d,%d,%d,%d", &dims.dp_replicate, &dims.dp_shard, &dims.cp, &dims.tp,
+                  &dims.ep, &dims.etp) != 6)
+    throw std::invalid_argument("bad layout " + spec);
+  auto groups = d.create_mesh_groups(MeshLayout(dims, d.world_size()));
+  const uint64_t seed = 20261129;
+  ModelOptions o;
+  o.flavor = *flavor;
+  o.device = g_device;
+  Qwen3Model reference(o);
+  reference->init_weights(seed);
+  parallelize(reference, groups, d.world(), {});
+  o.without_storage = true;
+  Qwen3Model born(o);
+  auto st = parallelize(born, groups, d.world(), {});
+  materialize(*born, *flavor, st->views, seed, g_device);
+  auto want = reference->named_parameters(), got = born->named_parameters();
+  expect("same parameters", want.size() == got.size() && !got.is_empty());
+  int64_t local = 0, total = 0;
+  for (const auto& p : want) {
+    const auto& g = got[p.key()];
+    if (!torch::equal(g.cpu(), p.value().cpu())) {
+      std::fprintf(stderr, "rank %d: %s: %s differs from the world-1 init\n", g_rank, spec.c_str(), p.key().c_str());
+      std::exit(3);
+    }
+    local += g.numel();
+  }
+  for (const auto& b : born->named_buffers())
+    expect("buffers equal", torch::equal(b.value().cpu(), reference->named_buffers()[b.key()].cpu()));
+  ModelOptions whole = o;  // shapes only
+  for (const auto& p : Qwen3Model(whole)->parameters()) total += p.numel();
+  // The layout really shards something: a rank holds less than the model.
+  if (dims.dp_shard * dims.tp * dims.ep > 1) expect("rank holds a part of the model", local < total);
+}
+
 // One rank dies (SIGKILL) or hangs (SIGSTOP) mid-loop of collectives; the
 // others must fail by the timeout.
 void fail_one_rank(const Distributed& d, int sig) {
@@ -278,6 +328,8 @@ int main(int argc, char** argv) {
       check_tensor_parallel(d);
     } else if (scenario == "mesh_groups") {
       for (int i = 2; i < argc; ++i) check_mesh_groups(d, argv[i]);
+    } else if (scenario == "init_layouts") {
+      for (int i = 2; i < argc; ++i) check_init_layout(d, argv[i]);
     } else if (scenario == "kill") {
       fail_one_rank(d, SIGKILL);
     } else if (scenario == "hang") {

@@ -159,6 +159,21 @@ torch::Tensor all_to_all(const torch::Tensor& x, const std::vector<int64_t>& out
   return AllToAll::apply(x, output_splits, input_splits, group);
 }
 
+torch::Tensor all_reduce_max(const torch::Tensor& x, const GroupPtr& group) {
+  if (trivial(group)) return x;
+  torch::NoGradGuard no_grad;
+  auto t = x.detach().contiguous().clone();
+  c10d_compat::all_reduce_max(*group->backend, t);
+  return t;
+}
+
+int64_t all_reduce_sum(int64_t value, const GroupPtr& group) {
+  if (trivial(group)) return value;
+  auto t = torch::tensor({value}, torch::kInt64).to(group->device);
+  c10d_compat::all_reduce_sum(*group->backend, t);
+  return t.cpu().item<int64_t>();
+}
+
 std::vector<int64_t> all_to_all_counts(const std::vector<int64_t>& counts, int64_t per_rank, const GroupPtr& group) {
   TORCH_CHECK(static_cast<int64_t>(counts.size()) == per_rank * group->size(), "all_to_all_counts: ",
               counts.size(), " counts for ", group->size(), " ranks x ", per_rank);

@@ -30,6 +30,13 @@ torch::Tensor reduce_scatter(const torch::Tensor& x, const GroupPtr& group);
 torch::Tensor all_to_all(const torch::Tensor& x, const std::vector<int64_t>& output_splits,
                          const std::vector<int64_t>& input_splits, const GroupPtr& group);
 
+// Non-differentiable: the elementwise maximum over the group.
+torch::Tensor all_reduce_max(const torch::Tensor& x, const GroupPtr& group);
+
+// Non-differentiable: the sum of one integer over the group (no device
+// round trip on a size-1 group).
+int64_t all_reduce_sum(int64_t value, const GroupPtr& group);
+
 // Non-differentiable: all-to-all of int64 counts, `per_rank` to each rank
 // (counts.size() == per_rank * group size). Returns per_rank from each rank,
 // in rank order.

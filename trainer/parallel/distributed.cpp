@@ -236,6 +236,17 @@ Distributed init_distributed(const std::string& device_type, std::chrono::second
   return d;
 }
 
+Distributed single_process(torch::Device device) {
+  Distributed d;
+  d.device_ = device;
+  auto g = std::make_shared<Group>();
+  g->name = "world";
+  g->ranks = {0};
+  g->device = device;
+  d.world_ = g;
+  return d;
+}
+
 void exit_rank_failure(int rank, const std::string& reason) {
   // c10::Error messages carry a C++ backtrace after the first line; the first
   // line is the reason.

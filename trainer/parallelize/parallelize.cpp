@@ -2,6 +2,7 @@
 
 #include <numeric>
 #include <stdexcept>
+#include <tuple>
 #include <unordered_set>
 
 #include "trainer/parallel/collectives.h"
@@ -12,9 +13,7 @@ namespace partune::trainer {
 
 namespace {
 
-torch::TensorOptions param_options(const Qwen3Model& model) {
-  return torch::TensorOptions().dtype(torch::kFloat32).device(model->options().device);
-}
+torch::TensorOptions param_options(const Qwen3Model& model) { return param_options_for(model->options()); }
 
 int64_t divide(int64_t n, int64_t parts, const std::string& what) {
   if (n % parts != 0)
@@ -22,9 +21,17 @@ int64_t divide(int64_t n, int64_t parts, const std::string& what) {
   return n / parts;
 }
 
+// A model built without storage has no values to carry over: its shards are
+// drawn after the passes (materialize), from the views they record.
 void copy_param(torch::Tensor& dst, const torch::Tensor& src) {
   TORCH_CHECK(dst.sizes() == src.sizes(), "parallelize: shard shape ", src.sizes(), " != module shape ", dst.sizes());
-  dst.copy_(src);
+  if (!dst.is_meta()) dst.copy_(src);
+}
+
+// The view of `name` so far (whole when no pass has cut it yet).
+ShardView view_of(const ParallelModelState& st, const std::string& name, c10::IntArrayRef shape) {
+  auto it = st.views.find(name);
+  return it != st.views.end() ? it->second : ShardView::whole(shape);
 }
 
 // ETP = 1 with TP > 1: the TP ranks hold the same tokens; each routes 1/TP of
@@ -74,8 +81,15 @@ void apply_tensor_parallel(Qwen3Model& model, ParallelModelState& st) {
   if (tp->size() == 1) return;
   const int64_t T = tp->size();
   torch::NoGradGuard no_grad;
+  const int64_t r = tp->rank;
   for (auto& block : model->layers()) {
+    const std::string pre = "layers." + std::to_string(block->layer_id()) + ".";
     auto old = block->attention;
+    for (auto [n, w, dim] : {std::tuple{"wq", &old->wq, 0}, std::tuple{"wk", &old->wk, 0},
+                             std::tuple{"wv", &old->wv, 0}, std::tuple{"wo", &old->wo, 1}}) {
+      const std::string name = pre + "attention." + n + ".weight";
+      st.views[name] = view_of(st, name, (*w)->weight.sizes()).chunk(dim, T, r);
+    }
     AttentionOptions o = old->options();
     o.n_heads = divide(o.n_heads, T, "n_heads over TP");
     o.n_kv_heads = divide(o.n_kv_heads, T, "n_kv_heads over TP");
@@ -98,6 +112,11 @@ void apply_tensor_parallel(Qwen3Model& model, ParallelModelState& st) {
     }
     if (block->is_moe()) continue;
     auto ff_old = block->feed_forward;
+    for (auto [n, w, dim] :
+         {std::tuple{"w1", &ff_old->w1, 0}, std::tuple{"w3", &ff_old->w3, 0}, std::tuple{"w2", &ff_old->w2, 1}}) {
+      const std::string name = pre + "feed_forward." + n + ".weight";
+      st.views[name] = view_of(st, name, (*w)->weight.sizes()).chunk(dim, T, r);
+    }
     const int64_t hidden = divide(ff_old->w1->weight.size(0), T, "FFN hidden_dim over TP");
     FeedForward ff(model->options().flavor.dim, hidden, model->options().compute_dtype, param_options(model));
     copy_param(ff->w1->weight, local_shard(ff_old->w1->weight, 0, *tp));
@@ -125,16 +144,19 @@ void apply_expert_parallel(Qwen3Model& model, ParallelModelState& st) {
       o.hidden_dim = divide(o.hidden_dim, ETP, "moe_inter_dim over ETP");
       MoE m(o);
       const int64_t first = g.ep->rank * o.num_local_experts, L = o.num_local_experts;
-      auto rows = [&](const torch::Tensor& w, int64_t hidden_dim) {
+      const std::string pre = "layers." + std::to_string(block->layer_id()) + ".moe.experts.";
+      auto rows = [&](const torch::Tensor& w, const char* n, int64_t hidden_dim) {
+        ShardView v = view_of(st, pre + n, w.sizes()).chunk(0, EP, g.ep->rank);
+        st.views[pre + n] = ETP > 1 ? v.chunk(hidden_dim, ETP, g.etp->rank) : v;
         auto mine = w.narrow(0, first, L);
         return ETP > 1 ? local_shard(mine, hidden_dim, *g.etp) : mine;
       };
-      copy_param(m->experts->w1, rows(old->experts->w1, 1));
-      copy_param(m->experts->w3, rows(old->experts->w3, 1));
-      copy_param(m->experts->w2, rows(old->experts->w2, 2));
+      copy_param(m->experts->w1, rows(old->experts->w1, "w1", 1));
+      copy_param(m->experts->w3, rows(old->experts->w3, "w3", 1));
+      copy_param(m->experts->w2, rows(old->experts->w2, "w2", 2));
       copy_param(m->router->gate->weight, old->router->gate->weight);
-      m->expert_bias.copy_(old->expert_bias);
-      m->tokens_per_expert.copy_(old->tokens_per_expert);
+      copy_param(m->expert_bias, old->expert_bias);
+      copy_param(m->tokens_per_expert, old->tokens_per_expert);
       if (EP > 1) m->set_dispatcher(std::make_shared<AllToAllDispatcher>(g.ep, o.num_experts));
       block->replace_moe(m);
     }
@@ -209,6 +231,13 @@ void apply_fsdp(Qwen3Model& model, ParallelModelState& st, const std::string& re
                                   /*reshard_after_forward=*/true, param_dtype);
   model->forward_hooks.before = [&unit] { FsdpState::unshard(unit); };
   model->forward_hooks.after = [&unit] { FsdpState::reshard(unit); };
+  // Each flat shard holds elements [per_rank * rank, per_rank * (rank + 1))
+  // of its parameter's local (TP/EP-cut) part.
+  for (const auto& u : fsdp->units())
+    for (const auto& p : u->params) {
+      const int64_t per_rank = p->shard.numel();
+      st.views[p->name] = view_of(st, p->name, p->shape).flat(per_rank * p->group->rank, per_rank);
+    }
   st.fsdp = std::move(fsdp);
 }
 

@@ -43,6 +43,7 @@
 #include <string>
 #include <vector>
 
+#include "trainer/model/init.h"
 #include "trainer/model/model.h"
 #include "trainer/parallel/distributed.h"
 
@@ -67,6 +68,10 @@ struct ParallelModelState {
   // MoE tokens differ over TP (ETP = 1 with TP > 1): token counts are summed over TP too.
   bool moe_tokens_split_over_tp = false;
   std::shared_ptr<FsdpState> fsdp;  // null when no parameter is sharded
+  // Which elements of each global parameter this rank holds (parameters not
+  // listed are held whole): what materialize() draws for a model built
+  // without storage.
+  ShardViews views;
 
   // After the last microbatch's backward: partial sums over TP, then the
   // all-reduce over dp_replicate. Gathered weights kept by blocks that do not
@@ -96,8 +101,11 @@ void apply_activation_checkpointing(Qwen3Model& model, const ACConfig& ac);
 void apply_fsdp(Qwen3Model& model, ParallelModelState& state, const std::string& reshard_after_forward,
                 torch::Dtype param_dtype);
 
-// All passes in order. The model must be the full model, initialised, on the
-// groups' device; afterwards model->parameters() are the local shards.
+// All passes in order. The model must be the full model, on the groups'
+// device: initialised (the passes copy each rank's shards out of it), or
+// built without storage (the passes only shape the shards; materialize()
+// with the state's views then draws them). Afterwards model->parameters()
+// are the local shards.
 std::shared_ptr<ParallelModelState> parallelize(Qwen3Model& model, const ProcessGroups& groups, GroupPtr world,
                                                 const ParallelizeOptions& options);
 
