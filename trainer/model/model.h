@@ -19,16 +19,17 @@
 // softmax (reference path) and the loss run in fp32 (fp64 when computing in
 // fp64, for gradient checks).
 #pragma once
+#include <torch/torch.h>
+
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
 
-#include <torch/torch.h>
-
 #include "common/flavors.h"
 #include "trainer/checkpoint/checkpoint.h"
 #include "trainer/model/hooks.h"
+#include "trainer/model/routing.h"
 
 namespace partune::trainer {
 
@@ -81,17 +82,7 @@ bool grouped_mm_usable(const torch::Tensor& x, const torch::Tensor& w1);
 torch::Tensor experts_grouped_mm(const torch::Tensor& x, const torch::Tensor& w1, const torch::Tensor& w2,
                                  const torch::Tensor& w3, const std::vector<int64_t>& counts);
 
-// Row permutations for MoE routing, differentiable without scatters: the
-// backward of index_select is an atomic index_add (slow on GPUs, and in bf16
-// it rounds at every add); these backwards gather by the inverse instead.
-// permute_rows: x[order[i]] for each i; `inverse` is order's inverse
-// permutation (inverse[order[i]] = i). Both int64 on x's device.
-torch::Tensor permute_rows(const torch::Tensor& x, const torch::Tensor& order, const torch::Tensor& inverse);
-// Routed copies of tokens: row i is x[order[i] / k] (x [n, dim], order a
-// permutation of n * k rows, row r of the unsorted n * k standing for token
-// r / k). Backward: gather by `inverse`, then sum each token's k rows.
-torch::Tensor gather_token_rows(const torch::Tensor& x, const torch::Tensor& order, const torch::Tensor& inverse,
-                                int64_t k);
+// Row permutations for MoE routing (permute_rows, gather_token_rows): routing.h.
 
 // Mean cross-entropy over tokens whose label is not -100 (torchtitan's
 // IGNORE_INDEX), in fp32 (fp64 for fp64 logits). logits [B, S, V], labels [B, S] int64.

@@ -49,7 +49,6 @@ using GroupPtr = std::shared_ptr<const Group>;
 // is off). Dims with the same members share one backend.
 struct ProcessGroups {
   GroupPtr pp, dp_replicate, dp_shard, cp, tp, batch, loss, fsdp, ep, efsdp, etp;
-  GroupPtr get(MeshDim dim) const;
 };
 
 class Distributed {

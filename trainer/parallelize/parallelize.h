@@ -73,6 +73,7 @@ struct ParallelModelState {
   // without storage.
   ShardViews views;
 
+  // Step support, in grad_sync.cpp.
   // After the last microbatch's backward: partial sums over TP, then the
   // all-reduce over dp_replicate. Gathered weights kept by blocks that do not
   // reshard are dropped (the optimizer is about to change the shards).
@@ -95,7 +96,7 @@ struct ParallelizeOptions {
   torch::Dtype param_dtype = torch::kFloat32;     // dtype FSDP gathers in (the compute dtype)
 };
 
-void apply_tensor_parallel(Qwen3Model& model, ParallelModelState& state);
+void apply_tensor_parallel(Qwen3Model& model, ParallelModelState& state);  // tensor_parallel.cpp
 void apply_expert_parallel(Qwen3Model& model, ParallelModelState& state);
 void apply_activation_checkpointing(Qwen3Model& model, const ACConfig& ac);
 void apply_fsdp(Qwen3Model& model, ParallelModelState& state, const std::string& reshard_after_forward,

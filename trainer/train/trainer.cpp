@@ -52,18 +52,6 @@ torch::Dtype compute_dtype_for(const TrainerConfig& cfg, torch::Device device) {
   return device.is_cuda() && cfg.mixed_precision_param == "bfloat16" ? torch::kBFloat16 : torch::kFloat32;
 }
 
-torch::Tensor clip_grad_norm(const std::vector<torch::Tensor>& params, double max_norm) {
-  torch::NoGradGuard no_grad;
-  std::vector<torch::Tensor> grads;
-  for (const auto& p : params)
-    if (p.grad().defined()) grads.push_back(p.grad());
-  if (grads.empty()) return torch::zeros({}, torch::kFloat32);
-  // Per-tensor norms in one multi-tensor pass, as the parallel clip does.
-  const torch::Tensor total = torch::stack(at::_foreach_norm(grads, 2)).to(torch::kFloat32).norm(2);
-  clip_gradients_to(params, total, max_norm);
-  return total;
-}
-
 std::unique_ptr<Dataset> make_dataset(const TrainerConfig& cfg, int64_t part, int64_t parts) {
   const int64_t rows = cfg.local_batch_size * parts;  // the whole data-parallel group's microbatch
   std::unique_ptr<Dataset> d;

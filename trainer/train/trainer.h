@@ -45,13 +45,6 @@ torch::Device resolve_device(const TrainerConfig& cfg, int local_rank = 0);
 // (the CPU always computes in fp32).
 torch::Dtype compute_dtype_for(const TrainerConfig& cfg, torch::Device device);
 
-// Scales every gradient so their total L2 norm is at most max_norm
-// (coefficient max_norm / (norm + 1e-6), capped at 1, as
-// torch.nn.utils.clip_grad_norm_) and returns the total norm before clipping.
-// Parameters without a gradient are skipped. Returns a 0-dim fp32 tensor on
-// the gradients' device (no host sync: the step reads it only when logging).
-torch::Tensor clip_grad_norm(const std::vector<torch::Tensor>& params, double max_norm);
-
 // The data source a config asks for: data-parallel rank `part` of `parts`
 // reads its local_batch_size rows of each global microbatch.
 std::unique_ptr<Dataset> make_dataset(const TrainerConfig& cfg, int64_t part = 0, int64_t parts = 1);
