@@ -134,6 +134,17 @@ TEST(MeshGroups, World4) {
   expect_all_pass(4, {"mesh_groups", "1,2,1,2,4,1", "1,2,1,2,2,2", "1,2,1,2,2,1", "2,1,1,2,1,1", "1,4,1,1,2,1"});
 }
 
+// Every parameter's initial values equal world 1's with FSDP, TP, EP and
+// ETP layouts ("FLAVOR:dp_replicate,dp_shard,cp,tp,ep,etp").
+TEST(InitLayouts, World2) {
+  expect_all_pass(2, {"init_layouts", "tiny_moe:1,2,1,1,1,1", "tiny:1,1,1,2,1,1", "tiny_moe:1,1,1,2,1,1",
+                      "tiny_moe:1,2,1,1,2,1", "tiny_moe:1,1,1,2,2,1", "tiny_moe:2,1,1,1,1,1"});
+}
+TEST(InitLayouts, World4) {
+  expect_all_pass(4, {"init_layouts", "tiny_moe:1,4,1,1,4,1", "tiny:1,2,1,2,1,1", "tiny_moe:1,2,1,2,2,2",
+                      "tiny_moe:1,2,1,2,4,1", "tiny_moe:2,2,1,1,2,1", "tiny_moe:1,4,1,1,2,1"});
+}
+
 // The survivors must report and exit 1 well within the bound.
 void expect_survivors_fail(const std::vector<RankResult>& rs, double bound_s) {
   const int victim = static_cast<int>(rs.size()) - 1;

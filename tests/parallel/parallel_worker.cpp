@@ -12,9 +12,13 @@
 #include <sstream>
 #include <string>
 
+#include "common/flavors.h"
+#include "trainer/model/init.h"
+#include "trainer/model/model.h"
 #include "trainer/parallel/collectives.h"
 #include "trainer/parallel/distributed.h"
 #include "trainer/parallel/expert_parallel.h"
+#include "trainer/parallelize/parallelize.h"
 
 using namespace partune::trainer;
 
@@ -74,29 +78,10 @@ void check_all_reduce(const Distributed& d) {
   (yb.to(torch::kFloat32) * dev(C[r])).sum().backward();
   expect("grad_all_reduce keeps bf16 grads bf16", xb.grad().scalar_type() == torch::kBFloat16);
   expect_close("grad_all_reduce bf16 backward", xb.grad(), torch::stack(C).sum(0), 2e-2);
-}
-
-void check_all_gather(const Distributed& d) {
-  const int W = d.world_size(), r = d.rank();
-  auto X = per_rank(W, {2, 3});
-  auto C = per_rank(W, {2 * W, 3});
-  auto x = dleaf(X[r]);
-  auto y = all_gather(x, d.world());
-  (y * dev(C[r])).sum().backward();
-  // One process: loss = sum_q (cat(X) * C[q]).sum(); dX[r] = sum_q C[q] rows of r.
-  expect_close("all_gather forward", y, torch::cat(X));
-  expect_close("all_gather backward", x.grad(), torch::stack(C).sum(0).chunk(W, 0)[r]);
-}
-
-void check_reduce_scatter(const Distributed& d) {
-  const int W = d.world_size(), r = d.rank();
-  auto X = per_rank(W, {2 * W, 3});
-  auto D = per_rank(W, {2, 3});
-  auto x = dleaf(X[r]);
-  auto y = reduce_scatter(x, d.world());
-  (y * dev(D[r])).sum().backward();
-  expect_close("reduce_scatter forward", y, torch::stack(X).sum(0).chunk(W, 0)[r]);
-  expect_close("reduce_scatter backward", x.grad(), torch::cat(D));
+  // Non-differentiable: the maximum, and the sum of one integer.
+  auto m = all_reduce_max(dev(torch::tensor({static_cast<float>(r), static_cast<float>(-r)})), d.world());
+  expect_close("all_reduce_max", m, torch::tensor({static_cast<float>(W - 1), 0.0f}));
+  expect("all_reduce_sum of an integer", all_reduce_sum(int64_t{r + 1}, d.world()) == int64_t{W} * (W + 1) / 2);
 }
 
 void check_all_to_all(const Distributed& d) {
@@ -212,6 +197,34 @@ void check_tensor_parallel(const Distributed& d) {
   (void)r;
 }
 
+GroupPtr group_of(const ProcessGroups& g, MeshDim dim) {
+  switch (dim) {
+    case MeshDim::pp:
+      return g.pp;
+    case MeshDim::dp_replicate:
+      return g.dp_replicate;
+    case MeshDim::dp_shard:
+      return g.dp_shard;
+    case MeshDim::cp:
+      return g.cp;
+    case MeshDim::tp:
+      return g.tp;
+    case MeshDim::batch:
+      return g.batch;
+    case MeshDim::loss:
+      return g.loss;
+    case MeshDim::fsdp:
+      return g.fsdp;
+    case MeshDim::ep:
+      return g.ep;
+    case MeshDim::efsdp:
+      return g.efsdp;
+    case MeshDim::etp:
+      return g.etp;
+  }
+  return nullptr;
+}
+
 // spec "dp_replicate,dp_shard,cp,tp,ep,etp". Every group's members and a sum over it.
 void check_mesh_groups(Distributed& d, const std::string& spec) {
   partune::ParallelDims dims;
@@ -221,7 +234,7 @@ void check_mesh_groups(Distributed& d, const std::string& spec) {
   MeshLayout layout(dims, d.world_size());
   auto groups = d.create_mesh_groups(layout);
   for (MeshDim dim : kAllMeshDims) {
-    auto g = groups.get(dim);
+    auto g = group_of(groups, dim);
     expect(mesh_dim_name(dim), g && g->ranks == layout.members(dim, d.rank()));
     expect("group rank", g->ranks[g->rank] == d.rank());
     auto t = torch::full({1}, static_cast<float>(1 << d.rank()), g_device);
@@ -235,6 +248,52 @@ void check_mesh_groups(Distributed& d, const std::string& spec) {
   auto rows = torch::full({static_cast<int64_t>(counts.size()), 2}, static_cast<float>(d.rank()), g_device);
   auto [got, local] = dispatcher.dispatch(rows, counts);
   expect_close("ep dispatch round trip", dispatcher.combine(got), rows);
+}
+
+// Sharded at birth == sharded after a full init. spec "FLAVOR:dp_replicate,
+// dp_shard,cp,tp,ep,etp". The world-1 answer is the full model drawn whole
+// in this process (the values are a pure function of seed, name and
+// element) and cut by the passes, which copy each rank's shards out of it;
+// the trainer's path builds the model without storage, runs the passes on
+// shapes and draws only the shards. Every parameter and buffer must be
+// bitwise equal, padding included.
+void check_init_layout(Distributed& d, const std::string& spec) {
+  const auto colon = spec.find(':');
+  auto flavor = partune::find_flavor("qwen3", spec.substr(0, colon));
+  expect("known flavor", flavor.has_value());
+  partune::ParallelDims dims;
+  if (std::sscanf(spec.c_str() + colon + 1, "%d,%d,%d,%d,%d,%d", &dims.dp_replicate, &dims.dp_shard, &dims.cp, &dims.tp,
+                  &dims.ep, &dims.etp) != 6)
+    throw std::invalid_argument("bad layout " + spec);
+  auto groups = d.create_mesh_groups(MeshLayout(dims, d.world_size()));
+  const uint64_t seed = 20261129;
+  ModelOptions o;
+  o.flavor = *flavor;
+  o.device = g_device;
+  Qwen3Model reference(o);
+  reference->init_weights(seed);
+  parallelize(reference, groups, d.world(), {});
+  o.without_storage = true;
+  Qwen3Model born(o);
+  auto st = parallelize(born, groups, d.world(), {});
+  materialize(*born, *flavor, st->views, seed, g_device);
+  auto want = reference->named_parameters(), got = born->named_parameters();
+  expect("same parameters", want.size() == got.size() && !got.is_empty());
+  int64_t local = 0, total = 0;
+  for (const auto& p : want) {
+    const auto& g = got[p.key()];
+    if (!torch::equal(g.cpu(), p.value().cpu())) {
+      std::fprintf(stderr, "rank %d: %s: %s differs from the world-1 init\n", g_rank, spec.c_str(), p.key().c_str());
+      std::exit(3);
+    }
+    local += g.numel();
+  }
+  for (const auto& b : born->named_buffers())
+    expect("buffers equal", torch::equal(b.value().cpu(), reference->named_buffers()[b.key()].cpu()));
+  ModelOptions whole = o;  // shapes only
+  for (const auto& p : Qwen3Model(whole)->parameters()) total += p.numel();
+  // The layout really shards something: a rank holds less than the model.
+  if (dims.dp_shard * dims.tp * dims.ep > 1) expect("rank holds a part of the model", local < total);
 }
 
 // One rank dies (SIGKILL) or hangs (SIGSTOP) mid-loop of collectives; the
@@ -268,8 +327,6 @@ int main(int argc, char** argv) {
     torch::manual_seed(1234);
     if (scenario == "collectives") {
       check_all_reduce(d);
-      check_all_gather(d);
-      check_reduce_scatter(d);
       check_all_to_all(d);
     } else if (scenario == "dispatcher") {
       check_dispatcher(d, 1);
@@ -278,6 +335,8 @@ int main(int argc, char** argv) {
       check_tensor_parallel(d);
     } else if (scenario == "mesh_groups") {
       for (int i = 2; i < argc; ++i) check_mesh_groups(d, argv[i]);
+    } else if (scenario == "init_layouts") {
+      for (int i = 2; i < argc; ++i) check_init_layout(d, argv[i]);
     } else if (scenario == "kill") {
       fail_one_rank(d, SIGKILL);
     } else if (scenario == "hang") {

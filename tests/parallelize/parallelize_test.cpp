@@ -161,10 +161,12 @@ struct StepMetrics {
   double loss = 0, grad_norm = 0;
 };
 
-// Parameter elements each rank held (its shards), and the model's total.
+// Parameter elements each rank held (its shards), and the model's total;
+// each rank's start-up and peak host memory by its first step.
 struct ParamCounts {
   std::vector<int64_t> local;
   int64_t total = 0;
+  std::vector<double> startup_s, host_peak_rss_gib;
 };
 
 // Runs the trainer on `world` ranks; returns rank 0's steps from its metrics file.
@@ -192,6 +194,8 @@ std::vector<StepMetrics> run_trainer(int world, const std::vector<std::string>& 
       if (j["type"] == "init" && counts) {
         counts->local.push_back(j.value("local_params", int64_t{-1}));
         counts->total = j["params"].get<int64_t>();
+        counts->startup_s.push_back(j.value("startup_s", -1.0));
+        counts->host_peak_rss_gib.push_back(j.value("host_peak_rss_gib", -1.0));
       }
     }
     // Every rank reports the same global loss and norm.
@@ -327,6 +331,36 @@ TEST(ParallelLayout, RunsAreDeterministic) {
     EXPECT_EQ(a[i].loss, b[i].loss);
     EXPECT_EQ(a[i].grad_norm, b[i].grad_norm);
   }
+}
+
+// Sharded at birth: a rank of dp_shard 2 never holds more than its half of
+// any parameter, so its peak host memory by the first step (weights and
+// AdamW moments, most of this flavor's memory: ~113 M parameters) is well
+// under one process's. Holding the full model at any time would put it at
+// or above world 1's.
+TEST(ParallelMemory, DpShard2PeakHostMemoryIsAtMost60PercentOfOneProcess) {
+  const std::vector<std::string> common{"--model.flavor",
+                                        "debugmodel_moe-L3",
+                                        "--training.local_batch_size",
+                                        "1",
+                                        "--training.steps",
+                                        "1",
+                                        "--activation_checkpoint.mode",
+                                        "none"};
+  std::vector<std::string> sharded = common;
+  sharded.insert(sharded.end(), {"--parallelism.data_parallel_shard_degree", "2"});
+  ParamCounts one, two;
+  run_trainer(1, common, &one);
+  run_trainer(2, sharded, &two);
+  ASSERT_EQ(one.host_peak_rss_gib.size(), 1u);
+  ASSERT_EQ(two.host_peak_rss_gib.size(), 2u);
+  EXPECT_GT(one.host_peak_rss_gib[0], 1.0);  // the parameters dominate: 3 x 0.45 GB of weights and moments
+  for (int r = 0; r < 2; ++r) {
+    EXPECT_LE(two.host_peak_rss_gib[r], 0.6 * one.host_peak_rss_gib[0])
+        << "rank " << r << ": " << two.host_peak_rss_gib[r] << " GiB vs one process " << one.host_peak_rss_gib[0];
+    EXPECT_GT(two.startup_s[r], 0.0);
+  }
+  EXPECT_GT(one.startup_s[0], 0.0);
 }
 
 TEST(ParallelConfig, ContextParallelIsAClearError) {

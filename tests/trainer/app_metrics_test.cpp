@@ -99,7 +99,7 @@ TEST(AppMetrics, ProcessorPrintsAndWritesJsonLines) {
   setup.log_freq = 5;
   std::ostringstream out;
   MetricsProcessor m(setup, memory, file, out, false);
-  m.log_init();
+  m.log_init(StartupStats{3.456, 1.25});
   EXPECT_TRUE(m.should_log(1));
   EXPECT_FALSE(m.should_log(2));
   EXPECT_TRUE(m.should_log(10));
@@ -121,6 +121,7 @@ TEST(AppMetrics, ProcessorPrintsAndWritesJsonLines) {
                       "steps 2, sequence length 8, total steps 20 (warmup 3)\n"),
             std::string::npos);
   EXPECT_NE(text.find("16.00GiB memory budget (from PARTUNE_DEVICE_MEMORY_GIB)"), std::string::npos);
+  EXPECT_NE(text.find("Startup: 3.46 s to the first step, host peak RSS 1.25 GiB\n"), std::string::npos);
   EXPECT_NE(text.find("step:  1  loss:  2.50000  grad_norm:  0.7500  memory: "), std::string::npos);
 
   auto lines = read_jsonl(dir.path() / "metrics-rank0.jsonl");
@@ -133,6 +134,8 @@ TEST(AppMetrics, ProcessorPrintsAndWritesJsonLines) {
   EXPECT_EQ(init["gradient_accumulation_steps"], 2);
   EXPECT_EQ(init["seq_len"], 8);
   EXPECT_EQ(init["steps"], 20);
+  EXPECT_EQ(init["startup_s"], 3.456);
+  EXPECT_EQ(init["host_peak_rss_gib"], 1.25);
   EXPECT_EQ(init["warmup_steps"], 3);
   EXPECT_EQ(init["params"], 100);
   EXPECT_EQ(init["active_params"], 50);

@@ -12,13 +12,25 @@
 namespace partune::trainer {
 namespace {
 
+// One process: the parallel state over size-1 groups, as the trainer builds it.
+ParallelModelState one_process_state() {
+  Distributed d = single_process(torch::kCPU);
+  ParallelDims dims;
+  dims.dp_shard = 1;
+  ParallelModelState st;
+  st.groups = d.create_mesh_groups(MeshLayout(dims, 1));
+  st.world = d.world();
+  return st;
+}
+
 TEST(AppTrain, ClipGradNormReturnsPreClipNormAndScales) {
+  const ParallelModelState st = one_process_state();
   auto a = torch::tensor({3.0f, 0.0f}).requires_grad_();
   auto b = torch::tensor({4.0f}).requires_grad_();
   auto c = torch::tensor({1.0f}).requires_grad_();  // no gradient: skipped
   a.mutable_grad() = torch::tensor({3.0f, 0.0f});
   b.mutable_grad() = torch::tensor({4.0f});
-  const double norm = clip_grad_norm({a, b, c}, 1.0).item<double>();
+  const double norm = st.clip_grad_norm({a, b, c}, 1.0).item<double>();
   EXPECT_DOUBLE_EQ(norm, 5.0);  // sqrt(3^2 + 4^2), before clipping
   const double coef = 1.0 / (5.0 + 1e-6);
   EXPECT_NEAR(a.grad()[0].item<double>(), 3.0 * coef, 1e-6);
@@ -27,7 +39,7 @@ TEST(AppTrain, ClipGradNormReturnsPreClipNormAndScales) {
   // Below max_norm nothing changes.
   a.mutable_grad() = torch::tensor({0.3f, 0.4f});
   b.mutable_grad() = torch::tensor({0.0f});
-  EXPECT_NEAR(clip_grad_norm({a, b}, 1.0).item<double>(), 0.5, 1e-7);
+  EXPECT_NEAR(st.clip_grad_norm({a, b}, 1.0).item<double>(), 0.5, 1e-7);
   EXPECT_NEAR(a.grad()[1].item<double>(), 0.4, 1e-7);
 }
 

@@ -289,66 +289,6 @@ TEST(ModelParams, SharedExpertsAreRejected) {
   EXPECT_THROW(Qwen3Model{o}, std::invalid_argument);
 }
 
-// ---- init ----
-
-TEST(ModelInit, DeterministicAndTorchtitanShaped) {
-  ModelOptions o;
-  o.flavor = tiny_flavor(true);  // widened so that sample std estimates are tight
-  o.flavor.dim = 128;
-  o.flavor.head_dim = 32;
-  o.flavor.vocab_size = 512;
-  o.flavor.moe_inter_dim = 64;
-  Qwen3Model a(o), b(o), c(o);
-  a->init_weights(42);
-  b->init_weights(42);
-  c->init_weights(43);
-  auto pa = a->named_parameters(), pb = b->named_parameters(), pc = c->named_parameters();
-  for (const auto& p : pa) {
-    EXPECT_TRUE(torch::equal(p.value(), pb[p.key()])) << p.key();
-    if (!p.key().ends_with("norm.weight")) {
-      EXPECT_FALSE(torch::equal(p.value(), pc[p.key()])) << p.key();
-    }
-  }
-  auto std_of = [&](const char* n) { return pa[n].std().item<double>(); };
-  EXPECT_NEAR(std_of("tok_embeddings.weight"), 1.0, 0.02);
-  EXPECT_NEAR(std_of("layers.0.attention.wq.weight"), 0.02, 0.001);
-  EXPECT_NEAR(std_of("layers.1.attention.wo.weight"), 0.02 / std::sqrt(4.0), 0.001);  // depth init, layer 1
-  EXPECT_NEAR(std_of("layers.1.moe.experts.w2"), 0.01, 0.0005);
-  EXPECT_NEAR(std_of("layers.1.moe.router.gate.weight"), 0.01, 0.001);
-  const double out_std = 1.0 / std::sqrt(128.0);
-  EXPECT_NEAR(std_of("output.weight"), out_std * 0.986, out_std * 0.03);  // N(0, s) cut at 3 s
-  EXPECT_LE(pa["output.weight"].abs().max().item<double>(), 3 * out_std + 1e-7);
-  EXPECT_TRUE(torch::equal(pa["norm.weight"], torch::ones({128})));
-}
-
-// A rank drawing only its expert-parallel share gets exactly the full
-// model's values for those experts (each expert is its own named tensor);
-// everything else but the other experts is drawn as in the full model.
-TEST(ModelInit, ExpertRangeDrawsThoseExpertsExactly) {
-  ModelOptions o;
-  o.flavor = tiny_flavor(true);
-  Qwen3Model full(o), part(o);
-  full->init_weights(5);
-  part->init_weights(5, ExpertRange{2, 3});
-  auto pf = full->named_parameters(), pp = part->named_parameters();
-  int64_t expert_tensors = 0;
-  for (const auto& p : pf) {
-    const auto& mine = pp[p.key()];
-    if (p.key().find(".moe.experts.") == std::string::npos) {
-      EXPECT_TRUE(torch::equal(p.value(), mine)) << p.key();
-      continue;
-    }
-    ++expert_tensors;
-    const int64_t E = p.value().size(0);
-    ASSERT_GE(E, 5) << p.key();
-    EXPECT_TRUE(torch::equal(p.value().narrow(0, 2, 3), mine.narrow(0, 2, 3))) << p.key();
-    EXPECT_EQ(mine.narrow(0, 0, 2).abs().sum().item<double>(), 0.0) << p.key();  // not drawn: still zero
-    EXPECT_EQ(mine.narrow(0, 5, E - 5).abs().sum().item<double>(), 0.0) << p.key();
-    EXPECT_GT(p.value().narrow(0, 0, 2).abs().sum().item<double>(), 0.0) << p.key();
-  }
-  EXPECT_GT(expert_tensors, 0);
-}
-
 TEST(ModelForward, ShapesDtypesAndLoss) {
   ModelOptions o;
   o.flavor = tiny_flavor(true);

@@ -52,12 +52,6 @@ double non_negative(const JobConfig& job, const WhereFn& where, const std::strin
   return v;
 }
 
-// A key this schema may not list yet (optimizer.beta1/beta2): its value when
-// known, else torchtitan's default.
-double float_or(const JobConfig& job, const std::string& key, double fallback) {
-  return find_key_spec(key) != nullptr ? job.get_float(key) : fallback;
-}
-
 ACConfig parse_ac(const JobConfig& job, const WhereFn& where) {
   const std::string mode = job.get_string("activation_checkpoint.mode");
   if (mode == "none") return {ACMode::None, 1};
@@ -186,8 +180,8 @@ TrainerConfig interpret(const JobConfig& job, const WhereFn& where, int world_si
   c.optimizer.lr = non_negative(job, where, "optimizer.lr");
   c.optimizer.eps = non_negative(job, where, "optimizer.eps");
   c.optimizer.weight_decay = non_negative(job, where, "optimizer.weight_decay");
-  c.optimizer.beta1 = float_or(job, "optimizer.beta1", c.optimizer.beta1);
-  c.optimizer.beta2 = float_or(job, "optimizer.beta2", c.optimizer.beta2);
+  c.optimizer.beta1 = job.get_float("optimizer.beta1");
+  c.optimizer.beta2 = job.get_float("optimizer.beta2");
   c.optimizer.implementation = job.get_string("optimizer.implementation");
   // torchtitan's default is fused; only an explicit request gets a note when
   // this LibTorch runs it as foreach (resolve_adamw_impl).

@@ -56,7 +56,7 @@ MetricsProcessor::MetricsProcessor(const MetricsSetup& setup, DeviceMemoryMonito
   time_last_log_ = std::chrono::steady_clock::now();
 }
 
-void MetricsProcessor::log_init() {
+void MetricsProcessor::log_init(const StartupStats& startup) {
   char buf[256];
   std::ostringstream discard;
   std::ostream& text = setup_.print_lines ? out_ : discard;
@@ -78,6 +78,9 @@ void MetricsProcessor::log_init() {
        << setup_.global_batch_size << ", gradient accumulation steps " << setup_.grad_accum_steps
        << ", sequence length " << setup_.seq_len << ", total steps " << setup_.steps << " (warmup "
        << setup_.warmup_steps << ")\n";
+  std::snprintf(buf, sizeof buf, "Startup: %.2f s to the first step, host peak RSS %.2f GiB", startup.startup_s,
+                startup.host_peak_rss_gib);
+  text << buf << '\n';
   text.flush();
   nlohmann::json init{{"type", "init"},
                       {"local_batch_size", setup_.local_batch_size},
@@ -94,6 +97,8 @@ void MetricsProcessor::log_init() {
                       {"world_size", setup_.world_size},
                       {"rank", setup_.rank}};
   if (local_params_ >= 0) init["local_params"] = local_params_;
+  init["startup_s"] = startup.startup_s;
+  init["host_peak_rss_gib"] = startup.host_peak_rss_gib;
   file_.write(init);
 }
 

@@ -14,7 +14,10 @@
 //   {"type":"init","local_batch_size":..,"global_batch_size":..,"gradient_accumulation_steps":..,
 //    "gradient_accumulation_steps":..,"seq_len":..,"steps":..,"warmup_steps":..,"params":..,
 //    "active_params":..,"flops_per_token":..,"peak_flops":..,"device":"..","world_size":..,"rank":..,
-//    "local_params":..}                     (local_params: elements of this rank's parameter shards)
+//    "local_params":..,"startup_s":..,"host_peak_rss_gib":..}
+//        local_params: elements of this rank's parameter shards; startup_s: seconds from this process's
+//        start to the first step; host_peak_rss_gib: this rank's peak resident set (VmHWM) by then, GiB
+//   Startup: 8.21 s to the first step, host peak RSS 2.10 GiB    (text, rank 0, right before step 1)
 //   {"type":"step","rank":0,"step":1,"loss":..,"grad_norm":..,"memory_gib":..,"memory_pct":..,
 //    "tps":..,"tflops":..,"mfu":..,"alloc_retries":N,"oom_errors":N}
 //   {"type":"event","name":"alloc_retries"|"oom_errors","count":N,"rank":r,"message":".."}  (when N grows)
@@ -30,6 +33,7 @@
 #include <string>
 
 #include "trainer/metrics/device_memory.h"
+#include "trainer/metrics/startup.h"
 #include "trainer/metrics/step_line.h"
 
 namespace partune::trainer {
@@ -79,9 +83,10 @@ class MetricsProcessor {
   MetricsProcessor(const MetricsSetup& setup, DeviceMemoryMonitor& memory, MetricsFile& file, std::ostream& out,
                    bool color);
 
-  // The start-up lines (peak FLOPS, capacity, "Trainer is initialized ...")
-  // and the JSON init record.
-  void log_init();
+  // The start-up lines (peak FLOPS, capacity, "Trainer is initialized ...",
+  // "Startup: ...") and the JSON init record, with `startup` measured just
+  // before the first step.
+  void log_init(const StartupStats& startup);
   bool should_log(int64_t step) const { return step == 1 || step % setup_.log_freq == 0; }
   void add_tokens(int64_t n) { ntokens_since_last_log_ += n; }
   // Starts the clock and the memory peak over (torchtitan does this when

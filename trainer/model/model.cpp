@@ -5,8 +5,6 @@
 #include <stdexcept>
 #include <string>
 
-#include <ATen/CPUGeneratorImpl.h>
-
 #include "trainer/model/torch_compat.h"
 
 namespace partune::trainer {
@@ -16,31 +14,6 @@ namespace {
 torch::Tensor cast(const torch::Tensor& t, torch::Dtype dt) { return t.scalar_type() == dt ? t : t.to(dt); }
 
 torch::Tensor run_hook(const TensorFn& hook, const torch::Tensor& t) { return hook ? hook(t) : t; }
-
-torch::TensorOptions param_options_for(const ModelOptions& o) {
-  return torch::TensorOptions().dtype(torch::kFloat32).device(o.device);
-}
-
-// Seed of one named tensor: splitmix64 over the run seed and an FNV-1a hash
-// of the name, so a tensor's values do not depend on creation order.
-uint64_t tensor_seed(uint64_t seed, const std::string& name) {
-  uint64_t h = 1469598103934665603ULL;
-  for (unsigned char c : name) h = (h ^ c) * 1099511628211ULL;
-  uint64_t z = seed ^ (h + 0x9e3779b97f4a7c15ULL);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
-}
-
-void copy_into(torch::Tensor& t, const torch::Tensor& cpu_values) {
-  torch::NoGradGuard no_grad;
-  t.copy_(cpu_values);
-}
-
-void fill_ones(torch::Tensor& t) {
-  torch::NoGradGuard no_grad;
-  t.fill_(1.0);
-}
 
 }  // namespace
 
@@ -228,34 +201,19 @@ torch::Tensor cross_entropy_loss(const torch::Tensor& logits, const torch::Tenso
       torch::nn::functional::CrossEntropyFuncOptions().ignore_index(-100).reduction(torch::kMean));
 }
 
-void init_trunc_normal(torch::Tensor& t, const std::string& name, uint64_t seed, double std, double a, double b) {
-  auto gen = at::detail::createCPUGenerator(tensor_seed(seed, name));
-  auto norm_cdf = [](double v) { return (1.0 + std::erf(v / std::sqrt(2.0))) / 2.0; };
-  const double l = norm_cdf(a / std), u = norm_cdf(b / std);
-  torch::NoGradGuard no_grad;
-  auto values = torch::empty(t.sizes(), torch::kFloat32);
-  values.uniform_(2 * l - 1, 2 * u - 1, gen);
-  values.erfinv_().mul_(std * std::sqrt(2.0)).clamp_(a, b);
-  copy_into(t, values);
-}
-
-void init_normal(torch::Tensor& t, const std::string& name, uint64_t seed, double std) {
-  auto gen = at::detail::createCPUGenerator(tensor_seed(seed, name));
-  torch::NoGradGuard no_grad;
-  auto values = torch::empty(t.sizes(), torch::kFloat32);
-  values.normal_(0.0, std, gen);
-  copy_into(t, values);
-}
-
 // ---------------------------------------------------------------- modules
+
+torch::TensorOptions param_options_for(const ModelOptions& o) {
+  return torch::TensorOptions()
+      .dtype(torch::kFloat32)
+      .device(o.without_storage ? torch::Device(torch::kMeta) : o.device);
+}
 
 RMSNormImpl::RMSNormImpl(int64_t dim, double eps_, const torch::TensorOptions& param_options) : eps(eps_) {
   weight = register_parameter("weight", torch::ones({dim}, param_options));
 }
 
 torch::Tensor RMSNormImpl::forward(const torch::Tensor& x) { return rms_norm(x, weight, eps); }
-
-void RMSNormImpl::reset_parameters() { fill_ones(weight); }
 
 LinearImpl::LinearImpl(int64_t in_features, int64_t out_features, const torch::TensorOptions& param_options) {
   weight = register_parameter("weight", torch::zeros({out_features, in_features}, param_options));
@@ -297,17 +255,6 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor
   return wo(o.transpose(1, 2).contiguous().view({b, s, -1}), dt);
 }
 
-void AttentionImpl::init_weights(const std::string& prefix, uint64_t seed, double init_std) {
-  init_trunc_normal(wq->weight, prefix + ".wq.weight", seed, 0.02);
-  init_trunc_normal(wk->weight, prefix + ".wk.weight", seed, 0.02);
-  init_trunc_normal(wv->weight, prefix + ".wv.weight", seed, 0.02);
-  init_trunc_normal(wo->weight, prefix + ".wo.weight", seed, init_std);
-  if (!q_norm.is_empty()) {
-    q_norm->reset_parameters();
-    k_norm->reset_parameters();
-  }
-}
-
 FeedForwardImpl::FeedForwardImpl(int64_t dim, int64_t hidden_dim, torch::Dtype compute_dtype,
                                  const torch::TensorOptions& param_options)
     : compute_dtype_(compute_dtype) {
@@ -318,12 +265,6 @@ FeedForwardImpl::FeedForwardImpl(int64_t dim, int64_t hidden_dim, torch::Dtype c
 
 torch::Tensor FeedForwardImpl::forward(const torch::Tensor& x) {
   return w2(torch::silu(w1(x, compute_dtype_)) * w3(x, compute_dtype_), compute_dtype_);
-}
-
-void FeedForwardImpl::init_weights(const std::string& prefix, uint64_t seed, double init_std) {
-  init_trunc_normal(w1->weight, prefix + ".w1.weight", seed, 0.02);
-  init_trunc_normal(w2->weight, prefix + ".w2.weight", seed, init_std);
-  init_trunc_normal(w3->weight, prefix + ".w3.weight", seed, init_std);
 }
 
 std::pair<torch::Tensor, std::vector<int64_t>> LocalDispatcher::dispatch(const torch::Tensor& rows,
@@ -348,18 +289,6 @@ torch::Tensor GroupedExpertsImpl::forward(const torch::Tensor& x, const std::vec
   if (fast_paths_ && grouped_mm_usable(xc, w1))
     return experts_grouped_mm(xc, cast(w1, dt), cast(w2, dt), cast(w3, dt), counts);
   return experts_reference(xc, cast(w1, dt), cast(w2, dt), cast(w3, dt), counts);
-}
-
-void GroupedExpertsImpl::init_weights(const std::string& prefix, uint64_t seed, double init_std,
-                                      const ExpertRange& experts) {
-  for (int64_t e = 0; e < num_experts(); ++e) {
-    if (!experts.contains(e)) continue;
-    const std::string n = "." + std::to_string(e);
-    auto w1e = w1.select(0, e), w2e = w2.select(0, e), w3e = w3.select(0, e);
-    init_trunc_normal(w1e, prefix + ".w1" + n, seed, 0.02);
-    init_trunc_normal(w2e, prefix + ".w2" + n, seed, init_std);
-    init_trunc_normal(w3e, prefix + ".w3" + n, seed, init_std);
-  }
 }
 
 RouterImpl::RouterImpl(int64_t dim, int64_t num_experts, int64_t top_k, bool route_norm, double route_scale,
@@ -440,14 +369,6 @@ torch::Tensor MoEImpl::forward(const torch::Tensor& x) {
   return cast(out, x.scalar_type()).view(x.sizes());
 }
 
-void MoEImpl::init_weights(const std::string& prefix, uint64_t seed, double init_std, const ExpertRange& range) {
-  experts->init_weights(prefix + ".experts", seed, init_std, range);
-  init_trunc_normal(router->gate->weight, prefix + ".router.gate.weight", seed, init_std);
-  torch::NoGradGuard no_grad;
-  expert_bias.zero_();
-  tokens_per_expert.zero_();
-}
-
 void MoEImpl::apply_expert_bias_update(const torch::Tensor& counts) {
   if (opts_.load_balance_coeff <= 0) return;
   torch::NoGradGuard no_grad;
@@ -516,20 +437,6 @@ torch::Tensor TransformerBlockImpl::forward(const torch::Tensor& x, const torch:
   return out;
 }
 
-double TransformerBlockImpl::weight_init_std() const { return 0.02 / std::sqrt(2.0 * static_cast<double>(layer_id_ + 1)); }
-
-void TransformerBlockImpl::init_weights(uint64_t seed, const ExpertRange& experts) {
-  const std::string prefix = "layers." + std::to_string(layer_id_);
-  const double std = weight_init_std();
-  attention_norm->reset_parameters();
-  ffn_norm->reset_parameters();
-  attention->init_weights(prefix + ".attention", seed, std);
-  if (is_moe())
-    moe->init_weights(prefix + ".moe", seed, std, experts);
-  else
-    feed_forward->init_weights(prefix + ".feed_forward", seed, std);
-}
-
 void TransformerBlockImpl::replace_attention(Attention a) { attention = replace_module("attention", std::move(a)); }
 
 void TransformerBlockImpl::replace_feed_forward(FeedForward f) {
@@ -586,20 +493,6 @@ torch::Tensor Qwen3ModelImpl::forward(const torch::Tensor& tokens) {
   auto logits = output.is_empty() ? torch::linear(cast(h, dt), cast(tok_embeddings->weight, dt)) : output(h, dt);
   if (forward_hooks.after) forward_hooks.after();
   return cast(logits, accum_dtype(dt));
-}
-
-void Qwen3ModelImpl::init_weights(uint64_t seed, const ExpertRange& experts) {
-  const Flavor& f = opts_.flavor;
-  const double out_std = 1.0 / std::sqrt(static_cast<double>(f.dim));
-  // torchtitan ties output.weight to tok_embeddings.weight and then re-inits
-  // it as the output layer, so a tied embedding gets the output init.
-  if (f.tie_embeddings)
-    init_trunc_normal(tok_embeddings->weight, "output.weight", seed, out_std, -3 * out_std, 3 * out_std);
-  else
-    init_normal(tok_embeddings->weight, "tok_embeddings.weight", seed, 1.0);
-  for (auto& block : layers_) block->init_weights(seed, experts);
-  norm->reset_parameters();
-  if (!output.is_empty()) init_trunc_normal(output->weight, "output.weight", seed, out_std, -3 * out_std, 3 * out_std);
 }
 
 void Qwen3ModelImpl::update_expert_biases(const TensorFn& all_reduce_counts) {

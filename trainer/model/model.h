@@ -19,22 +19,26 @@
 // softmax (reference path) and the loss run in fp32 (fp64 when computing in
 // fp64, for gradient checks).
 #pragma once
+#include <torch/torch.h>
+
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
 
-#include <torch/torch.h>
-
 #include "common/flavors.h"
 #include "trainer/checkpoint/checkpoint.h"
 #include "trainer/model/hooks.h"
+#include "trainer/model/routing.h"
 
 namespace partune::trainer {
 
 struct ModelOptions {
   Flavor flavor;
   torch::Device device = torch::kCPU;
+  // Parameters and buffers on the meta device (no storage) until
+  // materialize() (init.h) draws this rank's shards on `device`.
+  bool without_storage = false;
   torch::Dtype compute_dtype = torch::kFloat32;
   bool fast_paths = true;  // SDPA / grouped GEMM where built and on CUDA; reference paths otherwise
   ACConfig ac;
@@ -78,45 +82,22 @@ bool grouped_mm_usable(const torch::Tensor& x, const torch::Tensor& w1);
 torch::Tensor experts_grouped_mm(const torch::Tensor& x, const torch::Tensor& w1, const torch::Tensor& w2,
                                  const torch::Tensor& w3, const std::vector<int64_t>& counts);
 
-// Row permutations for MoE routing, differentiable without scatters: the
-// backward of index_select is an atomic index_add (slow on GPUs, and in bf16
-// it rounds at every add); these backwards gather by the inverse instead.
-// permute_rows: x[order[i]] for each i; `inverse` is order's inverse
-// permutation (inverse[order[i]] = i). Both int64 on x's device.
-torch::Tensor permute_rows(const torch::Tensor& x, const torch::Tensor& order, const torch::Tensor& inverse);
-// Routed copies of tokens: row i is x[order[i] / k] (x [n, dim], order a
-// permutation of n * k rows, row r of the unsorted n * k standing for token
-// r / k). Backward: gather by `inverse`, then sum each token's k rows.
-torch::Tensor gather_token_rows(const torch::Tensor& x, const torch::Tensor& order, const torch::Tensor& inverse,
-                                int64_t k);
+// Row permutations for MoE routing (permute_rows, gather_token_rows): routing.h.
 
 // Mean cross-entropy over tokens whose label is not -100 (torchtitan's
 // IGNORE_INDEX), in fp32 (fp64 for fp64 logits). logits [B, S, V], labels [B, S] int64.
 torch::Tensor cross_entropy_loss(const torch::Tensor& logits, const torch::Tensor& labels);
 
-// Deterministic initialisation: the values depend only on (seed, name, shape),
-// generated on the CPU and copied to the tensor's device and dtype, so CPU and
-// GPU runs start from the same weights. A parallel pass can build the full
-// tensor with the same name and take its shard.
-// Truncated normal as torch.nn.init.trunc_normal_ (a, b absolute bounds).
-void init_trunc_normal(torch::Tensor& t, const std::string& name, uint64_t seed, double std, double a = -2.0,
-                       double b = 2.0);
-void init_normal(torch::Tensor& t, const std::string& name, uint64_t seed, double std);
-
 // ---- modules ----
 
-// Experts [first, first + count) of an MoE layer's (global) experts; count < 0: all.
-struct ExpertRange {
-  int64_t first = 0;
-  int64_t count = -1;
-  bool contains(int64_t e) const { return count < 0 || (e >= first && e < first + count); }
-};
+// fp32 on options.device, or on the meta device when built without storage:
+// what every module's parameters (and a parallelism pass's replacements) use.
+torch::TensorOptions param_options_for(const ModelOptions& o);
 
 class RMSNormImpl : public torch::nn::Module {
  public:
   RMSNormImpl(int64_t dim, double eps, const torch::TensorOptions& param_options = {});
   torch::Tensor forward(const torch::Tensor& x);
-  void reset_parameters();  // weight = 1
   torch::Tensor weight;
   double eps;
 };
@@ -148,8 +129,6 @@ class AttentionImpl : public torch::nn::Module {
   explicit AttentionImpl(const AttentionOptions& o);
   // x [B, S, dim] -> [B, S, dim] (a partial sum when heads are sharded).
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& rope_cache);
-  // wq/wk/wv std 0.02, wo init_std, norms 1; names under `prefix` ("layers.3.attention").
-  void init_weights(const std::string& prefix, uint64_t seed, double init_std);
   const AttentionOptions& options() const { return opts_; }
 
   Linear wq{nullptr}, wk{nullptr}, wv{nullptr}, wo{nullptr};
@@ -166,7 +145,6 @@ class FeedForwardImpl : public torch::nn::Module {
   FeedForwardImpl(int64_t dim, int64_t hidden_dim, torch::Dtype compute_dtype,
                   const torch::TensorOptions& param_options = {});
   torch::Tensor forward(const torch::Tensor& x);  // w2(silu(w1 x) * w3 x)
-  void init_weights(const std::string& prefix, uint64_t seed, double init_std);  // w1 0.02, w2/w3 init_std
 
   Linear w1{nullptr}, w2{nullptr}, w3{nullptr};
 
@@ -196,10 +174,6 @@ class GroupedExpertsImpl : public torch::nn::Module {
                      bool fast_paths, const torch::TensorOptions& param_options = {});
   // x: rows grouped by local expert, counts[e] rows for expert e -> [rows, dim].
   torch::Tensor forward(const torch::Tensor& x, const std::vector<int64_t>& counts);
-  // w1 0.02, w2/w3 init_std. Each expert's slab is its own named tensor
-  // ("<prefix>.w1.<e>"), so experts can be drawn apart: only those in
-  // `experts` are (the others keep their values).
-  void init_weights(const std::string& prefix, uint64_t seed, double init_std, const ExpertRange& experts = {});
   int64_t num_experts() const { return w1.size(0); }
 
   torch::Tensor w1, w2, w3;  // [E, hidden, dim], [E, dim, hidden], [E, hidden, dim]
@@ -254,8 +228,6 @@ class MoEImpl : public torch::nn::Module {
   // x [B, S, dim] -> [B, S, dim]: route, sort rows by expert, dispatch, run
   // local experts, combine, unsort, weight by the gates (fp32) and sum over k.
   torch::Tensor forward(const torch::Tensor& x);
-  void init_weights(const std::string& prefix, uint64_t seed, double init_std,
-                    const ExpertRange& experts = {});  // router and experts
   // Aux-loss-free balancing step (torchtitan's optimizer pre-step hook):
   // delta = coeff * sign(mean(counts) - counts); expert_bias += delta - mean(delta).
   // `counts` is this layer's tokens_per_expert, already reduced across ranks.
@@ -289,11 +261,8 @@ class TransformerBlockImpl : public torch::nn::Module {
   // x + attention(attention_norm(x)), then h + ffn_or_moe(ffn_norm(h)); each
   // region wrapped by its TensorParallelHooks (identity when empty).
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& rope_cache);
-  // torchtitan depth init: init_std = 0.02 / sqrt(2 * (layer_id + 1)).
-  void init_weights(uint64_t seed, const ExpertRange& experts = {});
   bool is_moe() const { return !moe.is_empty(); }
   int64_t layer_id() const { return layer_id_; }
-  double weight_init_std() const;
 
   // Swap in a sharded replacement (a parallelism pass); keeps parameter names.
   void replace_attention(Attention a);
@@ -315,19 +284,17 @@ TORCH_MODULE(TransformerBlock);
 
 class Qwen3ModelImpl : public torch::nn::Module {
  public:
-  // Builds the full (unsharded) model on options.device with fp32 parameters,
-  // zero-filled (norm weights one) until init_weights.
+  // Builds the full (unsharded) model with fp32 parameters: on
+  // options.device, zero-filled (norm weights one) until init_weights, or,
+  // with options.without_storage, on the meta device (shapes only).
   explicit Qwen3ModelImpl(const ModelOptions& o);
   // tokens [B, S] int64 -> logits [B, S, vocab] fp32 (fp64 when computing in fp64).
   torch::Tensor forward(const torch::Tensor& tokens);
-  // Deterministic torchtitan-style init: embeddings N(0, 1), linear weights
-  // trunc-normal std 0.02 / depth-scaled init_std, output trunc-normal
-  // std dim^-0.5 cut at 3 std, norms 1, expert_bias and counts 0.
-  // `experts`: the experts whose weights are drawn (all by default). A rank
-  // that will keep only its expert-parallel share draws only that: drawing on
-  // the CPU is most of a trainer's start-up, and experts most of the weights.
-  // The others stay zero until a pass drops them.
-  void init_weights(uint64_t seed, const ExpertRange& experts = {});
+  // Draws every parameter and buffer, held whole, under trainer/model/init.h's
+  // rules (torchtitan's init; the values depend only on seed, name and
+  // element index). For a model built with storage; a model built without
+  // gets its shards drawn by materialize() after the parallelism passes.
+  void init_weights(uint64_t seed);
   // Aux-loss-free load balancing for every MoE layer from the tokens_per_expert
   // counted since the last call, then resets the counts. all_reduce_counts,
   // when set, receives the stacked [n_moe_layers, num_experts] counts and

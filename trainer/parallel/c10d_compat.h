@@ -45,6 +45,13 @@ inline void all_reduce_sum(Backend& pg, at::Tensor& t) {
   pg.allreduce(ts)->wait();
 }
 
+inline void all_reduce_max(Backend& pg, at::Tensor& t) {
+  std::vector<at::Tensor> ts{t};
+  c10d::AllreduceOptions max;
+  max.reduceOp = c10d::ReduceOp::MAX;
+  pg.allreduce(ts, max)->wait();
+}
+
 // out: [size * n, ...], in: [n, ...], both contiguous.
 inline void all_gather_into(Backend& pg, at::Tensor& out, at::Tensor& in) {
   if (is_gloo(pg)) {

@@ -35,26 +35,6 @@ torch::Tensor grad_sum(const torch::Tensor& grad, const Group& g) {
   return sum_in_place(t, g).to(grad.scalar_type());
 }
 
-torch::Tensor gather_rows(const torch::Tensor& x, const Group& g) {
-  auto in = x.contiguous();
-  auto sizes = in.sizes().vec();
-  sizes[0] *= g.size();
-  auto out = torch::empty(sizes, in.options());
-  c10d_compat::all_gather_into(*g.backend, out, in);
-  return out;
-}
-
-torch::Tensor scatter_rows(const torch::Tensor& x, const Group& g) {
-  TORCH_CHECK(x.size(0) % g.size() == 0, "reduce_scatter: dim 0 (", x.size(0), ") not divisible by group size ",
-              g.size());
-  auto in = x.contiguous();
-  auto sizes = in.sizes().vec();
-  sizes[0] /= g.size();
-  auto out = torch::empty(sizes, in.options());
-  c10d_compat::reduce_scatter_into(*g.backend, out, in);
-  return out;
-}
-
 torch::Tensor exchange_rows(const torch::Tensor& x, const std::vector<int64_t>& out_splits,
                             const std::vector<int64_t>& in_splits, const Group& g) {
   TORCH_CHECK(static_cast<int>(out_splits.size()) == g.size() && static_cast<int>(in_splits.size()) == g.size(),
@@ -84,28 +64,6 @@ struct GradAllReduce : torch::autograd::Function<GradAllReduce> {
   }
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     return {grad_sum(grads[0], *load_group(ctx)), torch::Tensor()};
-  }
-};
-
-struct AllGather : torch::autograd::Function<AllGather> {
-  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x, GroupPtr g) {
-    save_group(ctx, g);
-    return gather_rows(x, *g);
-  }
-  static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    const auto& grad = grads[0];
-    auto reduced = scatter_rows(grad.to(torch::kFloat32), *load_group(ctx));
-    return {reduced.to(grad.scalar_type()), torch::Tensor()};
-  }
-};
-
-struct ReduceScatter : torch::autograd::Function<ReduceScatter> {
-  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x, GroupPtr g) {
-    save_group(ctx, g);
-    return scatter_rows(x, *g);
-  }
-  static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    return {gather_rows(grads[0], *load_group(ctx)), torch::Tensor()};
   }
 };
 
@@ -140,14 +98,6 @@ torch::Tensor grad_all_reduce(const torch::Tensor& x, const GroupPtr& group) {
   return trivial(group) ? x : GradAllReduce::apply(x, group);
 }
 
-torch::Tensor all_gather(const torch::Tensor& x, const GroupPtr& group) {
-  return trivial(group) ? x : AllGather::apply(x, group);
-}
-
-torch::Tensor reduce_scatter(const torch::Tensor& x, const GroupPtr& group) {
-  return trivial(group) ? x : ReduceScatter::apply(x, group);
-}
-
 torch::Tensor all_to_all(const torch::Tensor& x, const std::vector<int64_t>& output_splits,
                          const std::vector<int64_t>& input_splits, const GroupPtr& group) {
   if (trivial(group)) {
@@ -157,6 +107,21 @@ torch::Tensor all_to_all(const torch::Tensor& x, const std::vector<int64_t>& out
     return x;
   }
   return AllToAll::apply(x, output_splits, input_splits, group);
+}
+
+torch::Tensor all_reduce_max(const torch::Tensor& x, const GroupPtr& group) {
+  if (trivial(group)) return x;
+  torch::NoGradGuard no_grad;
+  auto t = x.detach().contiguous().clone();
+  c10d_compat::all_reduce_max(*group->backend, t);
+  return t;
+}
+
+int64_t all_reduce_sum(int64_t value, const GroupPtr& group) {
+  if (trivial(group)) return value;
+  auto t = torch::tensor({value}, torch::kInt64).to(group->device);
+  c10d_compat::all_reduce_sum(*group->backend, t);
+  return t.cpu().item<int64_t>();
 }
 
 std::vector<int64_t> all_to_all_counts(const std::vector<int64_t>& counts, int64_t per_rank, const GroupPtr& group) {

@@ -16,19 +16,18 @@ torch::Tensor all_reduce_sum(const torch::Tensor& x, const GroupPtr& group);
 // input to a column-parallel region.)
 torch::Tensor grad_all_reduce(const torch::Tensor& x, const GroupPtr& group);
 
-// Forward: concatenation of every rank's x along dim 0 (all ranks pass the
-// same shape). Backward: reduce-scatter (sum) of the gradient. (FSDP unshard.)
-torch::Tensor all_gather(const torch::Tensor& x, const GroupPtr& group);
-
-// Forward: sum over the group, this rank keeps chunk `rank` of dim 0 (dim 0
-// divisible by the group size). Backward: all-gather of the gradient.
-torch::Tensor reduce_scatter(const torch::Tensor& x, const GroupPtr& group);
-
 // Forward: rows [sum(input_splits)] are cut into input_splits[i] rows for
 // group rank i; returns the rows received, output_splits[i] from rank i, in
 // rank order. Backward: the reverse all-to-all with the splits swapped.
 torch::Tensor all_to_all(const torch::Tensor& x, const std::vector<int64_t>& output_splits,
                          const std::vector<int64_t>& input_splits, const GroupPtr& group);
+
+// Non-differentiable: the elementwise maximum over the group.
+torch::Tensor all_reduce_max(const torch::Tensor& x, const GroupPtr& group);
+
+// Non-differentiable: the sum of one integer over the group (no device
+// round trip on a size-1 group).
+int64_t all_reduce_sum(int64_t value, const GroupPtr& group);
 
 // Non-differentiable: all-to-all of int64 counts, `per_rank` to each rank
 // (counts.size() == per_rank * group size). Returns per_rank from each rank,

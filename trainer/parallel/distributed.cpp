@@ -86,23 +86,6 @@ RankEnv rank_env() {
   return rank_env_from([](const char* name) { return std::getenv(name); });
 }
 
-GroupPtr ProcessGroups::get(MeshDim dim) const {
-  switch (dim) {
-    case MeshDim::pp: return pp;
-    case MeshDim::dp_replicate: return dp_replicate;
-    case MeshDim::dp_shard: return dp_shard;
-    case MeshDim::cp: return cp;
-    case MeshDim::tp: return tp;
-    case MeshDim::batch: return batch;
-    case MeshDim::loss: return loss;
-    case MeshDim::fsdp: return fsdp;
-    case MeshDim::ep: return ep;
-    case MeshDim::efsdp: return efsdp;
-    case MeshDim::etp: return etp;
-  }
-  return nullptr;
-}
-
 GroupPtr Distributed::new_group(const std::string& name, const std::vector<int>& ranks) {
   return build_group("partune/" + name + "/" + join(ranks), name, ranks);
 }
@@ -233,6 +216,17 @@ Distributed init_distributed(const std::string& device_type, std::chrono::second
   opts.timeout = d.timeout_;
   d.store_ = c10::make_intrusive<c10d::TCPStore>(d.env_.master_addr, opts);
   d.world_ = d.new_group("world", all);
+  return d;
+}
+
+Distributed single_process(torch::Device device) {
+  Distributed d;
+  d.device_ = device;
+  auto g = std::make_shared<Group>();
+  g->name = "world";
+  g->ranks = {0};
+  g->device = device;
+  d.world_ = g;
   return d;
 }
 

@@ -49,7 +49,6 @@ using GroupPtr = std::shared_ptr<const Group>;
 // is off). Dims with the same members share one backend.
 struct ProcessGroups {
   GroupPtr pp, dp_replicate, dp_shard, cp, tp, batch, loss, fsdp, ep, efsdp, etp;
-  GroupPtr get(MeshDim dim) const;
 };
 
 class Distributed {
@@ -73,6 +72,7 @@ class Distributed {
 
  private:
   friend Distributed init_distributed(const std::string&, std::chrono::seconds);
+  friend Distributed single_process(torch::Device);
   GroupPtr build_group(const std::string& prefix, const std::string& name, const std::vector<int>& ranks);
 
   RankEnv env_;
@@ -87,6 +87,10 @@ class Distributed {
 // device = LOCAL_RANK; needs a PARTUNE_WITH_CUDA build). `timeout` bounds the
 // rendezvous and every collective.
 Distributed init_distributed(const std::string& device_type, std::chrono::seconds timeout);
+
+// One process and no rendezvous: a world of one rank on `device`, whose
+// groups (every mesh dim's too) have size 1, so collectives are the identity.
+Distributed single_process(torch::Device device);
 
 // Prints "trainer: rank N failed: <reason>" to stderr and ends the process with
 // kExitFailure at once: a broken process group can block in its destructors.

@@ -3,7 +3,7 @@
 #include <numeric>
 #include <stdexcept>
 
-#include "trainer/model/model.h"  // permute_rows
+#include "trainer/model/routing.h"
 
 namespace partune::trainer {
 

@@ -73,9 +73,13 @@ FsdpUnit& FsdpState::add_unit(const std::string& name, const std::vector<std::pa
     p->group = g;
     p->gather_dtype = gather_dtype;
     const int64_t per_rank = (p->numel + g->size() - 1) / g->size();
-    auto flat = torch::zeros({per_rank * g->size()}, p->shard.options());
-    flat.narrow(0, 0, p->numel).copy_(p->shard.detach().reshape({-1}));
-    p->shard.set_data(flat.narrow(0, per_rank * g->rank, per_rank).clone());
+    if (p->shard.is_meta()) {  // no values yet: only the shard's shape
+      p->shard.set_data(torch::empty({per_rank}, p->shard.options()));
+    } else {
+      auto flat = torch::zeros({per_rank * g->size()}, p->shard.options());
+      flat.narrow(0, 0, p->numel).copy_(p->shard.detach().reshape({-1}));
+      p->shard.set_data(flat.narrow(0, per_rank * g->rank, per_rank).clone());
+    }
     unit->params.push_back(p);
   }
   units_.push_back(std::move(unit));

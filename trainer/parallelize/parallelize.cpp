@@ -1,31 +1,21 @@
 #include "trainer/parallelize/parallelize.h"
 
-#include <numeric>
 #include <stdexcept>
-#include <unordered_set>
+#include <tuple>
 
 #include "trainer/parallel/collectives.h"
 #include "trainer/parallel/expert_parallel.h"
 #include "trainer/parallelize/fsdp.h"
+#include "trainer/parallelize/pass_support.h"
 
 namespace partune::trainer {
 
+using passes::copy_param;
+using passes::divide;
+using passes::param_options;
+using passes::view_of;
+
 namespace {
-
-torch::TensorOptions param_options(const Qwen3Model& model) {
-  return torch::TensorOptions().dtype(torch::kFloat32).device(model->options().device);
-}
-
-int64_t divide(int64_t n, int64_t parts, const std::string& what) {
-  if (n % parts != 0)
-    throw std::invalid_argument(what + " (" + std::to_string(n) + ") is not divisible by " + std::to_string(parts));
-  return n / parts;
-}
-
-void copy_param(torch::Tensor& dst, const torch::Tensor& src) {
-  TORCH_CHECK(dst.sizes() == src.sizes(), "parallelize: shard shape ", src.sizes(), " != module shape ", dst.sizes());
-  dst.copy_(src);
-}
 
 // ETP = 1 with TP > 1: the TP ranks hold the same tokens; each routes 1/TP of
 // the rows and the slices are reassembled by an all-reduce of disjoint parts.
@@ -46,19 +36,6 @@ TensorParallelHooks token_split_hooks(const GroupPtr& tp) {
   return h;
 }
 
-void sum_grads(const std::vector<torch::Tensor>& grads, const GroupPtr& group) {
-  if (grads.empty() || group->size() == 1) return;
-  std::vector<torch::Tensor> flat;
-  for (const auto& g : grads) flat.push_back(g.reshape({-1}).to(torch::kFloat32));
-  auto buf = torch::cat(flat);
-  c10d_compat::all_reduce_sum(*group->backend, buf);
-  int64_t offset = 0;
-  for (const auto& g : grads) {
-    g.copy_(buf.narrow(0, offset, g.numel()).view_as(g));
-    offset += g.numel();
-  }
-}
-
 bool contains(const std::vector<torch::Tensor>& v, const torch::Tensor& t) {
   for (const auto& x : v)
     if (x.unsafeGetTensorImpl() == t.unsafeGetTensorImpl()) return true;
@@ -66,48 +43,6 @@ bool contains(const std::vector<torch::Tensor>& v, const torch::Tensor& t) {
 }
 
 }  // namespace
-
-// ------------------------------------------------------------------ passes
-
-void apply_tensor_parallel(Qwen3Model& model, ParallelModelState& st) {
-  const GroupPtr& tp = st.groups.tp;
-  if (tp->size() == 1) return;
-  const int64_t T = tp->size();
-  torch::NoGradGuard no_grad;
-  for (auto& block : model->layers()) {
-    auto old = block->attention;
-    AttentionOptions o = old->options();
-    o.n_heads = divide(o.n_heads, T, "n_heads over TP");
-    o.n_kv_heads = divide(o.n_kv_heads, T, "n_kv_heads over TP");
-    Attention a(o);
-    copy_param(a->wq->weight, local_shard(old->wq->weight, 0, *tp));
-    copy_param(a->wk->weight, local_shard(old->wk->weight, 0, *tp));
-    copy_param(a->wv->weight, local_shard(old->wv->weight, 0, *tp));
-    copy_param(a->wo->weight, local_shard(old->wo->weight, 1, *tp));
-    if (!old->q_norm.is_empty()) {
-      copy_param(a->q_norm->weight, old->q_norm->weight);
-      copy_param(a->k_norm->weight, old->k_norm->weight);
-    }
-    block->replace_attention(a);
-    block->attention_hooks = tensor_parallel_hooks(tp);
-    for (auto* l : {&a->wq, &a->wk, &a->wv, &a->wo}) st.tp_sharded.push_back((*l)->weight);
-    if (!a->q_norm.is_empty()) {
-      // Replicated, but each rank normalises only its heads: partial gradients.
-      st.partial_grads.push_back({a->q_norm->weight, tp});
-      st.partial_grads.push_back({a->k_norm->weight, tp});
-    }
-    if (block->is_moe()) continue;
-    auto ff_old = block->feed_forward;
-    const int64_t hidden = divide(ff_old->w1->weight.size(0), T, "FFN hidden_dim over TP");
-    FeedForward ff(model->options().flavor.dim, hidden, model->options().compute_dtype, param_options(model));
-    copy_param(ff->w1->weight, local_shard(ff_old->w1->weight, 0, *tp));
-    copy_param(ff->w3->weight, local_shard(ff_old->w3->weight, 0, *tp));
-    copy_param(ff->w2->weight, local_shard(ff_old->w2->weight, 1, *tp));
-    block->replace_feed_forward(ff);
-    block->ffn_hooks = tensor_parallel_hooks(tp);
-    for (auto* l : {&ff->w1, &ff->w2, &ff->w3}) st.tp_sharded.push_back((*l)->weight);
-  }
-}
 
 void apply_expert_parallel(Qwen3Model& model, ParallelModelState& st) {
   if (!model->options().flavor.moe) return;
@@ -125,16 +60,19 @@ void apply_expert_parallel(Qwen3Model& model, ParallelModelState& st) {
       o.hidden_dim = divide(o.hidden_dim, ETP, "moe_inter_dim over ETP");
       MoE m(o);
       const int64_t first = g.ep->rank * o.num_local_experts, L = o.num_local_experts;
-      auto rows = [&](const torch::Tensor& w, int64_t hidden_dim) {
+      const std::string pre = "layers." + std::to_string(block->layer_id()) + ".moe.experts.";
+      auto rows = [&](const torch::Tensor& w, const char* n, int64_t hidden_dim) {
+        ShardView v = view_of(st, pre + n, w.sizes()).chunk(0, EP, g.ep->rank);
+        st.views[pre + n] = ETP > 1 ? v.chunk(hidden_dim, ETP, g.etp->rank) : v;
         auto mine = w.narrow(0, first, L);
         return ETP > 1 ? local_shard(mine, hidden_dim, *g.etp) : mine;
       };
-      copy_param(m->experts->w1, rows(old->experts->w1, 1));
-      copy_param(m->experts->w3, rows(old->experts->w3, 1));
-      copy_param(m->experts->w2, rows(old->experts->w2, 2));
+      copy_param(m->experts->w1, rows(old->experts->w1, "w1", 1));
+      copy_param(m->experts->w3, rows(old->experts->w3, "w3", 1));
+      copy_param(m->experts->w2, rows(old->experts->w2, "w2", 2));
       copy_param(m->router->gate->weight, old->router->gate->weight);
-      m->expert_bias.copy_(old->expert_bias);
-      m->tokens_per_expert.copy_(old->tokens_per_expert);
+      copy_param(m->expert_bias, old->expert_bias);
+      copy_param(m->tokens_per_expert, old->tokens_per_expert);
       if (EP > 1) m->set_dispatcher(std::make_shared<AllToAllDispatcher>(g.ep, o.num_experts));
       block->replace_moe(m);
     }
@@ -209,6 +147,13 @@ void apply_fsdp(Qwen3Model& model, ParallelModelState& st, const std::string& re
                                   /*reshard_after_forward=*/true, param_dtype);
   model->forward_hooks.before = [&unit] { FsdpState::unshard(unit); };
   model->forward_hooks.after = [&unit] { FsdpState::reshard(unit); };
+  // Each flat shard holds elements [per_rank * rank, per_rank * (rank + 1))
+  // of its parameter's local (TP/EP-cut) part.
+  for (const auto& u : fsdp->units())
+    for (const auto& p : u->params) {
+      const int64_t per_rank = p->shard.numel();
+      st.views[p->name] = view_of(st, p->name, p->shape).flat(per_rank * p->group->rank, per_rank);
+    }
   st.fsdp = std::move(fsdp);
 }
 
@@ -222,66 +167,6 @@ std::shared_ptr<ParallelModelState> parallelize(Qwen3Model& model, const Process
   apply_activation_checkpointing(model, options.ac);
   apply_fsdp(model, *st, options.reshard_after_forward, options.param_dtype);
   return st;
-}
-
-// ------------------------------------------------------------------ step support
-
-void ParallelModelState::finish_gradients(const std::vector<torch::Tensor>& params) {
-  torch::NoGradGuard no_grad;
-  std::vector<torch::Tensor> partial;
-  for (const auto& pg : partial_grads)
-    if (pg.param.grad().defined()) partial.push_back(pg.param.grad());
-  if (!partial.empty()) sum_grads(partial, partial_grads.front().group);  // all partial sums are over TP
-  std::vector<torch::Tensor> all;
-  for (const auto& p : params)
-    if (p.grad().defined()) all.push_back(p.grad());
-  sum_grads(all, groups.dp_replicate);
-  if (fsdp) fsdp->drop_kept();
-}
-
-torch::Tensor ParallelModelState::clip_grad_norm(const std::vector<torch::Tensor>& params, double max_norm) const {
-  torch::NoGradGuard no_grad;
-  const double T = groups.tp->size(), R = groups.dp_replicate->size();
-  std::unordered_set<const c10::TensorImpl*> distinct_over_tp;
-  for (const auto& p : tp_sharded) distinct_over_tp.insert(p.unsafeGetTensorImpl());
-  for (const auto& p : expert_params) distinct_over_tp.insert(p.unsafeGetTensorImpl());
-  // Each element is held by `copies` ranks: count it once. Per-tensor norms
-  // in one multi-tensor pass over the fp32 gradients (a float64 copy of
-  // every gradient cost more than the norm itself); their squares summed in
-  // float64.
-  std::vector<torch::Tensor> once, per_tp;  // held by R ranks / by R * T ranks
-  for (const auto& p : params) {
-    if (!p.grad().defined()) continue;
-    (distinct_over_tp.count(p.unsafeGetTensorImpl()) ? once : per_tp).push_back(p.grad());
-  }
-  auto device = params.empty() ? torch::Device(torch::kCPU) : params.front().device();
-  torch::Tensor sumsq = torch::zeros({}, torch::TensorOptions().dtype(torch::kFloat64).device(device));
-  for (auto [grads, copies] : {std::pair{&once, R}, std::pair{&per_tp, R * T}}) {
-    if (grads->empty()) continue;
-    sumsq = sumsq + torch::stack(at::_foreach_norm(*grads, 2)).to(torch::kFloat64).pow(2).sum() / copies;
-  }
-  if (world->size() > 1) {
-    auto buf = sumsq.reshape({1}).contiguous();
-    c10d_compat::all_reduce_sum(*world->backend, buf);
-    sumsq = buf.reshape({});
-  }
-  const torch::Tensor total = sumsq.sqrt().to(torch::kFloat32);
-  clip_gradients_to(params, total, max_norm);
-  return total;
-}
-
-void clip_gradients_to(const std::vector<torch::Tensor>& params, const torch::Tensor& total, double max_norm) {
-  torch::NoGradGuard no_grad;
-  const torch::Tensor coef = (max_norm / (total + 1e-6)).clamp_max(1.0);
-  for (const auto& p : params)
-    if (p.grad().defined()) p.grad().mul_(coef.to(p.grad().dtype()));
-}
-
-torch::Tensor ParallelModelState::all_reduce_expert_counts(const torch::Tensor& counts) const {
-  torch::NoGradGuard no_grad;
-  auto c = all_reduce_sum(counts.contiguous(), groups.loss);
-  if (moe_tokens_split_over_tp) c = all_reduce_sum(c, groups.tp);
-  return c;
 }
 
 }  // namespace partune::trainer

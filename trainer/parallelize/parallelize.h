@@ -43,6 +43,7 @@
 #include <string>
 #include <vector>
 
+#include "trainer/model/init.h"
 #include "trainer/model/model.h"
 #include "trainer/parallel/distributed.h"
 
@@ -67,7 +68,12 @@ struct ParallelModelState {
   // MoE tokens differ over TP (ETP = 1 with TP > 1): token counts are summed over TP too.
   bool moe_tokens_split_over_tp = false;
   std::shared_ptr<FsdpState> fsdp;  // null when no parameter is sharded
+  // Which elements of each global parameter this rank holds (parameters not
+  // listed are held whole): what materialize() draws for a model built
+  // without storage.
+  ShardViews views;
 
+  // Step support, in grad_sync.cpp.
   // After the last microbatch's backward: partial sums over TP, then the
   // all-reduce over dp_replicate. Gathered weights kept by blocks that do not
   // reshard are dropped (the optimizer is about to change the shards).
@@ -90,14 +96,17 @@ struct ParallelizeOptions {
   torch::Dtype param_dtype = torch::kFloat32;     // dtype FSDP gathers in (the compute dtype)
 };
 
-void apply_tensor_parallel(Qwen3Model& model, ParallelModelState& state);
+void apply_tensor_parallel(Qwen3Model& model, ParallelModelState& state);  // tensor_parallel.cpp
 void apply_expert_parallel(Qwen3Model& model, ParallelModelState& state);
 void apply_activation_checkpointing(Qwen3Model& model, const ACConfig& ac);
 void apply_fsdp(Qwen3Model& model, ParallelModelState& state, const std::string& reshard_after_forward,
                 torch::Dtype param_dtype);
 
-// All passes in order. The model must be the full model, initialised, on the
-// groups' device; afterwards model->parameters() are the local shards.
+// All passes in order. The model must be the full model, on the groups'
+// device: initialised (the passes copy each rank's shards out of it), or
+// built without storage (the passes only shape the shards; materialize()
+// with the state's views then draws them). Afterwards model->parameters()
+// are the local shards.
 std::shared_ptr<ParallelModelState> parallelize(Qwen3Model& model, const ProcessGroups& groups, GroupPtr world,
                                                 const ParallelizeOptions& options);
 

@@ -52,18 +52,6 @@ torch::Dtype compute_dtype_for(const TrainerConfig& cfg, torch::Device device) {
   return device.is_cuda() && cfg.mixed_precision_param == "bfloat16" ? torch::kBFloat16 : torch::kFloat32;
 }
 
-torch::Tensor clip_grad_norm(const std::vector<torch::Tensor>& params, double max_norm) {
-  torch::NoGradGuard no_grad;
-  std::vector<torch::Tensor> grads;
-  for (const auto& p : params)
-    if (p.grad().defined()) grads.push_back(p.grad());
-  if (grads.empty()) return torch::zeros({}, torch::kFloat32);
-  // Per-tensor norms in one multi-tensor pass, as the parallel clip does.
-  const torch::Tensor total = torch::stack(at::_foreach_norm(grads, 2)).to(torch::kFloat32).norm(2);
-  clip_gradients_to(params, total, max_norm);
-  return total;
-}
-
 std::unique_ptr<Dataset> make_dataset(const TrainerConfig& cfg, int64_t part, int64_t parts) {
   const int64_t rows = cfg.local_batch_size * parts;  // the whole data-parallel group's microbatch
   std::unique_ptr<Dataset> d;
@@ -84,46 +72,42 @@ Trainer::Trainer(const TrainerConfig& cfg, torch::Device device, std::ostream& o
       schedule_(cfg.lr_scheduler, cfg.steps, &schedule_warnings_),
       memory_(device),
       metrics_(metrics_setup(cfg), memory_, file, out, color) {
+  // One process is a world of one: the same passes run, each the identity.
+  if (dist_ == nullptr) {
+    own_dist_ = std::make_unique<Distributed>(single_process(device));
+    dist = own_dist_.get();
+  }
+  ParallelDims dims = cfg.dims;
+  check_parallel_dims(dims, dist->world_size());  // resolves dp_shard = -1 (parse_trainer_args has checked the rules)
+  const ProcessGroups groups = dist->create_mesh_groups(MeshLayout(dims, dist->world_size()));
+  // Sharded at birth: the module tree is built without storage, the passes
+  // cut it into this rank's shards (shapes only), and only then is each
+  // shard drawn, on the device, by a generator keyed by the element's global
+  // index. No rank ever holds a full tensor it does not keep.
   ModelOptions mo;
   mo.flavor = cfg.flavor;
   mo.device = device;
+  mo.without_storage = true;
   mo.compute_dtype = compute_dtype_for(cfg, device);
   mo.fast_paths = true;
   mo.ac = cfg.ac;
   model_ = Qwen3Model(mo);
   model_->train();
-  if (dist_ == nullptr) {
-    model_->init_weights(cfg.seed);
-    data_ = make_dataset(cfg);
-  } else {
-    const ProcessGroups groups = dist_->create_mesh_groups(MeshLayout(cfg.dims, dist_->world_size()));
-    // The full model, but of the experts only this rank's EP share is drawn:
-    // the passes keep this rank's shards and drop the rest.
-    ExpertRange mine;
-    if (cfg.flavor.moe) {
-      mine.count = cfg.flavor.num_experts / groups.ep->size();
-      mine.first = groups.ep->rank * mine.count;
-    }
-    model_->init_weights(cfg.seed, mine);
-    ParallelizeOptions po;
-    po.ac = cfg.ac;
-    po.reshard_after_forward = cfg.fsdp_reshard_after_forward;
-    po.param_dtype = mo.compute_dtype;
-    parallel_ = parallelize(model_, groups, dist_->world(), po);
-    memory_.release_cached_memory();  // the full model's tensors are gone; only shards remain
-    data_ = make_dataset(cfg, groups.batch->rank, groups.batch->size());
-    GroupPtr world = dist_->world();
-    metrics_.set_memory_reducer([world](const DeviceMemStats& m) {
+  ParallelizeOptions po;
+  po.ac = cfg.ac;
+  po.reshard_after_forward = cfg.fsdp_reshard_after_forward;
+  po.param_dtype = mo.compute_dtype;
+  parallel_ = parallelize(model_, groups, dist->world(), po);
+  materialize(*model_, cfg.flavor, parallel_->views, cfg.seed, device);
+  memory_.release_cached_memory();  // the generator's temporaries; the step line's memory starts from the shards
+  data_ = make_dataset(cfg, groups.batch->rank, groups.batch->size());
+  if (dist->world_size() > 1)  // the step line shows the maximum over ranks
+    metrics_.set_memory_reducer([world = dist->world()](const DeviceMemStats& m) {
       DeviceMemStats out = m;
       auto t = torch::tensor({m.max_reserved_bytes}, torch::kFloat64).to(world->device);
-      std::vector<at::Tensor> ts{t};
-      c10d::AllreduceOptions max;
-      max.reduceOp = c10d::ReduceOp::MAX;
-      world->backend->allreduce(ts, max)->wait();
-      out.max_reserved_bytes = t.cpu().item<double>();
+      out.max_reserved_bytes = all_reduce_max(t, world).cpu().item<double>();
       return out;
     });
-  }
 
   int64_t local_params = 0;
   for (const auto& p : model_->parameters()) local_params += p.numel();
@@ -144,7 +128,10 @@ void Trainer::log_init() {
       out_ << "Note: training.mixed_precision_param 'bfloat16' applies on CUDA; the CPU computes in float32\n";
     for (const auto& w : schedule_warnings_) out_ << w << '\n';
   }
-  metrics_.log_init();
+  // The start-up ends when the device has finished drawing the weights, not
+  // when the host has queued the work.
+  if (device_.is_cuda()) torch::cuda::synchronize(device_.index());
+  metrics_.log_init(measure_startup());
 }
 
 StepResult Trainer::train_step() {
@@ -164,10 +151,7 @@ StepResult Trainer::train_step() {
     metrics_.add_tokens(b.labels.numel());
     microbatches.push_back(std::move(b));
   }
-  if (parallel_) {  // the loss is normalised by the valid tokens of the global batch
-    auto t = torch::tensor({valid_total}, torch::kInt64).to(device_);
-    valid_total = all_reduce_sum(t, parallel_->groups.loss).cpu().item<int64_t>();
-  }
+  valid_total = all_reduce_sum(valid_total, parallel_->groups.loss);  // the global batch's valid tokens
 
   torch::Tensor loss_sum = torch::zeros({}, torch::TensorOptions().dtype(torch::kFloat64).device(device_));
   for (auto& b : microbatches) {
@@ -185,16 +169,11 @@ StepResult Trainer::train_step() {
   }
 
   std::vector<torch::Tensor> params = model_->parameters();
-  if (parallel_) {
-    parallel_->finish_gradients(params);
-    r.grad_norm = parallel_->clip_grad_norm(params, cfg_.max_norm);
-    if (cfg_.flavor.moe)
-      model_->update_expert_biases([this](const torch::Tensor& c) { return parallel_->all_reduce_expert_counts(c); });
-    loss_sum = all_reduce_sum(loss_sum, parallel_->groups.loss);  // sum of local sums / global valid tokens
-  } else {
-    r.grad_norm = clip_grad_norm(params, cfg_.max_norm);
-    if (cfg_.flavor.moe) model_->update_expert_biases();  // before the step, as torchtitan's pre-step hook
-  }
+  parallel_->finish_gradients(params);
+  r.grad_norm = parallel_->clip_grad_norm(params, cfg_.max_norm);
+  if (cfg_.flavor.moe)  // before the step, as torchtitan's pre-step hook
+    model_->update_expert_biases([this](const torch::Tensor& c) { return parallel_->all_reduce_expert_counts(c); });
+  loss_sum = all_reduce_sum(loss_sum, parallel_->groups.loss);  // sum of local sums / global valid tokens
   optimizer_->step(r.lr);
   r.loss = loss_sum;
   return r;

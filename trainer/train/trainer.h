@@ -45,13 +45,6 @@ torch::Device resolve_device(const TrainerConfig& cfg, int local_rank = 0);
 // (the CPU always computes in fp32).
 torch::Dtype compute_dtype_for(const TrainerConfig& cfg, torch::Device device);
 
-// Scales every gradient so their total L2 norm is at most max_norm
-// (coefficient max_norm / (norm + 1e-6), capped at 1, as
-// torch.nn.utils.clip_grad_norm_) and returns the total norm before clipping.
-// Parameters without a gradient are skipped. Returns a 0-dim fp32 tensor on
-// the gradients' device (no host sync: the step reads it only when logging).
-torch::Tensor clip_grad_norm(const std::vector<torch::Tensor>& params, double max_norm);
-
 // The data source a config asks for: data-parallel rank `part` of `parts`
 // reads its local_batch_size rows of each global microbatch.
 std::unique_ptr<Dataset> make_dataset(const TrainerConfig& cfg, int64_t part = 0, int64_t parts = 1);
@@ -68,14 +61,16 @@ struct StepResult {
 
 class Trainer {
  public:
-  // Builds the data, the model (initialised from debug.seed), AdamW and the
-  // schedule. `out` receives the text lines; `file` the JSON lines. `dist`:
+  // Builds the data, the model (this rank's shards, drawn from debug.seed
+  // on `device`), AdamW and the schedule. `out` receives the text lines; `file` the JSON lines. `dist`:
   // the process groups' world when more than one process trains (it must
   // outlive the trainer); null for one process.
   Trainer(const TrainerConfig& cfg, torch::Device device, std::ostream& out, MetricsFile& file, bool color = false,
           Distributed* dist = nullptr);
 
-  // Prints the start-up lines (notes, schedule warnings, init line).
+  // Prints the start-up lines (notes, schedule warnings, init line, the
+  // start-up time and host memory) and writes the init record: call it right
+  // before train(), so that startup_s ends where the first step begins.
   void log_init();
   // One optimizer step (accumulating over microbatches). Does not log.
   StepResult train_step();
@@ -93,9 +88,10 @@ class Trainer {
   torch::Device device_;
   std::ostream& out_;
   std::unique_ptr<Dataset> data_;
-  Distributed* dist_ = nullptr;
+  Distributed* dist_ = nullptr;            // null for one process
+  std::unique_ptr<Distributed> own_dist_;  // one process: a world of one
   Qwen3Model model_{nullptr};
-  std::shared_ptr<ParallelModelState> parallel_;  // null for one process
+  std::shared_ptr<ParallelModelState> parallel_;
   std::unique_ptr<AdamW> optimizer_;
   std::vector<std::string> schedule_warnings_;
   LRSchedule schedule_;
