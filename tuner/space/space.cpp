@@ -12,6 +12,7 @@
 
 #include "common/error.h"
 #include "tuner/search/strategy.h"
+#include "tuner/space/duration.h"
 
 namespace partune {
 
@@ -82,6 +83,15 @@ class Reader {
     if (!(d > 0) || d == std::numeric_limits<double>::infinity())
       fail(n.source(), key, "must be a positive number, got " + std::to_string(d));
     return d;
+  }
+  // A time budget: "8h" / "90m" / "1h30m", or a number of seconds; > 0.
+  double duration(const toml::node& n, const std::string& key) const {
+    if (auto text = n.value_exact<std::string>()) {
+      auto d = parse_duration(*text);
+      if (!d || *d <= 0) fail(n.source(), key, "expected a duration such as \"8h\", \"90m\" or seconds > 0");
+      return *d;
+    }
+    return positive(n, key);
   }
   std::string choice(const toml::node& n, const std::string& key,
                      const std::vector<std::string>& choices) const {
@@ -364,7 +374,9 @@ void Reader::read_search(const toml::table& t, Space& s) const {
     if (k == "strategy") s.search.strategy = choice(v, key, strategy_names());
     else if (k == "max_trials") s.search.max_trials = integer(v, key, 1);
     else if (k == "seed") s.search.seed = static_cast<uint64_t>(integer(v, key, 0));
-    else unknown(k, key, {"strategy", "max_trials", "seed"});
+    else if (k == "confirm_top_k") s.search.confirm_top_k = static_cast<int>(integer(v, key, 0, 1000));
+    else if (k == "time_budget") s.search.time_budget_s = duration(v, key);
+    else unknown(k, key, {"strategy", "max_trials", "seed", "time_budget", "confirm_top_k"});
   }
 }
 

@@ -61,9 +61,11 @@ struct PruneSpec {
 };
 
 struct SearchSpec {
-  std::string strategy = "grid";  // one of strategy_names() (tuner/search/strategy.h)
-  std::optional<int64_t> max_trials;  // nullopt: every candidate
+  std::string strategy = "guided";  // one of strategy_names() (tuner/search/strategy.h)
+  std::optional<int64_t> max_trials;  // trials launched by one run of tune; nullopt: no cap
   uint64_t seed = 0;
+  std::optional<double> time_budget_s;  // the study ends by itself after this; resumable
+  int confirm_top_k = 3;                // guided: re-run the top k at the end
 };
 
 // One searched key and its values, in file order; values have the key's schema

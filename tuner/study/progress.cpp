@@ -1,5 +1,6 @@
 #include "tuner/study/progress.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 
@@ -40,8 +41,10 @@ void Progress::redraw() {
 }
 
 std::string Progress::eta() const {
-  if (trials_timed_ == 0) return "?";
-  const double s = trial_wall_sum_ / static_cast<double>(trials_timed_) * static_cast<double>(remaining_);
+  if (trials_timed_ == 0 && !budget_left_) return "?";
+  double s = trials_timed_ ? trial_wall_sum_ / static_cast<double>(trials_timed_) * static_cast<double>(remaining_)
+                           : *budget_left_;
+  if (budget_left_) s = std::min(s, *budget_left_);
   char buf[32];
   if (s >= 3600) std::snprintf(buf, sizeof buf, "%.0fh%02.0fm", std::floor(s / 3600), std::fmod(s, 3600) / 60);
   else if (s >= 60) std::snprintf(buf, sizeof buf, "%.0fm%02.0fs", std::floor(s / 60), std::fmod(s, 60));
@@ -90,6 +93,13 @@ void Progress::trial_end(const Candidate& c, TrialStatus status, FailureClass fa
   if (failure != FailureClass::None) out_ << " failure " << to_string(failure);
   if (!reason.empty()) out_ << " (" << reason << ")";
   out_ << " in " << fixed(wall_s, 1) << " s\n" << std::flush;
+}
+
+void Progress::status(const std::string& line) {
+  clear_live_line();
+  out_ << line;
+  if (!best_.empty()) out_ << ", best " << best_;
+  out_ << ", ETA " << eta() << "\n" << std::flush;
 }
 
 void Progress::pruned(const std::string& id, const std::string& reason) {

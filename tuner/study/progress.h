@@ -26,6 +26,11 @@ class Progress {
   void best(const std::string& id, double value, const std::string& objective);
   // Remaining trials, for the ETA (mean wall time of the trials run so far).
   void remaining(int64_t n) { remaining_ = n; }
+  // What is left of the time budget: the ETA is never past it.
+  void budget_left(std::optional<double> s) { budget_left_ = s; }
+  // The study's status after a trial (elapsed, budget, counts), with the best
+  // so far and the ETA: a line of its own on a terminal and in plain mode.
+  void status(const std::string& line);
 
  private:
   void redraw();
@@ -39,6 +44,7 @@ class Progress {
   std::optional<StepRow> last_step_;
   std::string best_;
   int64_t remaining_ = 0;
+  std::optional<double> budget_left_;
   double trial_wall_sum_ = 0;
   int64_t trials_timed_ = 0;
   bool line_open_ = false;
