@@ -28,6 +28,7 @@
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -208,8 +209,8 @@ class SimExecutor : public TrialExecutor {
 // The shipped 8xH200 space with the simulation's device memory, its own
 // database, the given strategy and seed, and every axis's values shuffled by
 // the seed (the outcome must not depend on their order).
-inline Space sim_space(const std::string& source_dir, const std::string& db, const std::string& strategy,
-                       uint64_t seed) {
+inline Space sim_space(const std::string& source_dir, const std::string& db, const std::string& strategy, uint64_t seed,
+                       std::optional<uint64_t> shuffle_seed = std::nullopt) {
   Space s = load_space(source_dir + "/search_spaces/qwen3_30b_a3b_8xh200.toml");
   s.study.db_path = db;
   s.study.name = "sim_" + strategy + "_" + std::to_string(seed);
@@ -217,7 +218,7 @@ inline Space sim_space(const std::string& source_dir, const std::string& db, con
   s.trial.hang_timeout_s = kHangTimeoutS;
   s.search.strategy = strategy;
   s.search.seed = seed;
-  Rng rng(seed + 1000);
+  Rng rng(shuffle_seed.value_or(seed) + 1000);
   for (auto& axis : s.axes)
     for (size_t i = axis.values.size(); i > 1; --i) std::swap(axis.values[i - 1], axis.values[rng.next() % i]);
   return s;

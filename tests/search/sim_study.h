@@ -24,6 +24,8 @@ struct SimRun {
   std::vector<std::pair<double, double>> curve;  // (time, ratio of the best so far), after each trial
   int64_t candidates = 0;
   double best_truth = 0;
+  std::vector<std::pair<std::string, TrialRequest>> asked;  // candidate id, request
+  std::vector<std::string> notes;                           // the sampler's decisions
 
   // The best-so-far ratio at time t (0 before the first healthy result).
   double ratio_at(double t) const {
@@ -34,9 +36,43 @@ struct SimRun {
   }
 };
 
+// Forwards to a sampler and records what it asked for and decided.
+class RecordingSampler : public Sampler {
+ public:
+  explicit RecordingSampler(std::unique_ptr<Sampler> inner) : inner_(std::move(inner)) {}
+  Ask ask(const StudyView& view) override {
+    Ask a = inner_->ask(view);
+    if (a.kind == Ask::Kind::Trial) asked.emplace_back(view.candidate(a.request.index).id, a.request);
+    return a;
+  }
+  void tell(const StudyView& view, const TrialReport& report) override { inner_->tell(view, report); }
+  std::optional<std::string> should_stop(const TrialRequest& request,
+                                         const std::vector<double>& counted) const override {
+    return inner_->should_stop(request, counted);
+  }
+  std::vector<std::string> take_notes() override {
+    auto n = inner_->take_notes();
+    notes.insert(notes.end(), n.begin(), n.end());
+    return n;
+  }
+  std::vector<std::pair<std::string, TrialRequest>> asked;
+  std::vector<std::string> notes;
+
+ private:
+  std::unique_ptr<Sampler> inner_;
+};
+
+struct SimOptions {
+  std::optional<double> budget_s;
+  std::optional<int64_t> max_trials;
+  std::optional<uint64_t> shuffle_seed;  // of the axis values; default: the seed
+};
+
+// Runs the simulated study, or resumes it when `dir` holds it already.
 inline SimRun run_sim(const std::string& source_dir, const std::string& dir, const std::string& strategy, uint64_t seed,
-                      std::optional<double> budget_s = std::nullopt) {
-  const Space space = sim_space(source_dir, dir + "/sim.db", strategy, seed);
+                      const SimOptions& o = {}) {
+  const std::optional<double> budget_s = o.budget_s;
+  const Space space = sim_space(source_dir, dir + "/sim.db", strategy, seed, o.shuffle_seed);
   const PlanResult planned = plan(space);
   Store store = Store::open(space.study.db_path);
   StudyRow row;
@@ -49,17 +85,20 @@ inline SimRun run_sim(const std::string& source_dir, const std::string& dir, con
   Study study(
       space, planned.candidates, store, std::make_unique<SimMemoryModel>(), [&executor] { return executor.now_s(); },
       budget_s);
-  auto sampler = make_sampler(space.search);
+  RecordingSampler sampler(make_sampler(space.search));
   std::ostringstream sink;
   Progress progress(sink, false);
   DriveOptions options;
   options.budget_s = budget_s;
+  options.max_trials = o.max_trials;
 
   SimRun run;
   run.candidates = static_cast<int64_t>(planned.candidates.size());
   for (const auto& c : planned.candidates)
     if (Truth t = truth(c); t.healthy) run.best_truth = std::max(run.best_truth, t.mfu);
-  run.drive = drive_study(study, *sampler, executor, progress, options);
+  run.drive = drive_study(study, sampler, executor, progress, options);
+  run.asked = sampler.asked;
+  run.notes = sampler.notes;
   run.wall_s = executor.now_s();
   run.counts = executor.counts();
   for (const auto& p : run.drive.curve)
