@@ -7,8 +7,9 @@
 //   - MFU: a layout factor (TP costs, EP helps, ETP = TP costs a little, a
 //     fixed +-4% per layout), GEMM saturation with tokens per rank, a small
 //     gain with sequence length, the AC mode's recompute (none 1, selective
-//     0.92, full 0.78), and a TP=4 small-batch penalty (an interaction the
-//     throughput model's main effects do not have);
+//     0.92, full 0.78), a TP=4 small-batch penalty and an expert all-to-all
+//     cost that shrinks with tokens per rank faster the larger EP is (two
+//     interactions the throughput model's main effects do not have);
 //   - memory: 61 GiB of sharded weights, gradients and AdamW state, 8/EP GiB
 //     of gathered expert weights, activations and fp32 logits growing with
 //     tokens per rank (AC-dependent);
@@ -89,11 +90,14 @@ inline Truth truth(const Candidate& c) {
   const double f_seq = 1.0 + 0.03 * std::log2(seq / 4096.0);
   const double f_ac = ac == "none" ? 1.0 : ac == "selective" ? 0.92 : 0.78;
   const double f_int = tp == 4 && lbs <= 4 ? 0.92 : 1.0;
+  // Expert all-to-all latency is amortised over more tokens: EP gains more
+  // at large batches (a layout x batch interaction).
+  const double f_a2a = 1.0 - 0.12 * (ep / 8.0) * std::sqrt(4096.0 / tokens);
 
   Truth t;
   const double act = ac == "none" ? 0.75 : ac == "selective" ? 0.45 : 0.08;  // GiB per 1k tokens
   t.memory_gib = 61.0 + 8.0 / ep + tokens / 1000.0 * (act + 0.25);
-  t.mfu = 40.0 * f_tp * f_ep * f_etp * f_layout * f_sat * f_seq * f_ac * f_int;
+  t.mfu = 40.0 * f_tp * f_ep * f_etp * f_layout * f_sat * f_seq * f_ac * f_int * f_a2a;
   if (t.memory_gib > 0.92 * kCapacityGib) t.mfu *= 0.85;
   t.hangs = tp == 2 && ep == 8 && etp == 1;
   t.healthy = !t.hangs && t.memory_gib <= 0.90 * kCapacityGib;
