@@ -180,6 +180,8 @@ TEST_F(Sampling, GuidedPromotesShortResultsAndConfirmsTheTopThree) {
   EXPECT_EQ(search.at("runs").size(), 2u);
   EXPECT_TRUE(search.at("spread").is_number());
   EXPECT_NEAR(search.at("mean").get<double>(), *best->metrics.mfu, 1e-9);
+  ASSERT_TRUE(best->startup_s);  // the executor's start-up, stored per trial
+  EXPECT_DOUBLE_EQ(*best->startup_s, sim::kStartupS);
 }
 
 TEST_F(Sampling, GuidedIsDeterministicUnderItsSeedAndIndependentOfAxisValueOrder) {

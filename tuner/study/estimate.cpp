@@ -8,6 +8,30 @@
 
 namespace partune {
 
+namespace {
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
+}
+}  // namespace
+
+TrialCost measured_trial_cost(const std::vector<TrialRecord>& trials, const TrialSpec& trial,
+                              const TrialCost& fallback) {
+  std::vector<double> startup, step;
+  for (const auto& r : trials) {
+    if (r.status != TrialStatus::Done || !r.startup_s || !r.wall_s) continue;
+    startup.push_back(*r.startup_s);
+    int steps = trial.steps;
+    if (r.facts.contains("search") && r.facts["search"].contains("steps") && r.facts["search"]["steps"].is_number())
+      steps = r.facts["search"]["steps"].get<int>();
+    if (steps > 0 && *r.wall_s > *r.startup_s) step.push_back((*r.wall_s - *r.startup_s) / steps);
+  }
+  TrialCost c = fallback;
+  if (!startup.empty()) c.startup_s = median(startup);
+  if (!step.empty()) c.step_s = median(step);
+  return c;
+}
+
 StudyEstimate estimate_study_cost(const Space& space, const PlanResult& plan, const MemoryModel& memory,
                                   const TrialCost& cost) {
   StudyEstimate e;
@@ -24,7 +48,7 @@ StudyEstimate estimate_study_cost(const Space& space, const PlanResult& plan, co
   if (space.search.strategy == "guided") {
     const int short_steps = t.warmup_steps + 3;  // GuidedOptions::short_counted_steps
     const bool has_short = 2 * short_steps <= t.steps;
-    const int64_t explore = std::min<int64_t>(e.candidates_fit, 4 * static_cast<int64_t>(layouts.size()));
+    const int64_t explore = std::min<int64_t>(e.candidates_fit, 2 * static_cast<int64_t>(layouts.size()));
     const int64_t promoted = (explore + 3) / 4;
     const int64_t confirm = std::min<int64_t>(space.search.confirm_top_k, promoted);
     if (has_short) {

@@ -4,10 +4,12 @@
 #pragma once
 #include <cstdint>
 #include <optional>
+#include <vector>
 
 #include "tuner/estimate/memory_model.h"
 #include "tuner/plan/planner.h"
 #include "tuner/space/space.h"
+#include "tuner/store/store.h"
 
 namespace partune {
 
@@ -19,6 +21,12 @@ struct TrialCost {
   double step_s = 5;
 };
 
+// The cost of a trial as a study's finished trials show it: the median
+// start-up (startup_s) and the median seconds per step after it ((wall_s -
+// startup_s) / steps run); `fallback` where no trial says.
+TrialCost measured_trial_cost(const std::vector<TrialRecord>& trials, const TrialSpec& trial,
+                              const TrialCost& fallback = {});
+
 struct StudyEstimate {
   int64_t trials = 0;          // launches, short and full and confirmations
   double seconds = 0;          // summed trial wall time
@@ -26,10 +34,11 @@ struct StudyEstimate {
 };
 
 // Grid and random: every candidate predicted to fit, once, at full steps.
-// Guided: one short probe per layout, then exploration (the simulated 8xH200
-// study used 4 short trials per layout, docs/benchmarks.md), a quarter of the
-// short trials promoted to full steps, and the top-k confirmations; capped by
-// the candidates that fit and by the time budget.
+// Guided: two short trials per layout (a probe, then about as many chosen by
+// the model: the simulated 8xH200 study launched 34-37 trials for 15 layouts,
+// docs/benchmarks.md), a quarter of them promoted to full steps, and the
+// top-k confirmations; capped by the candidates that fit, max_trials and the
+// time budget.
 StudyEstimate estimate_study_cost(const Space& space, const PlanResult& plan, const MemoryModel& memory,
                                   const TrialCost& cost = {});
 

@@ -241,8 +241,6 @@ Study::Finished Study::finish(size_t i, const TrialRequest& request, const Trial
                            {"short", opt_json(s.short_value)},
                            {"runs", runs}};
   if (o.stopped_early) search["stopped_early"] = o.reason;
-  if (o.startup_s) search["startup_s"] = *o.startup_s;
-  if (o.host_peak_rss_gib) search["host_peak_rss_gib"] = *o.host_peak_rss_gib;
   if (values.size() >= 2) {
     double lo = values[0], hi = values[0], sum = 0;
     for (double v : values) lo = std::min(lo, v), hi = std::max(hi, v), sum += v;
@@ -251,6 +249,8 @@ Study::Finished Study::finish(size_t i, const TrialRequest& request, const Trial
     search["spread"] = mean > 0 ? (hi - lo) / mean : 0.0;
   }
   store_.set_facts(study, candidates_[i].id, {{"search", search}});
+  if (o.startup_s || o.host_peak_rss_gib)
+    store_.set_trial_costs(study, candidates_[i].id, o.startup_s, o.host_peak_rss_gib);
 
   if (o.status == TrialStatus::Done) observe_memory(i, o.metrics);
   if (auto why = over_memory_limit(o.failure, o.metrics, limit_)) {
