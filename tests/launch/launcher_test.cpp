@@ -269,7 +269,7 @@ TEST_F(Launcher, NoStopWhenNotRequested) {
   int polls = 0;
   opts.stop_requested = [&] { return ++polls < 0; };
   Captured cap;
-  auto r = launch({trainer({"--training.steps", "4"})}, opts, cap.sink());
+  auto r = launch({trainer({"--step-ms", "30", "--training.steps", "4"})}, opts, cap.sink());
   EXPECT_FALSE(r.stopped);
   EXPECT_EQ(r.exit_codes[0], 0);
   EXPECT_GT(polls, 0);

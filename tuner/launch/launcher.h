@@ -35,7 +35,8 @@ struct LaunchOptions {
   // prefix is the child's job); "" : no log file. The file is opened before
   // anything starts; failure to open it throws std::system_error.
   std::string log_path;
-  // Polled after every output line and on every tick: true ends the trial
+  // Polled while the trial runs (after each batch of output lines, and at
+  // least every 50 ms): true ends the trial
   // (the whole group, SIGTERM then SIGKILL after kill_grace_s) and sets
   // LaunchResult::stopped. How the study stops a trial that its counted
   // steps already show to be clearly worse than the best (early stopping):
