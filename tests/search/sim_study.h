@@ -46,6 +46,7 @@ class RecordingSampler : public Sampler {
     return a;
   }
   void tell(const StudyView& view, const TrialReport& report) override { inner_->tell(view, report); }
+  bool one_trial_per_candidate() const override { return inner_->one_trial_per_candidate(); }
   std::optional<std::string> should_stop(const TrialRequest& request,
                                          const std::vector<double>& counted) const override {
     return inner_->should_stop(request, counted);

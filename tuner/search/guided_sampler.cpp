@@ -134,6 +134,7 @@ std::optional<TrialRequest> GuidedSampler::next_probe(const StudyView& view) {
     };
     for (size_t i : layout.members) {
       if (view.status(i) != TrialStatus::Pending || outstanding_.count(i) || !view.predicted_to_fit(i)) continue;
+      if (state_[i].short_value || !state_[i].full_values.empty()) continue;
       if (!pick || rank(i) < rank(*pick)) pick = i;
     }
     layout.probed = true;
@@ -142,7 +143,8 @@ std::optional<TrialRequest> GuidedSampler::next_probe(const StudyView& view) {
       notes_.push_back("layout " + layout.key + " set aside: " + layout.set_aside);
       continue;
     }
-    return request(view, *pick, Fidelity::Short, "probe of layout " + layout.key);
+    return request(view, *pick, Fidelity::Short,
+                   layout.key.empty() ? std::string("probe of the only layout") : "probe of layout " + layout.key);
   }
   return std::nullopt;
 }
@@ -151,7 +153,10 @@ std::optional<TrialRequest> GuidedSampler::next_promotion(const StudyView& view)
   while (!promotions_.empty()) {
     const size_t i = promotions_.front();
     promotions_.erase(promotions_.begin());
-    if (outstanding_.count(i) || !state_[i].healthy || view.status(i) != TrialStatus::Done) continue;
+    // Pending again when a killed tune interrupted its full run.
+    const TrialStatus st = view.status(i);
+    if (outstanding_.count(i) || !state_[i].healthy || (st != TrialStatus::Done && st != TrialStatus::Pending))
+      continue;
     return request(view, i, Fidelity::Full,
                    "promoted: short result within " + pct(opt_.promote_margin) + " of the best");
   }
@@ -188,6 +193,7 @@ std::optional<TrialRequest> GuidedSampler::next_explore(const StudyView& view) {
   double pick_score = 0;
   for (size_t i = 0; i < state_.size(); ++i) {
     if (view.status(i) != TrialStatus::Pending || outstanding_.count(i) || !state_[i].healthy) continue;
+    if (state_[i].short_value) continue;  // measured; a promotion is its next run
     if (!layouts_[layout_of_[i]].set_aside.empty() || !view.predicted_to_fit(i)) continue;
     const auto p = model_->predict(i);
     const double ei = best_log == kNone ? std::exp(p.mean + p.sd) : expected_improvement(p.mean, p.sd, best_log);
@@ -257,6 +263,7 @@ void GuidedSampler::tell(const StudyView& view, const TrialReport& report) {
     return;
   }
   if (report.status != TrialStatus::Done && report.status != TrialStatus::Failed) return;
+  layout.probed = true;  // a result of any member (a resumed study's too) tells about the layout
   (report.request.fidelity == Fidelity::Short ? short_cost_sum_ : full_cost_sum_) += report.wall_s;
   ++(report.request.fidelity == Fidelity::Short ? short_cost_n_ : full_cost_n_);
   if (report.status == TrialStatus::Failed) {

@@ -15,6 +15,7 @@ class OrderSampler : public Sampler {
   explicit OrderSampler(std::unique_ptr<Strategy> strategy) : strategy_(std::move(strategy)) {}
   Ask ask(const StudyView& view) override;
   void tell(const StudyView& view, const TrialReport& report) override;
+  bool one_trial_per_candidate() const override { return true; }
 
  private:
   std::unique_ptr<Strategy> strategy_;

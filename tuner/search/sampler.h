@@ -94,6 +94,9 @@ class Sampler {
                                                  const std::vector<double>& /*counted*/) const {
     return std::nullopt;
   }
+  // Whether every trial is a different candidate (grid, random): progress
+  // then counts trials against the candidates ("[3/12]").
+  virtual bool one_trial_per_candidate() const { return false; }
   // Decisions worth telling the user (a layout set aside, a promotion, the
   // end of exploration), each once; the study prints and stores them.
   virtual std::vector<std::string> take_notes() { return {}; }

@@ -88,7 +88,8 @@ DriveSummary drive_study(Study& study, Sampler& sampler, TrialExecutor& executor
       progress.note(std::string(to_string(req.fidelity)) + " trial of " + c.id + " (" + std::to_string(req.steps) +
                     " steps)" + (req.why.empty() ? "" : ": " + req.why));
     progress.remaining(study.counts().predicted_to_fit);
-    progress.trial_start(finished_before + sum.launched + 1, total, c, study.attempt(i) + 1, req.steps);
+    progress.trial_start(finished_before + sum.launched + 1, sampler.one_trial_per_candidate() ? total : 0, c,
+                         study.attempt(i) + 1, req.steps);
     study.mark_running(i, executor.log_dir(c));
     const StopCheck stop = [&](const std::vector<double>& counted) { return sampler.should_stop(req, counted); };
     const TrialOutcome o = executor.run(c, req, stop);

@@ -60,7 +60,8 @@ void Progress::study_start(const std::string& study, int64_t candidates, int64_t
 void Progress::trial_start(int64_t index, int64_t total, const Candidate& c, int attempt, int steps) {
   steps_ = steps;
   last_step_.reset();
-  trial_label_ = "[" + std::to_string(index) + "/" + std::to_string(total) + "] " + c.id + " " + describe_axes(c.axes);
+  trial_label_ = "[" + std::to_string(index) + (total > 0 ? "/" + std::to_string(total) : "") + "] " + c.id + " " +
+                 describe_axes(c.axes);
   if (attempt > 1) trial_label_ += " (attempt " + std::to_string(attempt) + ")";
   if (live_) redraw();
   else out_ << trial_label_ << ": started\n" << std::flush;

@@ -17,6 +17,7 @@ class Progress {
   Progress(std::ostream& out, bool live) : out_(out), live_(live) {}
 
   void study_start(const std::string& study, int64_t candidates, int64_t finished, int64_t to_run);
+  // total 0: no known total ("[7]" rather than "[7/12]").
   void trial_start(int64_t index, int64_t total, const Candidate& c, int attempt, int steps);
   void step(const StepRow& row);
   void trial_end(const Candidate& c, TrialStatus status, FailureClass failure, const std::string& reason,

@@ -154,7 +154,9 @@ std::vector<TrialReport> Study::history() const {
   std::vector<TrialReport> out;
   for (size_t i = 0; i < state_.size(); ++i) {
     const State& s = state_[i];
-    if (s.status == TrialStatus::Pending || s.status == TrialStatus::Running) continue;
+    if (s.status == TrialStatus::Running) continue;
+    // A trial reset to pending (its tune was killed) keeps its short result.
+    if (s.status == TrialStatus::Pending && !s.short_value) continue;
     TrialReport r;
     r.request.index = i;
     r.request.fidelity = Fidelity::Full;
@@ -169,6 +171,7 @@ std::vector<TrialReport> Study::history() const {
       sr.healthy = true;
       out.push_back(sr);
     }
+    if (s.status == TrialStatus::Pending) continue;
     if (s.status != TrialStatus::Done) {
       r.metrics = s.metrics;
       out.push_back(r);
