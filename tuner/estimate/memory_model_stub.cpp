@@ -32,8 +32,8 @@ bool predicted_to_fit(const MemoryPrediction& p, double capacity_gib, double hea
 
 std::string prediction_prune_reason(const MemoryPrediction& p, double capacity_gib, double headroom, double sigmas) {
   char buf[160];
-  std::snprintf(buf, sizeof buf, "predicted %.1f GiB (+%.1f margin) > %.0f%% of %.1f GiB", p.memory_gib,
-                sigmas * p.sigma_gib, 100 * headroom, capacity_gib);
+  std::snprintf(buf, sizeof buf, "predicted %.1f GiB > %.0f%% of %.1f GiB", p.memory_gib + sigmas * p.sigma_gib,
+                100 * headroom, capacity_gib);
   return buf;
 }
 
