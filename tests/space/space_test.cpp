@@ -161,6 +161,29 @@ TEST(Duration, Forms) {
     EXPECT_FALSE(parse_duration(bad)) << bad;
 }
 
+TEST(Space, ConfirmIsABackendPlusTopK) {
+  Space s = load_space_from_string(R"([study]
+name = "x"
+[confirm]
+kind = "torchtitan"
+torchrun = "/opt/venv/bin/torchrun"
+workdir = "/opt/torchtitan"
+env = { NCCL_DEBUG = "WARN" }
+top_k = 2
+)",
+                                   "c.toml");
+  ASSERT_TRUE(s.confirm);
+  EXPECT_EQ(s.confirm->backend.kind, "torchtitan");
+  EXPECT_EQ(s.confirm->backend.torchrun, "/opt/venv/bin/torchrun");
+  EXPECT_EQ(s.confirm->backend.workdir, "/opt/torchtitan");
+  EXPECT_EQ(s.confirm->backend.env.at("NCCL_DEBUG"), "WARN");
+  EXPECT_EQ(s.confirm->top_k, 2);
+  EXPECT_EQ(s.backend.kind, "embedded");  // the study's own backend is untouched
+  EXPECT_FALSE(load_space_from_string("[study]\nname = \"x\"\n", "n.toml").confirm);
+  EXPECT_EQ(load_space_from_string("[study]\nname = \"x\"\n[confirm]\nkind = \"torchtitan\"\n", "d.toml").confirm->top_k,
+            3);
+}
+
 TEST(Space, TorchtitanAndEmbeddedBackendKeys) {
   Space t = load_space_from_string(R"(
 [study]
@@ -279,7 +302,7 @@ struct BadInput {
 const BadInput kBadInputs[] = {
     {"unknown_section", "[study]\nname = \"x\"\n[studdy]\nname = \"y\"\n",
      "bad.toml:3:2: key 'studdy': unknown section (known: study, trial, hardware, backend, prune, base, space, "
-     "search)"},
+     "search, confirm)"},
     {"unknown_key", "[study]\nname = \"x\"\nnmae = \"y\"\n",
      "bad.toml:3:1: key 'study.nmae': unknown key (known: name, db, objective)"},
     {"wrong_type", "[study]\nname = \"x\"\n[hardware]\ndevices = \"8\"\n",
@@ -363,6 +386,13 @@ const BadInputWhere kMoreBadInputs[] = {
     {"seed_negative", "[study]\nname = \"x\"\n[search]\nseed = -1\n", "4:8", "search.seed"},
     {"budget_not_a_duration", "[study]\nname = \"x\"\n[search]\ntime_budget = \"soon\"\n", "4:15",
      "search.time_budget"},
+    {"confirm_top_k_zero", "[study]\nname = \"x\"\n[confirm]\nkind = \"torchtitan\"\ntop_k = 0\n", "5:9",
+     "confirm.top_k"},
+    {"confirm_command_without_argv", "[study]\nname = \"x\"\n[confirm]\nkind = \"command\"\n", "3:1",
+     "confirm.argv"},
+    {"confirm_key_of_another_kind", "[study]\nname = \"x\"\n[confirm]\nkind = \"command\"\nargv = [\"p\"]\ntorchrun = \"t\"\n",
+     "6:1", "confirm.torchrun"},
+    {"backend_has_no_top_k", "[study]\nname = \"x\"\n[backend]\ntop_k = 2\n", "4:1", "backend.top_k"},
     {"budget_zero", "[study]\nname = \"x\"\n[search]\ntime_budget = 0\n", "4:15", "search.time_budget"},
     {"section_not_table", "study = 3\n", "1:9", "study"},
     {"axis_not_array", "[study]\nname = \"x\"\n[space]\n\"training.seq_len\" = 4096\n", "4:22",

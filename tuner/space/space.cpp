@@ -140,7 +140,8 @@ class Reader {
  private:
   void read_study(const toml::table& t, Space& s) const;
   void read_hardware(const toml::table& t, Space& s) const;
-  void read_backend(const toml::table& t, Space& s) const;
+  // [backend], or [confirm] (section "confirm": its backend keys plus top_k).
+  void read_backend(const toml::table& t, const std::string& section, BackendSpec& b, int* top_k) const;
   void read_trial(const toml::table& t, Space& s) const;
   void read_prune(const toml::table& t, Space& s) const;
   void read_base(const toml::table& t, Space& s) const;
@@ -154,7 +155,7 @@ class Reader {
 };
 
 const std::vector<std::string> kSections = {"study", "trial", "hardware", "backend", "prune",
-                                            "base",  "space", "search"};
+                                            "base",  "space", "search", "confirm"};
 
 void Reader::read(const toml::table& root, Space& s) const {
   const toml::table* study = nullptr;
@@ -172,7 +173,11 @@ void Reader::read(const toml::table& root, Space& s) const {
   if (!study || !study->contains("name"))
     fail(study ? study->source() : toml::source_region{}, "study.name", "required key missing");
   if (const toml::node* n = root.get("hardware")) read_hardware(*n->as_table(), s);
-  if (const toml::node* n = root.get("backend")) read_backend(*n->as_table(), s);
+  if (const toml::node* n = root.get("backend")) read_backend(*n->as_table(), "backend", s.backend, nullptr);
+  if (const toml::node* n = root.get("confirm")) {
+    s.confirm.emplace();
+    read_backend(*n->as_table(), "confirm", s.confirm->backend, &s.confirm->top_k);
+  }
   if (const toml::node* n = root.get("trial")) read_trial(*n->as_table(), s);
   if (const toml::node* n = root.get("prune")) read_prune(*n->as_table(), s);
   if (const toml::node* n = root.get("base")) read_base(*n->as_table(), s);
@@ -215,18 +220,20 @@ void Reader::read_hardware(const toml::table& t, Space& s) const {
     fail(t.source(), "hardware.nodes", "devices * nodes is too large");
 }
 
-void Reader::read_backend(const toml::table& t, Space& s) const {
-  BackendSpec& b = s.backend;
-  if (const toml::node* kind = t.get("kind")) b.kind = choice(*kind, "backend.kind", {"embedded", "torchtitan", "command"});
+void Reader::read_backend(const toml::table& t, const std::string& section, BackendSpec& b, int* top_k) const {
+  if (const toml::node* kind = t.get("kind"))
+    b.kind = choice(*kind, section + ".kind", {"embedded", "torchtitan", "command"});
   // Keys that only one kind uses are errors for the others: nothing is ignored silently.
   auto only_for = [&](const toml::key& k, const std::string& key, const char* kind) {
     if (b.kind != kind)
       fail(k.source(), key, std::string("only used by kind = \"") + kind + "\" (this backend is \"" + b.kind + "\")");
   };
   for (auto&& [k, v] : t) {
-    const std::string key = "backend." + std::string(k.str());
+    const std::string key = section + "." + std::string(k.str());
     if (k == "kind") continue;
-    if (k == "argv") {
+    if (top_k && k == "top_k") {
+      *top_k = static_cast<int>(integer(v, key, 1, 1000));
+    } else if (k == "argv") {
       only_for(k, key, "command");
       b.argv = strings(v, key);
       if (b.argv.empty()) fail(v.source(), key, "must name a program");
@@ -255,11 +262,14 @@ void Reader::read_backend(const toml::table& t, Space& s) const {
     } else if (k == "workdir") {
       b.workdir = str(v, key);
     } else {
-      unknown(k, key, {"kind", "argv", "env", "trainer", "torchrun", "torchrun_args", "module", "workdir"});
+      std::vector<std::string> known = {"kind", "argv", "env", "trainer", "torchrun", "torchrun_args", "module",
+                                        "workdir"};
+      if (top_k) known.push_back("top_k");
+      unknown(k, key, known);
     }
   }
   if (b.kind == "command" && b.argv.empty())
-    fail(t.source(), "backend.argv", "required key missing (kind = \"command\" runs argv)");
+    fail(t.source(), section + ".argv", "required key missing (kind = \"command\" runs argv)");
 }
 
 void Reader::read_trial(const toml::table& t, Space& s) const {

@@ -47,6 +47,14 @@ struct BackendSpec {
   std::string workdir;  // working directory of the trial; empty: tune's
 };
 
+// [confirm]: the study's best configs re-run on a production backend (the
+// embedded trainer is a proxy: same ranking, eager-like memory). The keys of
+// [backend] plus top_k.
+struct ConfirmSpec {
+  BackendSpec backend;
+  int top_k = 3;
+};
+
 struct TrialSpec {
   int steps = 20;
   int warmup_steps = 3;  // steps not counted in the medians; < steps
@@ -85,6 +93,7 @@ struct Space {
   JobConfig base;  // [base] config_file merged under the inline [base.<section>] tables
   std::vector<Axis> axes;  // file order
   SearchSpec search;
+  std::optional<ConfirmSpec> confirm;  // absent: no production check
 };
 
 // Reads and validates a search-space file (see the promise above).

@@ -76,18 +76,21 @@ std::optional<double> step_objective(const StepRow& row, const std::string& obje
 
 class TrialRunner {
  public:
+  // `dir_prefix` names the trial folders: "trial-" (the study's backend),
+  // "confirm-" ([confirm]'s production backend).
   TrialRunner(const Space& space, Store& store, Progress& progress, const RunOptions& opts, std::string token,
-              std::string run_mark)
+              std::string run_mark, std::string dir_prefix = "trial-")
       : space_(space),
         store_(store),
         progress_(progress),
         opts_(opts),
         token_(std::move(token)),
-        run_mark_(std::move(run_mark)) {
+        run_mark_(std::move(run_mark)),
+        dir_prefix_(std::move(dir_prefix)) {
     results_dir_ = fs::path(space.study.db_path).parent_path() / space.study.name;
   }
 
-  fs::path dir_of(const Candidate& c) const { return results_dir_ / ("trial-" + c.id); }
+  fs::path dir_of(const Candidate& c) const { return results_dir_ / (dir_prefix_ + c.id); }
 
   // `stop` sees the objective of every counted step as it comes; a reason
   // ends the trial (early stopping), which then counts as done on the steps
@@ -246,6 +249,7 @@ class TrialRunner {
   const RunOptions& opts_;
   std::string token_;
   std::string run_mark_;
+  std::string dir_prefix_;
   fs::path results_dir_;
 };
 
@@ -320,6 +324,63 @@ class ProcessExecutor : public TrialExecutor {
   TrialRunner& runner_;
   Clock::time_point t0_;
 };
+
+nlohmann::json opt_json(const std::optional<double>& v) { return v ? nlohmann::json(*v) : nlohmann::json(nullptr); }
+
+// [confirm]: the top_k healthy trials, ranked by the study's own measurement,
+// re-run once on the production backend. Each run is a new attempt of the
+// trial (its step rows under that attempt, its files in confirm-<id>/); the
+// trial keeps the study's metrics and gets facts_json.production. A trial
+// that has a production measurement already is not re-run (resume).
+int64_t run_production_checks(const Space& space, Store& store, const std::vector<Candidate>& candidates,
+                              Progress& progress, const RunOptions& opts, const std::string& token,
+                              const std::string& run_mark) {
+  const std::string& study = space.study.name;
+  Space production = space;
+  production.backend = space.confirm->backend;
+  TrialRunner runner(production, store, progress, opts, token, run_mark, "confirm-");
+  std::vector<TrialRecord> own = store.trials(study);
+  for (auto& r : own) r.facts.erase("production");  // rank by the study's measurement
+  const auto top = rank_best(own, space.study.objective, static_cast<size_t>(space.confirm->top_k),
+                             space.prune.memory_headroom);
+  const MemoryLimit limit{space.prune.memory_headroom, space.prune.alloc_retries_over_limit};
+  int64_t ran = 0;
+  for (const auto& r : top) {
+    const TrialRecord now = *store.trial(study, r.id);
+    if (now.facts.contains("production")) continue;
+    const auto c = std::find_if(candidates.begin(), candidates.end(), [&](const Candidate& x) { return x.id == r.id; });
+    if (c == candidates.end()) continue;  // ingested, not in this plan
+    progress.note("production check of " + r.id + " on the " + production.backend.kind + " backend ([confirm])");
+    store.mark_running(study, r.id, 0, runner.dir_of(*c).string());
+    progress.trial_start(++ran, static_cast<int64_t>(top.size()), *c, now.attempt + 1, space.trial.steps);
+    Attempt a = runner.run_once(*c, space.trial.steps, {});
+    const TrialStatus status = a.ok ? TrialStatus::Done : TrialStatus::Failed;
+    const bool healthy = a.ok && !over_memory_limit(a.failure, a.metrics, limit);
+    const TrialMetrics& m = a.metrics;
+    const nlohmann::json metrics = {{"mfu", opt_json(m.mfu)},
+                                    {"tps", opt_json(m.tps)},
+                                    {"tflops", opt_json(m.tflops)},
+                                    {"memory_gib", opt_json(m.memory_gib)},
+                                    {"memory_pct", opt_json(m.memory_pct)},
+                                    {"alloc_retries", m.alloc_retries},
+                                    {"oom_errors", m.oom_errors},
+                                    {"counted_steps", m.counted_steps}};
+    // The study's own result stays the trial's result; production is beside it.
+    store.finish_trial(study, r.id, now.status, now.failure, now.reason, now.metrics, now.wall_s.value_or(0));
+    store.set_facts(study, r.id,
+                    {{"production",
+                      {{"backend", production.backend.kind},
+                       {"attempt", now.attempt + 1},
+                       {"status", std::string(to_string(status))},
+                       {"failure", std::string(to_string(a.failure))},
+                       {"reason", a.reason},
+                       {"healthy", healthy},
+                       {"wall_s", a.launch.wall_s},
+                       {"metrics", metrics}}}});
+    progress.trial_end(*c, status, a.failure, a.reason, a.metrics, a.launch.wall_s);
+  }
+  return ran;
+}
 
 }  // namespace
 
@@ -399,6 +460,10 @@ RunSummary run_study(const Space& space, const RunOptions& opts, std::ostream& o
   summary.ran = d.launched;
   summary.trial_wall_s = d.trial_wall_s;
   summary.stopped_by_budget = d.stopped_by_budget;
+  // The production check needs the study's final ranking: not after a stop
+  // by budget or max_trials (the next run does it when the study ends).
+  if (space.confirm && !d.stopped_by_budget && !d.stopped_by_max_trials)
+    summary.ran += run_production_checks(space, store, planned.candidates, progress, opts, token, run_mark);
 
   const StudyCounts after = state.counts();
   summary.done = after.done;
