@@ -1,5 +1,6 @@
 #include "tuner/study/drive.h"
 
+#include <algorithm>
 #include <cstdio>
 
 namespace partune {
@@ -87,7 +88,11 @@ DriveSummary drive_study(Study& study, Sampler& sampler, TrialExecutor& executor
     if (req.fidelity != Fidelity::Full || !req.why.empty())
       progress.note(std::string(to_string(req.fidelity)) + " trial of " + c.id + " (" + std::to_string(req.steps) +
                     " steps)" + (req.why.empty() ? "" : ": " + req.why));
-    progress.remaining(study.counts().predicted_to_fit);
+    // The ETA: what grid/random would still run, capped by max_trials (the
+    // time budget caps it too, in Progress).
+    int64_t remaining = study.counts().predicted_to_fit;
+    if (options.max_trials) remaining = std::min(remaining, *options.max_trials - sum.launched);
+    progress.remaining(remaining);
     progress.trial_start(finished_before + sum.launched + 1, sampler.one_trial_per_candidate() ? total : 0, c,
                          study.attempt(i) + 1, req.steps);
     study.mark_running(i, executor.log_dir(c));
