@@ -114,6 +114,42 @@ TEST_F(Sampling, RandomAsksInItsStrategysOrder) {
   }
 }
 
+// Parallel trial slots: guided hands out different trials while earlier ones
+// run, says Wait (not Finished) when it needs their results, and goes on
+// after them.
+TEST_F(Sampling, GuidedKeepsAnsweringWhileTrialsAreOutstanding) {
+  const Space space = sim::sim_space(PARTUNE_SOURCE_DIR, dir("g") + "/sim.db", "guided", 1);
+  const PlanResult planned = plan(space);
+  Store store = Store::open(space.study.db_path);
+  store.ensure_study({space.study.name, "", "", "mfu", "", nlohmann::json::object()});
+  store.add_candidates(space.study.name, planned.candidates);
+  sim::SimExecutor executor(1, space.trial);
+  Study study(
+      space, planned.candidates, store, std::make_unique<sim::SimMemoryModel>(), [&] { return executor.now_s(); },
+      std::nullopt);
+  auto sampler = make_sampler(space.search);
+  std::vector<TrialRequest> out;
+  std::set<size_t> distinct;
+  while (true) {
+    Ask a = sampler->ask(study);
+    if (a.kind != Ask::Kind::Trial) {
+      EXPECT_EQ(a.kind, Ask::Kind::Wait) << a.why;
+      break;
+    }
+    out.push_back(a.request);
+    distinct.insert(a.request.index);
+    ASSERT_LT(out.size(), planned.candidates.size()) << "never waits";
+  }
+  EXPECT_EQ(distinct.size(), out.size());  // no candidate handed out twice
+  EXPECT_EQ(out.size(), 15u);              // every layout's probe, then it waits for a result
+  for (const auto& r : out) EXPECT_EQ(r.fidelity, Fidelity::Short);
+  for (const auto& r : out) {
+    study.mark_running(r.index, "");
+    sampler->tell(study, study.finish(r.index, r, executor.run(study.candidate(r.index), r, {})).report);
+  }
+  EXPECT_EQ(sampler->ask(study).kind, Ask::Kind::Trial);  // results in: it goes on
+}
+
 TEST_F(Sampling, GuidedProbesEveryLayoutFirstAtItsSmallestBatchAndSequence) {
   const SimRun r = run_sim(PARTUNE_SOURCE_DIR, dir("g"), "guided", 3, {std::nullopt, 15, std::nullopt});
   const Space space = sim::sim_space(PARTUNE_SOURCE_DIR, dir("x") + "/x.db", "guided", 3);

@@ -181,6 +181,7 @@ class SimExecutor : public TrialExecutor {
       values.push_back(t.mfu * trial_factor * (1.0 + 0.02 * rng_.normal()));
       // The last step ends the trial anyway.
       if (step == request.steps) continue;
+      if (!stop) continue;
       if (auto why = stop(values)) {
         o.stopped_early = true;
         o.reason = *why;

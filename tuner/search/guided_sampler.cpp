@@ -189,6 +189,8 @@ std::optional<TrialRequest> GuidedSampler::next_explore(const StudyView& view) {
   }
   const double best = best_known();
   const double best_log = best > 0 ? std::log(best) : kNone;
+  // Nothing measured yet but trials running: their results come first.
+  if (best_log == kNone && !outstanding_.empty()) return std::nullopt;
   std::optional<size_t> pick;
   double pick_score = 0;
   for (size_t i = 0; i < state_.size(); ++i) {
@@ -204,6 +206,7 @@ std::optional<TrialRequest> GuidedSampler::next_explore(const StudyView& view) {
     }
   }
   if (!pick) {
+    if (!outstanding_.empty()) return std::nullopt;  // the running ones may open new candidates
     exploring_done_ = true;
     notes_.push_back("exploration ends: no candidate left to try");
     return std::nullopt;
