@@ -284,6 +284,20 @@ TEST_F(Sampling, TheTimeBudgetEndsTheStudyAndTheNextRunResumesIt) {
   EXPECT_GE(second.final_ratio, 0.99);
 }
 
+TEST_F(Sampling, RunningAFinishedGuidedStudyAgainRunsNothingTwice) {
+  const std::string d = dir("g");
+  const SimRun first = run_sim(PARTUNE_SOURCE_DIR, d, "guided", 3);
+  const SimRun again = run_sim(PARTUNE_SOURCE_DIR, d, "guided", 3);
+  std::set<std::string> full;
+  for (const auto& [id, req] : first.asked)
+    if (req.fidelity != Fidelity::Short) full.insert(id);
+  for (const auto& [id, req] : again.asked) {
+    EXPECT_FALSE(full.count(id)) << id << " " << to_string(req.fidelity);
+  }
+  EXPECT_LE(again.counts.launched, 3) << again.drive.end;
+  EXPECT_EQ(again.best_id, first.best_id);
+}
+
 TEST_F(Sampling, MaxTrialsCountsTheLaunchesOfThisRun) {
   const std::string d = dir("g");
   const SimRun first = run_sim(PARTUNE_SOURCE_DIR, d, "grid", 1, {std::nullopt, 4, std::nullopt});

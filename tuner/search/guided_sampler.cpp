@@ -157,6 +157,7 @@ std::optional<TrialRequest> GuidedSampler::next_promotion(const StudyView& view)
     const TrialStatus st = view.status(i);
     if (outstanding_.count(i) || !state_[i].healthy || (st != TrialStatus::Done && st != TrialStatus::Pending))
       continue;
+    if (!state_[i].full_values.empty()) continue;  // a resumed study measured it in full already
     return request(view, i, Fidelity::Full,
                    "promoted: short result within " + pct(opt_.promote_margin) + " of the best");
   }
