@@ -189,7 +189,7 @@ TEST_F(Sampling, GuidedSetsAsideALayoutThatHangsAtItsSmallestBatch) {
   EXPECT_NE(note->find("parallelism.tensor_parallel_degree=2"), std::string::npos) << *note;
 }
 
-TEST_F(Sampling, GuidedPromotesShortResultsAndConfirmsTheTopThree) {
+TEST_F(Sampling, GuidedPromotesShortResultsAndConfirmsItsContenders) {
   const SimRun r = run_sim(PARTUNE_SOURCE_DIR, dir("g"), "guided", 4);
   std::map<Fidelity, int> by_fidelity;
   std::set<std::string> shorts, fulls;
@@ -206,10 +206,17 @@ TEST_F(Sampling, GuidedPromotesShortResultsAndConfirmsTheTopThree) {
   }
   EXPECT_GT(by_fidelity[Fidelity::Short], by_fidelity[Fidelity::Full]);  // most stay short
   EXPECT_GT(by_fidelity[Fidelity::Full], 0);
-  EXPECT_EQ(by_fidelity[Fidelity::Confirm], 3);
-  // The confirmations come last, and the best is confirmed: its runs, mean and spread are stored.
-  for (size_t k = r.asked.size() - 3; k < r.asked.size(); ++k) EXPECT_EQ(r.asked[k].second.fidelity, Fidelity::Confirm);
+  // Up to 3 contenders (full results within 6% of the best) are confirmed, last.
+  const int confirms = by_fidelity[Fidelity::Confirm];
+  EXPECT_GE(confirms, 1);
+  EXPECT_LE(confirms, 3);
+  for (size_t k = r.asked.size() - static_cast<size_t>(confirms); k < r.asked.size(); ++k)
+    EXPECT_EQ(r.asked[k].second.fidelity, Fidelity::Confirm);
   Store store = Store::open(dir("g") + "/sim.db", Store::Mode::Existing);
+  int with_two_runs = 0;
+  for (const auto& t : store.trials("sim_guided_4"))
+    with_two_runs += t.facts.contains("search") && t.facts["search"]["runs"].size() >= 2;
+  EXPECT_EQ(with_two_runs, confirms);
   auto best = store.trial("sim_guided_4", r.best_id);
   ASSERT_TRUE(best);
   const auto& search = best->facts.at("search");

@@ -47,6 +47,7 @@ class RecordingSampler : public Sampler {
   }
   void tell(const StudyView& view, const TrialReport& report) override { inner_->tell(view, report); }
   bool one_trial_per_candidate() const override { return inner_->one_trial_per_candidate(); }
+  std::optional<int64_t> remaining_trials() const override { return inner_->remaining_trials(); }
   std::optional<std::string> should_stop(const TrialRequest& request,
                                          const std::vector<double>& counted) const override {
     return inner_->should_stop(request, counted);

@@ -36,7 +36,7 @@ std::string pct(double v) {
 
 std::string num(double v) {
   char buf[32];
-  std::snprintf(buf, sizeof buf, "%.4g", v);
+  std::snprintf(buf, sizeof buf, std::fabs(v) >= 1e4 ? "%.0f" : "%.4g", v);
   return buf;
 }
 
@@ -233,6 +233,10 @@ std::optional<TrialRequest> GuidedSampler::next_confirm(const StudyView& view) {
     return va != vb ? va > vb : tie(a) < tie(b);
   });
   if (full.size() > static_cast<size_t>(opt_.confirm_top_k)) full.resize(static_cast<size_t>(opt_.confirm_top_k));
+  // Only contenders: a config clearly below the best would not change the
+  // ranking however its re-run came out.
+  const double best = full.empty() ? 0 : known_value(full.front());
+  std::erase_if(full, [&](size_t i) { return known_value(i) < (1 - 2 * opt_.promote_margin) * best; });
   for (size_t i : full) {
     if (state_[i].confirmed || state_[i].full_values.size() >= 2 || outstanding_.count(i)) continue;
     state_[i].confirmed = true;  // asked once, whatever comes of it
@@ -351,6 +355,14 @@ std::optional<std::string> GuidedSampler::should_stop(const TrialRequest& reques
   if (upper >= incumbent * 0.99) return std::nullopt;
   return "stopped early: " + std::to_string(counted.size()) + " counted steps average " + num(mean) + " (at most " +
          num(upper) + " at " + num(opt_.stop_sigmas) + " standard errors), clearly below the best " + num(incumbent);
+}
+
+std::optional<int64_t> GuidedSampler::remaining_trials() const {
+  int64_t n = static_cast<int64_t>(promotions_.size());
+  for (const auto& l : layouts_) n += !l.probed && l.set_aside.empty();
+  // Exploration: about one trial per layout more (the simulated study's).
+  if (!exploring_done_) n += static_cast<int64_t>(layouts_.size());
+  return n + opt_.confirm_top_k;
 }
 
 std::vector<std::string> GuidedSampler::take_notes() {

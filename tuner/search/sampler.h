@@ -97,6 +97,9 @@ class Sampler {
   // Whether every trial is a different candidate (grid, random): progress
   // then counts trials against the candidates ("[3/12]").
   virtual bool one_trial_per_candidate() const { return false; }
+  // A rough count of the trials still to come, for the ETA; nullopt: one a
+  // pending candidate (grid, random).
+  virtual std::optional<int64_t> remaining_trials() const { return std::nullopt; }
   // Decisions worth telling the user (a layout set aside, a promotion, the
   // end of exploration), each once; the study prints and stores them.
   virtual std::vector<std::string> take_notes() { return {}; }

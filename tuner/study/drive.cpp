@@ -90,7 +90,7 @@ DriveSummary drive_study(Study& study, Sampler& sampler, TrialExecutor& executor
                     " steps)" + (req.why.empty() ? "" : ": " + req.why));
     // The ETA: what grid/random would still run, capped by max_trials (the
     // time budget caps it too, in Progress).
-    int64_t remaining = study.counts().predicted_to_fit;
+    int64_t remaining = sampler.remaining_trials().value_or(study.counts().predicted_to_fit);
     if (options.max_trials) remaining = std::min(remaining, *options.max_trials - sum.launched);
     progress.remaining(remaining);
     progress.trial_start(finished_before + sum.launched + 1, sampler.one_trial_per_candidate() ? total : 0, c,
