@@ -35,7 +35,7 @@ struct StudyEstimate {
 
 // Grid and random: every candidate predicted to fit, once, at full steps.
 // Guided: two short trials per layout (a probe, then about as many chosen by
-// the model: the simulated 8xH200 study launched 34-37 trials for 15 layouts,
+// the model: the simulated 8xH200 study launched 33-36 trials for 15 layouts,
 // docs/benchmarks.md), a quarter of them promoted to full steps, and the
 // top-k confirmations; capped by the candidates that fit, max_trials and the
 // time budget.
