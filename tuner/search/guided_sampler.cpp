@@ -105,7 +105,6 @@ double GuidedSampler::best_known() const {
   return best;
 }
 
-std::string GuidedSampler::describe(const StudyView& view, size_t i) const { return view.candidate(i).id; }
 
 TrialRequest GuidedSampler::request(const StudyView& view, size_t i, Fidelity f, std::string why) {
   const TrialSpec& t = view.trial_spec();

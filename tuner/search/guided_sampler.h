@@ -75,7 +75,6 @@ class GuidedSampler : public Sampler {
   double known_value(size_t i) const;  // the best estimate measured so far; -inf: none
   double best_known() const;
   uint64_t tie(size_t i) const;
-  std::string describe(const StudyView& view, size_t i) const;
 
   GuidedOptions opt_;
   bool initialised_ = false;

@@ -229,7 +229,6 @@ Study::Finished Study::finish(size_t i, const TrialRequest& request, const Trial
   s.status = o.status;
   s.failure = o.failure;
   s.metrics = stored;
-  s.why = request.why;
   store_.finish_trial(study, candidates_[i].id, o.status, o.failure, o.reason, stored, o.wall_s);
 
   nlohmann::json runs = nlohmann::json::array();

@@ -80,7 +80,6 @@ class Study : public StudyView {
     int attempt = 0;
     std::optional<double> short_value;
     std::vector<TrialMetrics> full_runs;
-    std::string why;
   };
   bool healthy(const TrialMetrics& m, FailureClass f, TrialStatus s) const;
   void observe_memory(size_t i, const TrialMetrics& m);
