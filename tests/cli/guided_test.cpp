@@ -71,6 +71,34 @@ TEST(Guided, IsTheDefaultAndRunsShortTrialsThenConfirmsTheBest) {
   EXPECT_FALSE(startup[0][0].empty());
 }
 
+// Early stopping on real processes: with 8 steps a trial (warm-up 2 + 3
+// counted is more than half of it) runs in full at once, and a config whose
+// counted steps are clearly below the best is ended by the launcher.
+TEST(Guided, StopsAClearlyWorseTrialEarly) {
+  TempDir dir;
+  SpaceOptions o = guided_study();
+  o.steps = 8;
+  o.trainer_args = {"--step-ms", "100"};  // time for the stop to land before the trial ends
+  o.axes = R"("training.local_batch_size" = [1, 2, 4]
+"activation_checkpoint.mode" = ["none", "selective", "full"]
+)";
+  Study s = write_space(dir, o);
+  Result r = tune({"--space", s.space, "--plain"}, dir.path(), 60);
+  ASSERT_EQ(r.exit_code, 0) << r.describe();
+  ASSERT_NE(r.out.find("(stopped early: "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("clearly below the best"), std::string::npos) << r.out;
+  int stopped = 0;
+  for (const auto& [id, f] : search_facts(s)) {
+    if (!f.contains("stopped_early")) continue;
+    ++stopped;
+    const auto rows = query(s.db, "SELECT count(*) FROM steps WHERE study = '" + s.name + "' AND trial = '" + id + "'");
+    EXPECT_LT(std::stoi(rows[0][0]), 8) << id;  // it did not run to the end
+    const auto status = query(s.db, "SELECT status FROM trials WHERE study = '" + s.name + "' AND id = '" + id + "'");
+    EXPECT_EQ(status[0][0], "done");  // done on the steps it ran, not failed
+  }
+  EXPECT_GE(stopped, 1);
+}
+
 TEST(Guided, ResumesAfterKillNine) {
   TempDir dir;
   SpaceOptions o = guided_study();
