@@ -105,7 +105,6 @@ double GuidedSampler::best_known() const {
   return best;
 }
 
-
 TrialRequest GuidedSampler::request(const StudyView& view, size_t i, Fidelity f, std::string why) {
   const TrialSpec& t = view.trial_spec();
   TrialRequest r;
@@ -176,6 +175,7 @@ std::optional<TrialRequest> GuidedSampler::next_explore(const StudyView& view) {
     const double keep = opt_.confirm_top_k * full + shorter;
     if (*left < keep) {
       exploring_done_ = true;
+      ended_by_budget_ = true;
       notes_.push_back("exploration ends: the " + num(*left) + " s left of the time budget go to confirmation");
       return std::nullopt;
     }
@@ -254,6 +254,9 @@ Ask GuidedSampler::ask(const StudyView& view) {
   if (!outstanding_.empty()) return Ask::wait("waiting for running trials before confirmation");
   if (auto r = next_confirm(view)) return Ask::trial(*r);
   if (!outstanding_.empty()) return Ask::wait("waiting for confirmation runs");
+  if (ended_by_budget_)
+    return Ask::finished(
+        "the time budget is used up and the best so far confirmed; run the same command again to go on");
   return Ask::finished("explored and confirmed");
 }
 

@@ -87,6 +87,7 @@ class GuidedSampler : public Sampler {
   std::set<size_t> outstanding_;
   std::vector<size_t> promotions_;  // queued, in order
   bool exploring_done_ = false;
+  bool ended_by_budget_ = false;  // exploration cut short to confirm within the budget
   int since_gain_ = 0;
   double gain_mark_ = 0;  // best value at the last 0.5% gain
   double step_rel_sd_sum_ = 0;

@@ -64,6 +64,7 @@ DriveSummary drive_study(Study& study, Sampler& sampler, TrialExecutor& executor
     notes();
     if (ask.kind == Ask::Kind::Finished) {
       sum.end = ask.why;
+      progress.note("search finished: " + ask.why);
       break;
     }
     if (ask.kind == Ask::Kind::Wait) {
