@@ -110,7 +110,8 @@ TEST_F(BadFlags, UnknownTrialId) {
 TEST_F(BadFlags, CountsAndBudgetsThatAreNotNonNegativeNumbers) {
   expect_bad({"--space", study_.space, "--max-trials", "abc"}, {"--max-trials: 'abc' is not a number"});
   expect_bad({"run", "--space", study_.space, "--max-trials", "-1"}, {"--max-trials: '-1' is negative"});
-  expect_bad({"run", "--space", study_.space, "--time-budget", "soon"}, {"--time-budget: 'soon' is not a number"});
+  expect_bad({"run", "--space", study_.space, "--time-budget", "soon"},
+             {"--time-budget: 'soon' is not a duration (8h, 90m, 1h30m or seconds)"});
   expect_bad({"--space", study_.space, "--time-budget", "-5"}, {"--time-budget: '-5' is negative"});
   expect_bad({"best", "--db", study_.db, "--top", "-1"}, {"--top: '-1' is negative"});
 }

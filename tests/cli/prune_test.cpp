@@ -55,6 +55,7 @@ void expect_launched(const nlohmann::json& t, const std::string& status) {
 TEST(Prune, AnOomPrunesLargerBatchesAndSequencesAndRetriesPruneTheirOwn) {
   TempDir dir;
   SpaceOptions o;
+  o.prune = "before_launch = false\n";  // the pruning by measured trials, alone
   o.fake_memory_gib = 9.5;
   o.base = "[base.activation_checkpoint]\nmode = \"none\"\n";
   // Grid order: (2,1024) OOMs (10.05 GiB); (1,1024) fits with retries (9.02 GiB).
@@ -88,8 +89,9 @@ TEST(Prune, AnOomPrunesLargerBatchesAndSequencesAndRetriesPruneTheirOwn) {
 TEST(Prune, OverTheHeadroomPrunesLighterCheckpointingOnly) {
   TempDir dir;
   SpaceOptions o;
+  o.prune = "before_launch = false\n";  // the pruning by measured trials, alone
   o.fake_memory_gib = 10;
-  o.prune = "memory_headroom = 0.84\n";
+  o.prune = "memory_headroom = 0.84\nbefore_launch = false\n";
   o.base = "[base.training]\nseq_len = 1024\nlocal_batch_size = 1\n";
   // selective: 8.51 GiB = 85.1% (over 84%, under the 90% where retries start);
   // full: 81.5%; none: lighter than selective, so pruned by it.
@@ -113,6 +115,7 @@ TEST(Prune, OverTheHeadroomPrunesLighterCheckpointingOnly) {
 TEST(Prune, OnlyCandidatesIdenticalButForMemoryAxesArePruned) {
   TempDir dir;
   SpaceOptions o;
+  o.prune = "before_launch = false\n";  // the pruning by measured trials, alone
   o.fake_memory_gib = 9.5;
   o.base = "[base.activation_checkpoint]\nmode = \"none\"\n[base.training]\nseq_len = 1024\n";
   // Each learning rate's lbs 2 OOMs and prunes that learning rate's lbs 4 only.

@@ -85,7 +85,7 @@ TEST(Study, BestRanksHealthyTrialsByTheObjectiveAndAllAddsTheFlaggedOnes) {
   // seq_len 2048. Of 10 GiB: lbs 1 full 83% (healthy), lbs 1 none 100.5%
   // (OOM), lbs 2 full 86%: over an 85% headroom, no retries below 90%.
   o.fake_memory_gib = 10;
-  o.prune = "memory_headroom = 0.85\n";
+  o.prune = "memory_headroom = 0.85\nbefore_launch = false\n";  // this test is about measured health
   o.base = "[base.training]\nseq_len = 2048\n";
   o.axes = "\"training.local_batch_size\" = [1, 2]\n\"activation_checkpoint.mode\" = [\"full\", \"none\"]\n";
   Study s = write_space(dir, o);
@@ -166,6 +166,37 @@ TEST(Study, MaxTrialsRunsThatManyTrialsOfTheStudy) {
   }
   EXPECT_EQ(done, 3u);
   EXPECT_EQ(pending, 1u);
+}
+
+// tune plan: each candidate's memory prediction and the study's expected
+// cost; fits are judged once the device's memory is known.
+TEST(Study, PlanPredictsMemoryAndEstimatesTheStudy) {
+  TempDir dir;
+  SpaceOptions o;
+  Study s = write_space(dir, o);
+  auto plan = json_of(tune({"plan", "--space", s.space, "--format", "json"}, dir.path()));
+  ASSERT_EQ(plan["candidates"].size(), 4u) << plan.dump();
+  double lbs1 = 0, lbs2 = 0;
+  for (const auto& c : plan["candidates"]) {
+    ASSERT_TRUE(c["predicted"]["memory_gib"].is_number()) << c.dump();
+    EXPECT_TRUE(c["predicted"]["fits"].is_null()) << "no [hardware] memory_gib: fits unknown before a trial";
+    if (c["config"]["activation_checkpoint.mode"] == "none")
+      (c["config"]["training.local_batch_size"] == 1 ? lbs1 : lbs2) = c["predicted"]["memory_gib"].get<double>();
+  }
+  EXPECT_GT(lbs2, lbs1);                     // a larger batch needs more memory
+  EXPECT_EQ(plan["estimate"]["trials"], 4);  // grid: every candidate that fits, once
+  EXPECT_GT(plan["estimate"]["seconds"].get<double>(), 0);
+
+  // With the device's memory stated, a 0.1 GiB device fits nothing.
+  std::string text = read_file(s.space);
+  text.replace(text.find("devices = 1"), 11, "devices = 1\nmemory_gib = 0.1");
+  write_file(s.space, text);
+  plan = json_of(tune({"plan", "--space", s.space, "--format", "json"}, dir.path()));
+  for (const auto& c : plan["candidates"]) EXPECT_EQ(c["predicted"]["fits"], false) << c.dump();
+  EXPECT_EQ(plan["estimate"]["trials"], 0);
+  Result table = tune({"plan", "--space", s.space}, dir.path());
+  EXPECT_NE(table.out.find("memory: 0 of 4 candidates predicted to fit under 90% of 0.1 GiB"), std::string::npos)
+      << table.out;
 }
 
 }  // namespace

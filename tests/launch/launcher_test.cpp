@@ -240,6 +240,41 @@ TEST_F(Launcher, HangIsNoOutputForHangTimeout) {
   EXPECT_LT(r.wall_s, 3.0);
 }
 
+// Early stopping: the line callback sees the steps and asks for a stop; the
+// launcher ends the whole group long before the trial would have ended.
+TEST_F(Launcher, StopRequestedFromTheLineCallbackEndsTheTrial) {
+  LaunchOptions opts;
+  opts.timeout_s = 30;
+  opts.kill_grace_s = 2;
+  bool stop = false;
+  opts.stop_requested = [&] { return stop; };
+  int steps = 0;
+  // 1000 steps of 50 ms: 50 s unless stopped.
+  auto r = launch({trainer({"--step-ms", "50", "--training.steps", "1000"})}, opts, [&](size_t, std::string_view line) {
+    if (parse_log_line(line).kind == ParsedLine::Kind::Step && ++steps == 3) stop = true;
+  });
+  EXPECT_TRUE(r.stopped);
+  EXPECT_FALSE(r.timed_out);
+  EXPECT_FALSE(r.hung);
+  EXPECT_EQ(r.signals[0], SIGTERM);
+  EXPECT_GE(steps, 3);
+  EXPECT_LT(steps, 20);
+  EXPECT_LT(r.wall_s, 5.0);
+  EXPECT_TRUE(process_gone(r.pgid));
+}
+
+TEST_F(Launcher, NoStopWhenNotRequested) {
+  LaunchOptions opts;
+  opts.timeout_s = 30;
+  int polls = 0;
+  opts.stop_requested = [&] { return ++polls < 0; };
+  Captured cap;
+  auto r = launch({trainer({"--step-ms", "30", "--training.steps", "4"})}, opts, cap.sink());
+  EXPECT_FALSE(r.stopped);
+  EXPECT_EQ(r.exit_codes[0], 0);
+  EXPECT_GT(polls, 0);
+}
+
 TEST_F(Launcher, ProcessIgnoringSigtermIsSigkilledAfterGrace) {
   LaunchOptions opts;
   opts.hang_timeout_s = 0.3;

@@ -6,6 +6,20 @@
 namespace partune {
 namespace {
 
+// The embedded trainer's start-up time and host memory ride on the init
+// record; absent (older trainers, other ranks' records) they stay -1.
+TEST(MetricsJson, InitCarriesStartupAndHostMemory) {
+  TrialLogState st;
+  EXPECT_TRUE(st.feed_metrics_json(
+      R"({"type":"init","rank":0,"local_batch_size":2,"startup_s":8.25,"host_peak_rss_gib":2.5})"));
+  EXPECT_DOUBLE_EQ(st.init().startup_s, 8.25);
+  EXPECT_DOUBLE_EQ(st.init().host_peak_rss_gib, 2.5);
+  TrialLogState old;
+  EXPECT_TRUE(old.feed_metrics_json(R"({"type":"init","rank":0,"local_batch_size":2})"));
+  EXPECT_EQ(old.init().startup_s, -1);
+  EXPECT_EQ(old.init().host_peak_rss_gib, -1);
+}
+
 TEST(MetricsJson, StepInitEventError) {
   TrialLogState st;
   EXPECT_TRUE(st.feed_metrics_json(

@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 
 #include "common/error.h"
+#include "tuner/search/sampler.h"
 #include "tuner/search/strategy.h"
 
 namespace partune {
@@ -34,16 +35,26 @@ bool is_permutation_of_iota(std::vector<size_t> v) {
   return true;
 }
 
-TEST(Strategy, NamesAreGridAndRandom) {
-  EXPECT_EQ(strategy_names(), (std::vector<std::string>{"grid", "random"}));
+TEST(Strategy, NamesAreGuidedGridAndRandom) {
+  EXPECT_EQ(strategy_names(), (std::vector<std::string>{"guided", "grid", "random"}));
+  EXPECT_EQ(SearchSpec{}.strategy, "guided");  // the default when [search] strategy is absent
 }
 
-TEST(Strategy, EveryNamedStrategyIsMade) {
+TEST(Strategy, EveryNamedStrategyIsASampler) {
   for (const auto& name : strategy_names()) {
     SearchSpec spec;
     spec.strategy = name;
-    EXPECT_NE(make_strategy(spec), nullptr) << name;
+    EXPECT_NE(make_sampler(spec), nullptr) << name;
   }
+  SearchSpec unknown;
+  unknown.strategy = "bayes";
+  EXPECT_THROW(make_sampler(unknown), std::invalid_argument);
+}
+
+TEST(Strategy, GuidedHasNoFixedOrder) {
+  SearchSpec spec;
+  spec.strategy = "guided";
+  EXPECT_THROW(make_strategy(spec), std::invalid_argument);
 }
 
 TEST(Strategy, UnknownNameThrows) {

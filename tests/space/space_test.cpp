@@ -12,6 +12,7 @@
 
 #include "common/error.h"
 #include "tuner/launch/placeholders.h"
+#include "tuner/space/duration.h"
 
 namespace partune {
 namespace {
@@ -68,9 +69,11 @@ TEST(Space, MinimalFileTakesEveryDefault) {
   EXPECT_TRUE(s.prune.alloc_retries_over_limit);
   EXPECT_TRUE(s.base.values().empty());
   EXPECT_TRUE(s.axes.empty());
-  EXPECT_EQ(s.search.strategy, "grid");
+  EXPECT_EQ(s.search.strategy, "guided");
   EXPECT_FALSE(s.search.max_trials);
   EXPECT_EQ(s.search.seed, 0u);
+  EXPECT_FALSE(s.search.time_budget_s);
+  EXPECT_EQ(s.search.confirm_top_k, 3);
 }
 
 TEST(Space, EveryKeyIsRead) {
@@ -103,6 +106,8 @@ alloc_retries_over_limit = false
 strategy = "random"
 max_trials = 7
 seed = 42
+time_budget = "1h30m"
+confirm_top_k = 5
 )",
                                    "f.toml");
   EXPECT_EQ(s.study.db_path, "elsewhere/full.db");
@@ -129,6 +134,55 @@ seed = 42
   EXPECT_EQ(s.search.strategy, "random");
   EXPECT_EQ(*s.search.max_trials, 7);
   EXPECT_EQ(s.search.seed, 42u);
+  EXPECT_DOUBLE_EQ(*s.search.time_budget_s, 5400);
+  EXPECT_EQ(s.search.confirm_top_k, 5);
+}
+
+TEST(Space, TimeBudgetInSecondsOrAsADuration) {
+  auto budget = [](const std::string& v) {
+    return load_space_from_string("[study]\nname = \"x\"\n[search]\ntime_budget = " + v + "\n", "b.toml")
+        .search.time_budget_s;
+  };
+  EXPECT_DOUBLE_EQ(*budget("3600"), 3600);
+  EXPECT_DOUBLE_EQ(*budget("90.5"), 90.5);
+  EXPECT_DOUBLE_EQ(*budget("\"8h\""), 8 * 3600);
+  EXPECT_DOUBLE_EQ(*budget("\"90m\""), 90 * 60);
+}
+
+TEST(Duration, Forms) {
+  EXPECT_DOUBLE_EQ(*parse_duration("8h"), 28800);
+  EXPECT_DOUBLE_EQ(*parse_duration("90m"), 5400);
+  EXPECT_DOUBLE_EQ(*parse_duration("45s"), 45);
+  EXPECT_DOUBLE_EQ(*parse_duration("1h30m"), 5400);
+  EXPECT_DOUBLE_EQ(*parse_duration("1h30m15s"), 5415);
+  EXPECT_DOUBLE_EQ(*parse_duration("1.5h"), 5400);
+  EXPECT_DOUBLE_EQ(*parse_duration("3600"), 3600);
+  EXPECT_DOUBLE_EQ(*parse_duration("0"), 0);
+  for (const char* bad : {"", "soon", "-5", "8d", "30m1h", "1h1h", "1h30", "h", "8 h", "inf", "1e400"})
+    EXPECT_FALSE(parse_duration(bad)) << bad;
+}
+
+TEST(Space, ConfirmIsABackendPlusTopK) {
+  Space s = load_space_from_string(R"([study]
+name = "x"
+[confirm]
+kind = "torchtitan"
+torchrun = "/opt/venv/bin/torchrun"
+workdir = "/opt/torchtitan"
+env = { NCCL_DEBUG = "WARN" }
+top_k = 2
+)",
+                                   "c.toml");
+  ASSERT_TRUE(s.confirm);
+  EXPECT_EQ(s.confirm->backend.kind, "torchtitan");
+  EXPECT_EQ(s.confirm->backend.torchrun, "/opt/venv/bin/torchrun");
+  EXPECT_EQ(s.confirm->backend.workdir, "/opt/torchtitan");
+  EXPECT_EQ(s.confirm->backend.env.at("NCCL_DEBUG"), "WARN");
+  EXPECT_EQ(s.confirm->top_k, 2);
+  EXPECT_EQ(s.backend.kind, "embedded");  // the study's own backend is untouched
+  EXPECT_FALSE(load_space_from_string("[study]\nname = \"x\"\n", "n.toml").confirm);
+  EXPECT_EQ(load_space_from_string("[study]\nname = \"x\"\n[confirm]\nkind = \"torchtitan\"\n", "d.toml").confirm->top_k,
+            3);
 }
 
 TEST(Space, TorchtitanAndEmbeddedBackendKeys) {
@@ -252,7 +306,7 @@ struct BadInput {
 const BadInput kBadInputs[] = {
     {"unknown_section", "[study]\nname = \"x\"\n[studdy]\nname = \"y\"\n",
      "bad.toml:3:2: key 'studdy': unknown section (known: study, trial, hardware, backend, prune, base, space, "
-     "search)"},
+     "search, confirm)"},
     {"unknown_key", "[study]\nname = \"x\"\nnmae = \"y\"\n",
      "bad.toml:3:1: key 'study.nmae': unknown key (known: name, db, objective)"},
     {"wrong_type", "[study]\nname = \"x\"\n[hardware]\ndevices = \"8\"\n",
@@ -328,6 +382,16 @@ const BadInputWhere kMoreBadInputs[] = {
     {"bad_strategy", "[study]\nname = \"x\"\n[search]\nstrategy = \"bayes\"\n", "4:12", "search.strategy"},
     {"max_trials_zero", "[study]\nname = \"x\"\n[search]\nmax_trials = 0\n", "4:14", "search.max_trials"},
     {"seed_negative", "[study]\nname = \"x\"\n[search]\nseed = -1\n", "4:8", "search.seed"},
+    {"budget_not_a_duration", "[study]\nname = \"x\"\n[search]\ntime_budget = \"soon\"\n", "4:15",
+     "search.time_budget"},
+    {"confirm_top_k_zero", "[study]\nname = \"x\"\n[confirm]\nkind = \"torchtitan\"\ntop_k = 0\n", "5:9",
+     "confirm.top_k"},
+    {"confirm_command_without_argv", "[study]\nname = \"x\"\n[confirm]\nkind = \"command\"\n", "3:1",
+     "confirm.argv"},
+    {"confirm_key_of_another_kind", "[study]\nname = \"x\"\n[confirm]\nkind = \"command\"\nargv = [\"p\"]\ntorchrun = \"t\"\n",
+     "6:1", "confirm.torchrun"},
+    {"backend_has_no_top_k", "[study]\nname = \"x\"\n[backend]\ntop_k = 2\n", "4:1", "backend.top_k"},
+    {"budget_zero", "[study]\nname = \"x\"\n[search]\ntime_budget = 0\n", "4:15", "search.time_budget"},
     {"section_not_table", "study = 3\n", "1:9", "study"},
     {"axis_not_array", "[study]\nname = \"x\"\n[space]\n\"training.seq_len\" = 4096\n", "4:22",
      "space.training.seq_len"},

@@ -10,6 +10,7 @@
 
 #include "common/error.h"
 #include "tests/store/test_support.h"
+#include "tuner/store/schema.h"
 
 namespace partune {
 namespace {
@@ -102,6 +103,46 @@ TEST(Store, CreatesSchemaAndRecordsVersion) {
         raw.scalar(std::string("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = '") + table + "'"),
         "1")
         << table;
+}
+
+// A version-1 database (written before trials kept their start-up cost)
+// opens migrated: its rows stay, the new columns read as unknown, and the
+// costs of a new attempt are stored and cleared with the attempt.
+TEST(Store, MigratesAVersion1DatabaseAndKeepsTrialCosts) {
+  TempDir dir;
+  const std::string path = dir.file("v1.db");
+  {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(db, schema::kVersion1, nullptr, nullptr, nullptr), SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(db,
+                           "PRAGMA user_version = 1;"
+                           "INSERT INTO studies (name, created_at) VALUES ('moe', '2026-01-01T00:00:00Z');"
+                           "INSERT INTO trials (study, id, plan_index, status, config_json, axes_json, mfu) "
+                           "VALUES ('moe', 'old', 0, 'done', '{}', '{}', 31.5);",
+                           nullptr, nullptr, nullptr),
+              SQLITE_OK);
+    sqlite3_close(db);
+  }
+  Store store = Store::open(path);
+  EXPECT_EQ(RawDb(path).scalar("PRAGMA user_version"), "2");
+  auto old = store.trial("moe", "old");
+  ASSERT_TRUE(old);
+  EXPECT_DOUBLE_EQ(*old->metrics.mfu, 31.5);
+  EXPECT_FALSE(old->startup_s);
+  EXPECT_FALSE(old->host_peak_rss_gib);
+
+  store.add_candidates("moe", {candidate(2, 1, 4, "full")});
+  const std::string id = store.trials("moe").back().id;
+  store.mark_running("moe", id, 0, "");
+  store.set_trial_costs("moe", id, 8.25, 2.5);
+  EXPECT_DOUBLE_EQ(*store.trial("moe", id)->startup_s, 8.25);
+  EXPECT_DOUBLE_EQ(*store.trial("moe", id)->host_peak_rss_gib, 2.5);
+  store.set_trial_costs("moe", id, 9.0, std::nullopt);
+  EXPECT_FALSE(store.trial("moe", id)->host_peak_rss_gib);
+  store.mark_running("moe", id, 0, "");  // a new attempt: its costs are not known yet
+  EXPECT_FALSE(store.trial("moe", id)->startup_s);
+  EXPECT_THROW(store.set_trial_costs("moe", "nope", 1.0, 1.0), StoreError);
 }
 
 TEST(Store, UsesWalMode) {

@@ -15,6 +15,7 @@
 #include "tuner/plan/planner.h"
 #include "tuner/report/exporter.h"
 #include "tuner/report/report.h"
+#include "tuner/space/duration.h"
 #include "tuner/space/space.h"
 #include "tuner/store/store.h"
 #include "tuner/study/ingest.h"
@@ -90,6 +91,17 @@ CLI::Validator non_negative() {
       "NUMBER>=0");
 }
 
+// A time budget: "8h", "90m", "1h30m" or seconds (tuner/space/duration.h).
+CLI::Validator duration_text() {
+  return CLI::Validator(
+      [](std::string& text) -> std::string {
+        if (!text.empty() && text[0] == '-') return "'" + text + "' is negative";
+        if (!parse_duration(text)) return "'" + text + "' is not a duration (8h, 90m, 1h30m or seconds)";
+        return "";
+      },
+      "DURATION");
+}
+
 void check_format(const std::string& format, std::initializer_list<const char*> allowed) {
   for (const char* a : allowed)
     if (format == a) return;
@@ -117,16 +129,17 @@ int main(int argc, char** argv) {
 
   // run (also the default: `tune --space F`)
   std::string space_path;
-  std::optional<double> budget;
+  std::optional<std::string> budget;
   std::optional<int64_t> max_trials;
   bool plain = false;
   app.add_option("--space", space_path, "search-space file: runs the study (same as `tune run --space F`)");
   auto* run = app.add_subcommand("run", "run or resume a study");
   run->add_option("--space", space_path, "search-space file")->required();
   for (auto* cmd : {&app, run}) {
-    cmd->add_option("--time-budget", budget, "start no new trial after this many seconds (resume later)")
-        ->check(non_negative());
-    cmd->add_option("--max-trials", max_trials, "run at most this many trials in the study")->check(non_negative());
+    cmd->add_option("--time-budget", budget,
+                    "end the study after this long (8h, 90m, 1h30m or seconds); run again to resume")
+        ->check(duration_text());
+    cmd->add_option("--max-trials", max_trials, "launch at most this many trials in this run")->check(non_negative());
     cmd->add_flag("--plain", plain, "one line per event even on a terminal");
   }
 
@@ -282,7 +295,7 @@ int main(int argc, char** argv) {
     Space space = load_space(space_path);
     RunOptions opts;
     opts.tune_exe = argv[0];
-    opts.time_budget_s = budget;
+    if (budget) opts.time_budget_s = parse_duration(*budget);
     opts.max_trials = max_trials;
     opts.live = !plain && isatty(STDOUT_FILENO);
     RunSummary s = run_study(space, opts, std::cout);

@@ -1,11 +1,13 @@
 #include "tuner/cli/plan_output.h"
 
 #include <cstdio>
+#include <filesystem>
 #include <memory>
 #include <optional>
 #include <vector>
 
 #include "tuner/estimate/memory_model.h"
+#include "tuner/study/estimate.h"
 
 namespace partune {
 
@@ -19,7 +21,20 @@ struct Predicted {
 struct Predictions {
   std::vector<Predicted> rows;
   std::optional<double> capacity_gib;
+  StudyEstimate estimate;
+  bool measured_cost = false;  // trial cost from the study's own finished trials
 };
+
+// The trial cost a study's database shows, when it exists and has finished trials.
+std::optional<TrialCost> measured_cost(const Space& space) {
+  if (!std::filesystem::exists(space.study.db_path)) return std::nullopt;
+  Store store = Store::open(space.study.db_path, Store::Mode::Existing);
+  if (!store.study(space.study.name)) return std::nullopt;
+  const std::vector<TrialRecord> trials = store.trials(space.study.name);
+  for (const auto& t : trials)
+    if (t.status == TrialStatus::Done && t.source == "tune") return measured_trial_cost(trials, space.trial);
+  return std::nullopt;
+}
 
 Predictions predict_all(const Space& space, const PlanResult& plan) {
   Predictions out;
@@ -30,6 +45,9 @@ Predictions predict_all(const Space& space, const PlanResult& plan) {
     if (out.capacity_gib) r.fits = predicted_to_fit(r.p, *out.capacity_gib, space.prune.memory_headroom);
     out.rows.push_back(r);
   }
+  const std::optional<TrialCost> cost = measured_cost(space);
+  out.measured_cost = cost.has_value();
+  out.estimate = estimate_study_cost(space, plan, *model, cost.value_or(TrialCost{}));
   return out;
 }
 
@@ -50,6 +68,7 @@ nlohmann::json plan_output_json(const Space& space, const PlanResult& plan) {
         {"memory_gib", r.p.known ? nlohmann::json(r.p.memory_gib) : nlohmann::json(nullptr)},
         {"fits", r.fits ? nlohmann::json(*r.fits) : nlohmann::json(nullptr)}};
   }
+  j["estimate"] = {{"trials", pred.estimate.trials}, {"seconds", pred.estimate.seconds}};
   return j;
 }
 
@@ -72,6 +91,11 @@ std::string plan_output_table(const Space& space, const PlanResult& plan) {
     std::snprintf(line, sizeof line,
                   "memory: device memory unknown until the first trial; set [hardware] memory_gib to judge fits now");
   }
+  footer.push_back(line);
+  std::snprintf(line, sizeof line, "estimate: %lld trials, %.1f h of trials under the %s strategy (trial cost %s)",
+                static_cast<long long>(pred.estimate.trials), pred.estimate.seconds / 3600.0,
+                space.search.strategy.c_str(),
+                pred.measured_cost ? "measured by this study's trials" : "a default guess until trials run");
   footer.push_back(line);
   return plan_to_table(plan, space, {memory, fits}, footer);
 }

@@ -154,6 +154,9 @@ class Run {
         } else if (opts_.hang_timeout_s > 0 && idle_s >= opts_.hang_timeout_s) {
           result_.hung = true;
           begin_kill(SIGTERM);
+        } else if (opts_.stop_requested && opts_.stop_requested()) {
+          result_.stopped = true;
+          begin_kill(SIGTERM);
         }
       }
       if (killing_ && !sigkill_sent_ && seconds_since(term_time_) >= opts_.kill_grace_s) signal_group(SIGKILL);

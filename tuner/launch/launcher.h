@@ -35,6 +35,13 @@ struct LaunchOptions {
   // prefix is the child's job); "" : no log file. The file is opened before
   // anything starts; failure to open it throws std::system_error.
   std::string log_path;
+  // Polled while the trial runs (after each batch of output lines, and at
+  // least every 50 ms): true ends the trial
+  // (the whole group, SIGTERM then SIGKILL after kill_grace_s) and sets
+  // LaunchResult::stopped. How the study stops a trial that its counted
+  // steps already show to be clearly worse than the best (early stopping):
+  // the line callback decides, this carries the decision to the loop.
+  std::function<bool()> stop_requested;
 };
 
 struct LaunchResult {
@@ -45,6 +52,7 @@ struct LaunchResult {
   std::vector<int> signals;
   bool timed_out = false;  // the wall-clock limit was reached
   bool hung = false;       // no output for hang_timeout_s
+  bool stopped = false;    // ended because stop_requested said so
   double wall_s = 0;
   int pgid = 0;  // the trial's process group (0: nothing started)
 };

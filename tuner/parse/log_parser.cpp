@@ -521,6 +521,8 @@ bool TrialLogState::feed_metrics_json(std::string_view json_line) {
     in.seq_len = integer("seq_len").value_or(-1);
     in.steps = integer("steps").value_or(-1);
     in.warmup = integer("warmup_steps").value_or(-1);
+    in.startup_s = num("startup_s").value_or(-1);
+    in.host_peak_rss_gib = num("host_peak_rss_gib").value_or(-1);
     if (!has_init_ || rank == 0) init_ = in;
     has_init_ = true;
     if (auto f = num("peak_flops")) peak_flops_ = *f;

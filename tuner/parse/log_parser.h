@@ -36,6 +36,9 @@ struct ParsedLine {
   struct Init {
     // -1: absent from the line (older torchtitan prints fewer fields)
     int64_t lbs = -1, gbs = -1, grad_accum = -1, seq_len = -1, steps = -1, warmup = -1;
+    // The embedded trainer's metrics init record only: seconds from process
+    // start to the first step's start, and the host's peak resident memory.
+    double startup_s = -1, host_peak_rss_gib = -1;
   } init;
   double peak_flops = 0;
 };
@@ -68,7 +71,8 @@ class TrialLogState {
   //   {"type":"step","rank":0,"step":1,"loss":..,"grad_norm":..,"memory_gib":..,
   //    "memory_pct":..,"tps":..,"tflops":..,"mfu":..,"alloc_retries":N,"oom_errors":N}
   //   {"type":"init","rank":0,"local_batch_size":L,"global_batch_size":G,
-  //    "gradient_accumulation_steps":A,"seq_len":S,"steps":T,"warmup_steps":W,"peak_flops":F}
+  //    "gradient_accumulation_steps":A,"seq_len":S,"steps":T,"warmup_steps":W,"peak_flops":F,
+  //    "startup_s":8.2,"host_peak_rss_gib":2.1}
   //   {"type":"event","name":"alloc_retries"|"oom_errors","count":N,"rank":r,"message":".."}
   //   {"type":"error","failure":"oom"|"nccl"|"crash"|"error","rank":r,"message":".."}
   // Every field but "type" (and "step" of a step, "failure" of an error) is

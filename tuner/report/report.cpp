@@ -105,15 +105,29 @@ std::optional<double> objective_metric(const TrialMetrics& m, const std::string&
   throw InputError("objective '" + objective + "': expected mfu, tps or tflops");
 }
 
+std::optional<double> production_value(const TrialRecord& r, const std::string& objective) {
+  if (!r.facts.contains("production")) return std::nullopt;
+  const auto& p = r.facts["production"];
+  if (!p.value("healthy", false) || !p.contains("metrics")) return std::nullopt;
+  const auto& m = p["metrics"];
+  if (!m.contains(objective) || !m[objective].is_number()) return std::nullopt;
+  return m[objective].get<double>();
+}
+
 std::vector<TrialRecord> rank_best(std::vector<TrialRecord> trials, const std::string& objective, size_t top,
                                    const HealthRule& health, bool include_all) {
   objective_value(TrialRecord{}, objective);  // rejects an unknown objective even with no trials
   std::erase_if(trials, [&](const TrialRecord& r) {
     if (r.status != TrialStatus::Done || !objective_value(r, objective)) return true;
-    return !include_all && !is_healthy(r, health);
+    // Unhealthy in production ([confirm]) is not one to train on either.
+    const bool production_failed = r.facts.contains("production") && !production_value(r, objective);
+    return !include_all && (!is_healthy(r, health) || production_failed);
   });
+  // Trials measured in production first, by that measurement; then the rest.
   std::stable_sort(trials.begin(), trials.end(), [&](const TrialRecord& a, const TrialRecord& b) {
-    const double va = *objective_value(a, objective), vb = *objective_value(b, objective);
+    const auto pa = production_value(a, objective), pb = production_value(b, objective);
+    if (pa.has_value() != pb.has_value()) return pa.has_value();
+    const double va = pa ? *pa : *objective_value(a, objective), vb = pb ? *pb : *objective_value(b, objective);
     if (va != vb) return va > vb;
     return a.id < b.id;
   });

@@ -30,9 +30,15 @@ nlohmann::json trial_to_json(const TrialRecord& r, bool with_steps, const Health
 // otherwise); nullopt when the trial did not report it.
 std::optional<double> objective_metric(const TrialMetrics& m, const std::string& objective);
 
+// The objective as measured on the production backend ([confirm], the
+// trial's facts_json.production), when that run was healthy.
+std::optional<double> production_value(const TrialRecord& r, const std::string& objective);
+
 // Ranks done trials that have the objective metric ("mfu" | "tps" |
-// "tflops"; InputError otherwise), best first, ties by id. Healthy trials
-// only unless include_all. top == 0: all of them.
+// "tflops"; InputError otherwise), best first, ties by id: trials with a
+// healthy production measurement first, by it; then the others by their own.
+// Healthy trials only (and, where measured in production, healthy there too)
+// unless include_all. top == 0: all of them.
 std::vector<TrialRecord> rank_best(std::vector<TrialRecord> trials, const std::string& objective, size_t top,
                                    const HealthRule& health = {}, bool include_all = false);
 

@@ -13,6 +13,7 @@
 #include "common/error.h"
 #include "tuner/launch/placeholders.h"
 #include "tuner/search/strategy.h"
+#include "tuner/space/duration.h"
 
 namespace partune {
 
@@ -92,7 +93,17 @@ class Reader {
       fail(n.source(), key, "must be a positive number, got " + std::to_string(d));
     return d;
   }
-  std::string choice(const toml::node& n, const std::string& key, const std::vector<std::string>& choices) const {
+  // A time budget: "8h" / "90m" / "1h30m", or a number of seconds; > 0.
+  double duration(const toml::node& n, const std::string& key) const {
+    if (auto text = n.value_exact<std::string>()) {
+      auto d = parse_duration(*text);
+      if (!d || *d <= 0) fail(n.source(), key, "expected a duration such as \"8h\", \"90m\" or seconds > 0");
+      return *d;
+    }
+    return positive(n, key);
+  }
+  std::string choice(const toml::node& n, const std::string& key,
+                     const std::vector<std::string>& choices) const {
     std::string v = str(n, key);
     if (std::find(choices.begin(), choices.end(), v) == choices.end())
       fail(n.source(), key, "\"" + v + "\" is not one of " + join(choices));
@@ -139,7 +150,8 @@ class Reader {
  private:
   void read_study(const toml::table& t, Space& s) const;
   void read_hardware(const toml::table& t, Space& s) const;
-  void read_backend(const toml::table& t, Space& s) const;
+  // [backend], or [confirm] (section "confirm": its backend keys plus top_k).
+  void read_backend(const toml::table& t, const std::string& section, BackendSpec& b, int* top_k) const;
   void read_trial(const toml::table& t, Space& s) const;
   void read_prune(const toml::table& t, Space& s) const;
   void read_base(const toml::table& t, Space& s) const;
@@ -152,8 +164,8 @@ class Reader {
   std::string path_;
 };
 
-const std::vector<std::string> kSections = {"study", "trial", "hardware", "backend",
-                                            "prune", "base",  "space",    "search"};
+const std::vector<std::string> kSections = {"study", "trial", "hardware", "backend", "prune",
+                                            "base",  "space", "search", "confirm"};
 
 void Reader::read(const toml::table& root, Space& s) const {
   const toml::table* study = nullptr;
@@ -171,7 +183,11 @@ void Reader::read(const toml::table& root, Space& s) const {
   if (!study || !study->contains("name"))
     fail(study ? study->source() : toml::source_region{}, "study.name", "required key missing");
   if (const toml::node* n = root.get("hardware")) read_hardware(*n->as_table(), s);
-  if (const toml::node* n = root.get("backend")) read_backend(*n->as_table(), s);
+  if (const toml::node* n = root.get("backend")) read_backend(*n->as_table(), "backend", s.backend, nullptr);
+  if (const toml::node* n = root.get("confirm")) {
+    s.confirm.emplace();
+    read_backend(*n->as_table(), "confirm", s.confirm->backend, &s.confirm->top_k);
+  }
   if (const toml::node* n = root.get("trial")) read_trial(*n->as_table(), s);
   if (const toml::node* n = root.get("prune")) read_prune(*n->as_table(), s);
   if (const toml::node* n = root.get("base")) read_base(*n->as_table(), s);
@@ -220,19 +236,20 @@ void Reader::read_hardware(const toml::table& t, Space& s) const {
     fail(t.source(), "hardware.nodes", "devices * nodes is too large");
 }
 
-void Reader::read_backend(const toml::table& t, Space& s) const {
-  BackendSpec& b = s.backend;
+void Reader::read_backend(const toml::table& t, const std::string& section, BackendSpec& b, int* top_k) const {
   if (const toml::node* kind = t.get("kind"))
-    b.kind = choice(*kind, "backend.kind", {"embedded", "torchtitan", "command"});
+    b.kind = choice(*kind, section + ".kind", {"embedded", "torchtitan", "command"});
   // Keys that only one kind uses are errors for the others: nothing is ignored silently.
   auto only_for = [&](const toml::key& k, const std::string& key, const char* kind) {
     if (b.kind != kind)
       fail(k.source(), key, std::string("only used by kind = \"") + kind + "\" (this backend is \"" + b.kind + "\")");
   };
   for (auto&& [k, v] : t) {
-    const std::string key = "backend." + std::string(k.str());
+    const std::string key = section + "." + std::string(k.str());
     if (k == "kind") continue;
-    if (k == "argv") {
+    if (top_k && k == "top_k") {
+      *top_k = static_cast<int>(integer(v, key, 1, 1000));
+    } else if (k == "argv") {
       only_for(k, key, "command");
       b.argv = strings(v, key);
       if (b.argv.empty()) fail(v.source(), key, "must name a program");
@@ -261,11 +278,14 @@ void Reader::read_backend(const toml::table& t, Space& s) const {
     } else if (k == "workdir") {
       b.workdir = str(v, key);
     } else {
-      unknown(k, key, {"kind", "argv", "env", "trainer", "torchrun", "torchrun_args", "module", "workdir"});
+      std::vector<std::string> known = {"kind", "argv", "env", "trainer", "torchrun", "torchrun_args", "module",
+                                        "workdir"};
+      if (top_k) known.push_back("top_k");
+      unknown(k, key, known);
     }
   }
   if (b.kind == "command" && b.argv.empty())
-    fail(t.source(), "backend.argv", "required key missing (kind = \"command\" runs argv)");
+    fail(t.source(), section + ".argv", "required key missing (kind = \"command\" runs argv)");
 }
 
 void Reader::read_trial(const toml::table& t, Space& s) const {
@@ -301,8 +321,10 @@ void Reader::read_prune(const toml::table& t, Space& s) const {
         fail(v.source(), key, "must be in (0, 1], got " + std::to_string(s.prune.memory_headroom));
     } else if (k == "alloc_retries_over_limit") {
       s.prune.alloc_retries_over_limit = boolean(v, key);
+    } else if (k == "before_launch") {
+      s.prune.before_launch = boolean(v, key);
     } else {
-      unknown(k, key, {"memory_headroom", "alloc_retries_over_limit"});
+      unknown(k, key, {"memory_headroom", "alloc_retries_over_limit", "before_launch"});
     }
   }
 }
@@ -384,14 +406,12 @@ void Reader::read_space(const toml::table& t, Space& s) const {
 void Reader::read_search(const toml::table& t, Space& s) const {
   for (auto&& [k, v] : t) {
     const std::string key = "search." + std::string(k.str());
-    if (k == "strategy")
-      s.search.strategy = choice(v, key, strategy_names());
-    else if (k == "max_trials")
-      s.search.max_trials = integer(v, key, 1);
-    else if (k == "seed")
-      s.search.seed = static_cast<uint64_t>(integer(v, key, 0));
-    else
-      unknown(k, key, {"strategy", "max_trials", "seed"});
+    if (k == "strategy") s.search.strategy = choice(v, key, strategy_names());
+    else if (k == "max_trials") s.search.max_trials = integer(v, key, 1);
+    else if (k == "seed") s.search.seed = static_cast<uint64_t>(integer(v, key, 0));
+    else if (k == "confirm_top_k") s.search.confirm_top_k = static_cast<int>(integer(v, key, 0, 1000));
+    else if (k == "time_budget") s.search.time_budget_s = duration(v, key);
+    else unknown(k, key, {"strategy", "max_trials", "seed", "time_budget", "confirm_top_k"});
   }
 }
 

@@ -48,6 +48,14 @@ struct BackendSpec {
   std::string workdir;  // working directory of the trial; empty: tune's
 };
 
+// [confirm]: the study's best configs re-run on a production backend (the
+// embedded trainer is a proxy: same ranking, eager-like memory). The keys of
+// [backend] plus top_k.
+struct ConfirmSpec {
+  BackendSpec backend;
+  int top_k = 3;
+};
+
 struct TrialSpec {
   int steps = 20;
   int warmup_steps = 3;  // steps not counted in the medians; < steps
@@ -56,13 +64,19 @@ struct TrialSpec {
   int repeats = 1;
 };
 
-// [prune]: the study's health rule (memory_headroom in (0, 1]).
-struct PruneSpec : HealthRule {};
+// [prune]: the study's health rule (memory_headroom in (0, 1]), and whether
+// candidates the memory model predicts over the headroom are pruned before
+// launch (off: only measured trials prune, e.g. to measure the model itself).
+struct PruneSpec : HealthRule {
+  bool before_launch = true;
+};
 
 struct SearchSpec {
-  std::string strategy = "grid";      // one of strategy_names() (tuner/search/strategy.h)
-  std::optional<int64_t> max_trials;  // nullopt: every candidate
+  std::string strategy = "guided";  // one of strategy_names() (tuner/search/strategy.h)
+  std::optional<int64_t> max_trials;  // trials launched by one run of tune; nullopt: no cap
   uint64_t seed = 0;
+  std::optional<double> time_budget_s;  // the study ends by itself after this; resumable
+  int confirm_top_k = 3;                // guided: re-run the top k at the end
 };
 
 // One searched key and its values, in file order; values have the key's schema
@@ -82,6 +96,7 @@ struct Space {
   JobConfig base;          // [base] config_file merged under the inline [base.<section>] tables
   std::vector<Axis> axes;  // file order
   SearchSpec search;
+  std::optional<ConfirmSpec> confirm;  // absent: no production check
 };
 
 // Reads and validates a search-space file (see the promise above).

@@ -77,6 +77,14 @@ CREATE TABLE events (
 CREATE INDEX events_by_trial ON events(study, trial);
 )sql";
 
-inline constexpr std::array<const char*, 1> kMigrations = {kVersion1};
+// Version 2: what a trial costs besides its steps, for the ETA and the cost
+// model: seconds from process start to the first step, and the host's peak
+// resident memory (the embedded trainer reports both).
+inline constexpr const char* kVersion2 = R"sql(
+ALTER TABLE trials ADD COLUMN startup_s REAL;
+ALTER TABLE trials ADD COLUMN host_peak_rss_gib REAL;
+)sql";
+
+inline constexpr std::array<const char*, 2> kMigrations = {kVersion1, kVersion2};
 
 }  // namespace partune::schema

@@ -204,7 +204,8 @@ struct Store::Impl {
   static constexpr const char* kTrialColumns =
       "study, id, status, failure, reason, config_json, axes_json, attempt, pgid, log_dir, "
       "started_at, finished_at, wall_s, mfu, tps, tflops, memory_gib, memory_pct, "
-      "alloc_retries, oom_errors, counted_steps, pruned_by, source, facts_json, plan_index";
+      "alloc_retries, oom_errors, counted_steps, pruned_by, source, facts_json, plan_index, startup_s, "
+      "host_peak_rss_gib";
 
   TrialRecord read_trial(const Stmt& s) const {
     TrialRecord r;
@@ -245,6 +246,8 @@ struct Store::Impl {
     r.facts = parse_json(s.text(23), where + " facts_json");
     if (r.facts.is_null()) r.facts = nlohmann::json::object();
     r.plan_index = static_cast<int>(s.int64(24));
+    r.startup_s = s.opt_double(25);
+    r.host_peak_rss_gib = s.opt_double(26);
     return r;
   }
 
@@ -481,9 +484,21 @@ void Store::mark_running(const std::string& study, const std::string& id, int pg
       "UPDATE trials SET status = 'running', attempt = attempt + 1, pgid = ?3, log_dir = ?4, "
       "started_at = ?5, finished_at = NULL, failure = NULL, reason = '', pruned_by = NULL, "
       "wall_s = NULL, mfu = NULL, tps = NULL, tflops = NULL, memory_gib = NULL, "
-      "memory_pct = NULL, alloc_retries = NULL, oom_errors = NULL, counted_steps = NULL "
+      "memory_pct = NULL, alloc_retries = NULL, oom_errors = NULL, counted_steps = NULL, "
+      "startup_s = NULL, host_peak_rss_gib = NULL "
       "WHERE study = ?1 AND id = ?2");
   s.bind(1, study).bind(2, id).bind(3, pgid).bind(4, log_dir).bind(5, utc_now_iso8601());
+  s.run();
+  if (impl_->changes() != 1) impl_->no_trial(study, id);
+  tx.commit();
+}
+
+void Store::set_trial_costs(const std::string& study, const std::string& id, std::optional<double> startup_s,
+                            std::optional<double> host_peak_rss_gib) {
+  std::lock_guard lock(impl_->mutex);
+  Impl::Transaction tx(*impl_);
+  auto s = impl_->prepare("UPDATE trials SET startup_s = ?3, host_peak_rss_gib = ?4 WHERE study = ?1 AND id = ?2");
+  s.bind(1, study).bind(2, id).bind(3, startup_s).bind(4, host_peak_rss_gib);
   s.run();
   if (impl_->changes() != 1) impl_->no_trial(study, id);
   tx.commit();

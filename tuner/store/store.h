@@ -28,7 +28,7 @@ class StoreError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-inline constexpr int kStoreSchemaVersion = 1;  // PRAGMA user_version of a current db
+inline constexpr int kStoreSchemaVersion = 2;  // PRAGMA user_version of a current db
 
 struct StudyRow {
   std::string name;
@@ -57,6 +57,8 @@ struct TrialRecord {
   nlohmann::json facts = nlohmann::json::object();  // host, device name, software versions
   int plan_index = 0;                               // position in the plan (insertion order)
   std::vector<StepRow> steps;                       // filled by trial_with_steps (latest attempt)
+  std::optional<double> startup_s;                  // latest attempt: process start to the first step
+  std::optional<double> host_peak_rss_gib;          // latest attempt: the trainer's host peak RSS
 };
 
 struct EventRow {
@@ -123,6 +125,10 @@ class Store {
   // memory headroom). Sets finished_at, clears pgid.
   void finish_trial(const std::string& study, const std::string& id, TrialStatus status, FailureClass failure,
                     const std::string& reason, const TrialMetrics& metrics, double wall_s);
+  // The start-up time and host peak memory of the current attempt (nullopt:
+  // not reported; cleared by mark_running).
+  void set_trial_costs(const std::string& study, const std::string& id, std::optional<double> startup_s,
+                       std::optional<double> host_peak_rss_gib);
   // Prunes a trial that is still pending (returns false and changes nothing
   // otherwise) and records a 'prune' event.
   bool mark_pruned(const std::string& study, const std::string& id, const std::string& reason,

@@ -1,5 +1,6 @@
 #include "tuner/study/progress.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 
@@ -41,8 +42,10 @@ void Progress::redraw() {
 }
 
 std::string Progress::eta() const {
-  if (trials_timed_ == 0) return "?";
-  const double s = trial_wall_sum_ / static_cast<double>(trials_timed_) * static_cast<double>(remaining_);
+  if (trials_timed_ == 0 && !budget_left_) return "?";
+  double s = trials_timed_ ? trial_wall_sum_ / static_cast<double>(trials_timed_) * static_cast<double>(remaining_)
+                           : *budget_left_;
+  if (budget_left_) s = std::min(s, *budget_left_);
   char buf[32];
   if (s >= 3600)
     std::snprintf(buf, sizeof buf, "%.0fh%02.0fm", std::floor(s / 3600), std::fmod(s, 3600) / 60);
@@ -61,7 +64,8 @@ void Progress::study_start(const std::string& study, int64_t candidates, int64_t
 void Progress::trial_start(int64_t index, int64_t total, const Candidate& c, int attempt, int steps) {
   steps_ = steps;
   last_step_.reset();
-  trial_label_ = "[" + std::to_string(index) + "/" + std::to_string(total) + "] " + c.id + " " + describe_axes(c.axes);
+  trial_label_ = "[" + std::to_string(index) + (total > 0 ? "/" + std::to_string(total) : "") + "] " + c.id + " " +
+                 describe_axes(c.axes);
   if (attempt > 1) trial_label_ += " (attempt " + std::to_string(attempt) + ")";
   if (live_)
     redraw();
@@ -96,6 +100,13 @@ void Progress::trial_end(const Candidate& c, TrialStatus status, FailureClass fa
   if (failure != FailureClass::None) out_ << " failure " << to_string(failure);
   if (!reason.empty()) out_ << " (" << reason << ")";
   out_ << " in " << fixed(wall_s, 1) << " s\n" << std::flush;
+}
+
+void Progress::status(const std::string& line) {
+  clear_live_line();
+  out_ << line;
+  if (!best_.empty()) out_ << ", best " << best_;
+  out_ << ", ETA " << eta() << "\n" << std::flush;
 }
 
 void Progress::pruned(const std::string& id, const std::string& reason) {

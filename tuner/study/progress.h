@@ -17,6 +17,7 @@ class Progress {
   Progress(std::ostream& out, bool live) : out_(out), live_(live) {}
 
   void study_start(const std::string& study, int64_t candidates, int64_t finished, int64_t to_run);
+  // total 0: no known total ("[7]" rather than "[7/12]").
   void trial_start(int64_t index, int64_t total, const Candidate& c, int attempt, int steps);
   void step(const StepRow& row);
   void trial_end(const Candidate& c, TrialStatus status, FailureClass failure, const std::string& reason,
@@ -26,6 +27,11 @@ class Progress {
   void best(const std::string& id, double value, const std::string& objective);
   // Remaining trials, for the ETA (mean wall time of the trials run so far).
   void remaining(int64_t n) { remaining_ = n; }
+  // What is left of the time budget: the ETA is never past it.
+  void budget_left(std::optional<double> s) { budget_left_ = s; }
+  // The study's status after a trial (elapsed, budget, counts), with the best
+  // so far and the ETA: a line of its own on a terminal and in plain mode.
+  void status(const std::string& line);
 
  private:
   void redraw();
@@ -39,6 +45,7 @@ class Progress {
   std::optional<StepRow> last_step_;
   std::string best_;
   int64_t remaining_ = 0;
+  std::optional<double> budget_left_;
   double trial_wall_sum_ = 0;
   int64_t trials_timed_ = 0;
   bool line_open_ = false;

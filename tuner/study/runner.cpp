@@ -6,7 +6,6 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
-#include <set>
 
 #include "common/error.h"
 #include "common/hash.h"
@@ -17,10 +16,12 @@
 #include "tuner/plan/planner.h"
 #include "tuner/prune/pruner.h"
 #include "tuner/report/report.h"
-#include "tuner/search/strategy.h"
+#include "tuner/search/sampler.h"
 #include "tuner/store/store.h"
 #include "tuner/study/guard.h"
+#include "tuner/study/drive.h"
 #include "tuner/study/progress.h"
+#include "tuner/study/study.h"
 
 namespace fs = std::filesystem;
 
@@ -40,9 +41,9 @@ std::string hostname() {
 
 // The trial's job config: the candidate's production config plus what a short
 // trial needs (its step count, a step line every step). Not exported.
-JobConfig trial_config(const Candidate& c, const Space& space) {
+JobConfig trial_config(const Candidate& c, int steps) {
   JobConfig cfg = c.config;
-  if (!c.axes.count("training.steps")) cfg.set("training.steps", int64_t{space.trial.steps});
+  if (!c.axes.count("training.steps")) cfg.set("training.steps", int64_t{steps});
   if (!c.axes.count("metrics.log_freq")) cfg.set("metrics.log_freq", int64_t{1});
   return cfg;
 }
@@ -63,24 +64,41 @@ struct Attempt {
   std::string reason;
   TrialMetrics metrics;
   bool ok = false;
+  std::vector<double> counted;  // objective per counted step
+  bool stopped_early = false;
+  std::optional<double> startup_s, host_peak_rss_gib;
 };
+
+std::optional<double> step_objective(const StepRow& row, const std::string& objective) {
+  if (objective == "tps") return row.tps;
+  if (objective == "tflops") return row.tflops;
+  return row.mfu;
+}
 
 class TrialRunner {
  public:
+  // `dir_prefix` names the trial folders: "trial-" (the study's backend),
+  // "confirm-" ([confirm]'s production backend).
   TrialRunner(const Space& space, Store& store, Progress& progress, const RunOptions& opts, std::string token,
-              std::string run_mark)
+              std::string run_mark, std::string dir_prefix = "trial-")
       : space_(space),
         store_(store),
         progress_(progress),
         opts_(opts),
         token_(std::move(token)),
-        run_mark_(std::move(run_mark)) {
+        run_mark_(std::move(run_mark)),
+        dir_prefix_(std::move(dir_prefix)) {
     results_dir_ = fs::path(space.study.db_path).parent_path() / space.study.name;
   }
 
-  Attempt run_once(const Candidate& c) {
+  fs::path dir_of(const Candidate& c) const { return results_dir_ / (dir_prefix_ + c.id); }
+
+  // `stop` sees the objective of every counted step as it comes; a reason
+  // ends the trial (early stopping), which then counts as done on the steps
+  // it ran.
+  Attempt run_once(const Candidate& c, int steps, const StopCheck& stop) {
     const std::string& study = space_.study.name;
-    const fs::path dir = results_dir_ / ("trial-" + c.id);
+    const fs::path dir = dir_of(c);
     fs::create_directories(dir);
     // Files of an earlier attempt would mix into this one's metrics.
     for (const auto& e : fs::directory_iterator(dir))
@@ -88,10 +106,9 @@ class TrialRunner {
     const fs::path config_file = dir / "config.toml";
     {
       std::ofstream f(config_file);
-      f << "# partune trial " << c.id << " of study " << study << "\n" << trial_config(c, space_).to_toml();
+      f << "# partune trial " << c.id << " of study " << study << "\n" << trial_config(c, steps).to_toml();
       if (!f) throw InputError(config_file.string() + ": cannot write the trial config");
     }
-    store_.mark_running(study, c.id, 0, dir.string());
 
     TrialLaunchContext ctx;
     ctx.trial_id = c.id;
@@ -121,6 +138,9 @@ class TrialRunner {
     Attempt a;
     const bool per_rank_pipes = backend->one_process_per_rank() && procs.size() > 1;
     int failure_events = 0;
+    std::optional<std::string> stop_reason;
+    lo.stop_requested = [&] { return stop_reason.has_value(); };
+    const auto launched_at = Clock::now();
     a.launch = launch(
         procs, lo,
         [&](size_t proc, std::string_view line) {
@@ -130,6 +150,13 @@ class TrialRunner {
               if (p.rank <= 0 && (!per_rank_pipes || proc == 0)) {
                 store_.add_step(study, c.id, p.step, 0);
                 progress_.step(p.step);
+                if (!a.startup_s) a.startup_s = seconds_since(launched_at);
+                if (p.step.step > space_.trial.warmup_steps)
+                  if (auto v = step_objective(p.step, space_.study.objective)) {
+                    a.counted.push_back(*v);
+                    // The last step ends the trial anyway.
+                    if (!stop_reason && stop && p.step.step < steps) stop_reason = stop(a.counted);
+                  }
               }
               break;
             case ParsedLine::Kind::AllocRetries:
@@ -161,12 +188,30 @@ class TrialRunner {
     if (&best_log == &from_files)
       for (const auto& row : from_files.steps()) store_.add_step(study, c.id, row, 0);
 
+    if (have_files && from_files.has_init()) {
+      // The trainer's own clock, when it reports one, is closer than ours.
+      if (from_files.init().startup_s >= 0) a.startup_s = from_files.init().startup_s;
+      if (from_files.init().host_peak_rss_gib >= 0) a.host_peak_rss_gib = from_files.init().host_peak_rss_gib;
+    }
+    if (&best_log == &from_files) {
+      a.counted.clear();
+      for (const auto& row : from_files.steps())
+        if (row.step > space_.trial.warmup_steps)
+          if (auto v = step_objective(row, space_.study.objective)) a.counted.push_back(*v);
+    }
+
     int exit_code = 0, signal = 0;
     for (size_t i = 0; i < a.launch.exit_codes.size(); ++i) {
       if (a.launch.signals[i] && !signal) signal = a.launch.signals[i];
       if (a.launch.exit_codes[i] && !exit_code) exit_code = a.launch.exit_codes[i];
     }
     a.failure = classify_exit(exit_code, signal, a.launch.timed_out, a.launch.hung, a.log);
+    if (a.launch.stopped && stop_reason) {
+      // Ended by us: the signal is ours, not a crash.
+      a.failure = a.log.failure();
+      a.stopped_early = true;
+      a.reason = *stop_reason;
+    }
     if (a.failure == FailureClass::None && have_files) a.failure = from_files.failure();
     a.metrics = best_log.summarize(space_.trial.warmup_steps);
     if (a.failure == FailureClass::None && a.metrics.counted_steps == 0) {
@@ -198,6 +243,7 @@ class TrialRunner {
   const RunOptions& opts_;
   std::string token_;
   std::string run_mark_;
+  std::string dir_prefix_;
   fs::path results_dir_;
 };
 
@@ -235,6 +281,98 @@ TrialMetrics combine(const std::vector<TrialMetrics>& runs) {
     out.counted_steps += r.counted_steps;
   }
   return out;
+}
+
+// Real trials: processes, through TrialRunner. [trial] repeats > 1 runs a
+// request that many times and keeps the medians (a failure ends the repeats).
+class ProcessExecutor : public TrialExecutor {
+ public:
+  ProcessExecutor(const Space& space, TrialRunner& runner, Clock::time_point t0)
+      : space_(space), runner_(runner), t0_(t0) {}
+  double now_s() const override { return seconds_since(t0_); }
+  std::string log_dir(const Candidate& c) const override { return runner_.dir_of(c).string(); }
+  TrialOutcome run(const Candidate& c, const TrialRequest& request, const StopCheck& stop) override {
+    std::vector<TrialMetrics> runs;
+    Attempt last;
+    TrialOutcome o;
+    for (int rep = 0; rep < space_.trial.repeats; ++rep) {
+      last = runner_.run_once(c, request.steps, stop);
+      o.wall_s += last.launch.wall_s;
+      if (!last.ok) break;
+      runs.push_back(last.metrics);
+      if (last.stopped_early) break;
+    }
+    o.status = last.ok ? TrialStatus::Done : TrialStatus::Failed;
+    o.failure = last.failure;
+    o.reason = last.reason;
+    o.metrics = last.ok ? combine(runs) : last.metrics;
+    o.counted = last.counted;
+    o.stopped_early = last.stopped_early;
+    o.startup_s = last.startup_s;
+    o.host_peak_rss_gib = last.host_peak_rss_gib;
+    return o;
+  }
+
+ private:
+  const Space& space_;
+  TrialRunner& runner_;
+  Clock::time_point t0_;
+};
+
+nlohmann::json opt_json(const std::optional<double>& v) { return v ? nlohmann::json(*v) : nlohmann::json(nullptr); }
+
+// [confirm]: the top_k healthy trials, ranked by the study's own measurement,
+// re-run once on the production backend. Each run is a new attempt of the
+// trial (its step rows under that attempt, its files in confirm-<id>/); the
+// trial keeps the study's metrics and gets facts_json.production. A trial
+// that has a production measurement already is not re-run (resume).
+int64_t run_production_checks(const Space& space, Store& store, const std::vector<Candidate>& candidates,
+                              Progress& progress, const RunOptions& opts, const std::string& token,
+                              const std::string& run_mark) {
+  const std::string& study = space.study.name;
+  Space production = space;
+  production.backend = space.confirm->backend;
+  TrialRunner runner(production, store, progress, opts, token, run_mark, "confirm-");
+  std::vector<TrialRecord> own = store.trials(study);
+  for (auto& r : own) r.facts.erase("production");  // rank by the study's measurement
+  const HealthRule& limit = space.prune;
+  const auto top = rank_best(own, space.study.objective, static_cast<size_t>(space.confirm->top_k), limit);
+  int64_t ran = 0;
+  for (const auto& r : top) {
+    const TrialRecord now = *store.trial(study, r.id);
+    if (now.facts.contains("production")) continue;
+    const auto c = std::find_if(candidates.begin(), candidates.end(), [&](const Candidate& x) { return x.id == r.id; });
+    if (c == candidates.end()) continue;  // ingested, not in this plan
+    progress.note("production check of " + r.id + " on the " + production.backend.kind + " backend ([confirm])");
+    store.mark_running(study, r.id, 0, runner.dir_of(*c).string());
+    progress.trial_start(++ran, static_cast<int64_t>(top.size()), *c, now.attempt + 1, space.trial.steps);
+    Attempt a = runner.run_once(*c, space.trial.steps, {});
+    const TrialStatus status = a.ok ? TrialStatus::Done : TrialStatus::Failed;
+    const bool healthy = a.ok && !over_memory_limit(a.failure, a.metrics, limit);
+    const TrialMetrics& m = a.metrics;
+    const nlohmann::json metrics = {{"mfu", opt_json(m.mfu)},
+                                    {"tps", opt_json(m.tps)},
+                                    {"tflops", opt_json(m.tflops)},
+                                    {"memory_gib", opt_json(m.memory_gib)},
+                                    {"memory_pct", opt_json(m.memory_pct)},
+                                    {"alloc_retries", m.alloc_retries},
+                                    {"oom_errors", m.oom_errors},
+                                    {"counted_steps", m.counted_steps}};
+    // The study's own result stays the trial's result; production is beside it.
+    store.finish_trial(study, r.id, now.status, now.failure, now.reason, now.metrics, now.wall_s.value_or(0));
+    store.set_facts(study, r.id,
+                    {{"production",
+                      {{"backend", production.backend.kind},
+                       {"attempt", now.attempt + 1},
+                       {"status", std::string(to_string(status))},
+                       {"failure", std::string(to_string(a.failure))},
+                       {"reason", a.reason},
+                       {"healthy", healthy},
+                       {"wall_s", a.launch.wall_s},
+                       {"metrics", metrics}}}});
+    progress.trial_end(*c, status, a.failure, a.reason, a.metrics, a.launch.wall_s);
+  }
+  return ran;
 }
 
 }  // namespace
@@ -275,6 +413,7 @@ RunSummary run_study(const Space& space, const RunOptions& opts, std::ostream& o
                {"devices", space.hardware.devices},
                {"nodes", space.hardware.nodes},
                {"backend", space.backend.kind},
+               {"strategy", space.search.strategy},
                {"memory_headroom", space.prune.memory_headroom},
                {"alloc_retries_over_limit", space.prune.alloc_retries_over_limit}};
   store.ensure_study(row);
@@ -296,105 +435,35 @@ RunSummary run_study(const Space& space, const RunOptions& opts, std::ostream& o
     ++summary.reset;
   }
 
-  std::map<std::string, TrialRecord> records;
-  for (auto& r : store.trials(study)) records.emplace(r.id, std::move(r));
-  std::set<std::string> in_plan;
-  for (const auto& c : planned.candidates) in_plan.insert(c.id);
-
-  auto status_of = [&](const std::string& id) { return store.trial(study, id)->status; };
-  int64_t launched_total = 0;  // trials of this study run so far (any run), for max_trials
-  std::optional<std::pair<std::string, double>> best;
-  for (const auto& [id, r] : records) {
-    if (!in_plan.count(id)) continue;
-    if (r.status != TrialStatus::Pending) ++summary.finished_before;
-    if (r.status == TrialStatus::Done || r.status == TrialStatus::Failed) ++launched_total;
-    if (r.status == TrialStatus::Done)
-      if (auto v = objective_metric(r.metrics, space.study.objective); v && (!best || *v > best->second))
-        best = {id, *v};
-  }
-  if (best) progress.best(best->first, best->second, space.study.objective);
-  const std::optional<int64_t> max_trials = opts.max_trials ? opts.max_trials : space.search.max_trials;
-
-  auto strategy = make_strategy(space.search);
-  const auto order = strategy->order(planned.candidates);
-  auto pending_count = [&]() {
-    int64_t n = 0;
-    for (size_t i : order)
-      if (status_of(planned.candidates[i].id) == TrialStatus::Pending) ++n;
-    return n;
-  };
+  const std::optional<double> budget = opts.time_budget_s ? opts.time_budget_s : space.search.time_budget_s;
+  Study state(space, planned.candidates, store, make_memory_model(space), [t0] { return seconds_since(t0); },
+              budget);
+  const StudyCounts before = state.counts();
+  summary.finished_before = before.done + before.failed + before.pruned;
+  if (auto best = state.best()) progress.best(state.candidate(*best).id, *state.value(*best), space.study.objective);
   progress.study_start(study, static_cast<int64_t>(planned.candidates.size()), summary.finished_before,
-                       pending_count());
+                       before.pending);
 
+  auto sampler = make_sampler(space.search);
   TrialRunner runner(space, store, progress, opts, token, run_mark);
-  const HealthRule& limit = space.prune;
-  int64_t index = 0;
-  const int64_t total = static_cast<int64_t>(order.size());
-  for (size_t i : order) {
-    ++index;
-    const Candidate& c = planned.candidates[i];
-    if (status_of(c.id) != TrialStatus::Pending) continue;
-    if (max_trials && launched_total >= *max_trials) {
-      progress.note("max_trials (" + std::to_string(*max_trials) + ") reached");
-      break;
-    }
-    if (opts.time_budget_s && seconds_since(t0) >= *opts.time_budget_s) {
-      summary.stopped_by_budget = true;
-      progress.note("time budget of " + std::to_string(int(*opts.time_budget_s)) +
-                    " s reached; run the same command again to resume");
-      break;
-    }
-    progress.remaining(pending_count());
-    std::vector<TrialMetrics> runs;
-    Attempt last;
-    double wall = 0;
-    for (int rep = 0; rep < space.trial.repeats; ++rep) {
-      progress.trial_start(index, total, c, store.trial(study, c.id)->attempt + 1, space.trial.steps);
-      last = runner.run_once(c);
-      wall += last.launch.wall_s;
-      summary.trial_wall_s += last.launch.wall_s;
-      if (!last.ok) break;
-      runs.push_back(last.metrics);
-    }
-    ++summary.ran;
-    ++launched_total;
-    const TrialMetrics metrics = last.ok ? combine(runs) : last.metrics;
-    const TrialStatus status = last.ok ? TrialStatus::Done : TrialStatus::Failed;
-    store.finish_trial(study, c.id, status, last.failure, last.reason, metrics, wall);
-    progress.trial_end(c, status, last.failure, last.reason, metrics, wall);
-    if (status == TrialStatus::Done)
-      if (auto v = objective_metric(metrics, space.study.objective); v && (!best || *v > best->second)) {
-        best = {c.id, *v};
-        progress.best(c.id, *v, space.study.objective);
-      }
+  ProcessExecutor executor(space, runner, t0);
+  DriveOptions drive;
+  drive.budget_s = budget;
+  drive.max_trials = opts.max_trials ? opts.max_trials : space.search.max_trials;
+  const DriveSummary d = drive_study(state, *sampler, executor, progress, drive);
+  summary.ran = d.launched;
+  summary.trial_wall_s = d.trial_wall_s;
+  summary.stopped_by_budget = d.stopped_by_budget;
+  // The production check needs the study's final ranking: not after a stop
+  // by budget or max_trials (the next run does it when the study ends).
+  if (space.confirm && !d.stopped_by_budget && !d.stopped_by_max_trials)
+    summary.ran += run_production_checks(space, store, planned.candidates, progress, opts, token, run_mark);
 
-    // Over the memory limit: what needs at least as much memory is not worth a run.
-    if (auto why = over_memory_limit(last.failure, metrics, limit)) {
-      std::vector<const Candidate*> pending;
-      for (const auto& other : planned.candidates)
-        if (status_of(other.id) == TrialStatus::Pending) pending.push_back(&other);
-      for (const auto& d : dominated_by(c, *why, pending))
-        if (store.mark_pruned(study, d.candidate_id, d.reason, c.id)) progress.pruned(d.candidate_id, d.reason);
-    }
-  }
-
-  for (const auto& r : store.trials(study)) {
-    if (!in_plan.count(r.id)) continue;
-    switch (r.status) {
-      case TrialStatus::Done:
-        ++summary.done;
-        break;
-      case TrialStatus::Failed:
-        ++summary.failed;
-        break;
-      case TrialStatus::Pruned:
-        ++summary.pruned;
-        break;
-      default:
-        ++summary.pending;
-        break;
-    }
-  }
+  const StudyCounts after = state.counts();
+  summary.done = after.done;
+  summary.failed = after.failed;
+  summary.pruned = after.pruned;
+  summary.pending = after.pending + after.running;
   summary.candidates = static_cast<int64_t>(planned.candidates.size());
   summary.wall_s = seconds_since(t0);
   return summary;

@@ -1,8 +1,8 @@
 // The study runner: `tune run`. Plans the space, records the candidates,
-// ends whatever a killed earlier run left behind, then launches the trials in
-// the Strategy's order — each one written to the store as it happens, parsed,
-// classified, summarised — and prunes what a trial over the memory limit
-// makes pointless. Killing tune at any moment loses nothing: running it again
+// ends whatever a killed earlier run left behind, then runs the study loop
+// (drive.h) with the space's sampler on real processes — each trial written
+// to the store as it happens, parsed, classified, summarised — pruning what
+// the memory model or a trial over the memory limit makes pointless. Killing tune at any moment loses nothing: running it again
 // resumes (finished trials are not rerun; interrupted ones are).
 #pragma once
 #include <cstdint>
@@ -16,8 +16,8 @@ namespace partune {
 
 struct RunOptions {
   std::string tune_exe;                   // path of the running tune (locates bin/trainer)
-  std::optional<double> time_budget_s;    // start no trial after this many seconds
-  std::optional<int64_t> max_trials;      // overrides [search] max_trials
+  std::optional<double> time_budget_s;    // overrides [search] time_budget: no trial starts after it
+  std::optional<int64_t> max_trials;      // overrides [search] max_trials: launches by this run
   bool live = false;                      // rewrite a status line (terminal)
 };
 

@@ -1,0 +1,232 @@
+// A simulated 8xH200 landscape for Qwen3-30B-A3B, and a trial executor that
+// answers from it with a simulated clock: the study loop, the Study and the
+// samplers run as they do for real processes, only the trials are made up.
+// Shared by the simulated-study test and bench_search_sim.
+//
+// The landscape (per rank, 8 GPUs of 139.8 GiB, 989 TFLOPS bf16 peak):
+//   - MFU: a layout factor (TP costs, EP helps, ETP = TP costs a little, a
+//     fixed +-4% per layout), GEMM saturation with tokens per rank, a small
+//     gain with sequence length, the AC mode's recompute (none 1, selective
+//     0.92, full 0.78), a TP=4 small-batch penalty and an expert all-to-all
+//     cost that shrinks with tokens per rank faster the larger EP is (two
+//     interactions the throughput model's main effects do not have);
+//   - memory: 61 GiB of sharded weights, gradients and AdamW state, 8/EP GiB
+//     of gathered expert weights, activations and fp32 logits growing with
+//     tokens per rank (AC-dependent);
+//   - over 92% of the device: allocation retries and 15% less throughput;
+//     over 100%: OOM at the first step;
+//   - the layout TP=2 EP=8 ETP=1 hangs (no output until the hang timeout);
+//   - every trial pays a start-up of 360 s (48 layers: minutes), more than
+//     the 20 steps of most candidates; steps take tokens * 6 * 3.3e9 FLOPs at
+//     the trial's MFU; step-to-step noise 2%, trial-to-trial 0.4%.
+// The memory model the study gets is the truth with a per-layout bias of up
+// to +-8% and a global +5%, 8% uncertainty, recalibrated (one scale) on every
+// measured trial, as the real model is.
+#pragma once
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <optional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "common/hash.h"
+#include "tuner/estimate/memory_model.h"
+#include "tuner/plan/planner.h"
+#include "tuner/space/space.h"
+#include "tuner/study/executor.h"
+
+namespace partune::sim {
+
+inline constexpr double kCapacityGib = 139.8;
+inline constexpr double kStartupS = 360;
+inline constexpr double kHangTimeoutS = 600;
+
+// Deterministic on every platform: our own normal draw from mt19937_64.
+class Rng {
+ public:
+  explicit Rng(uint64_t seed) : g_(seed) {}
+  double uniform() { return (static_cast<double>(g_() >> 11) + 0.5) / 9007199254740992.0; }
+  double normal() { return std::sqrt(-2.0 * std::log(uniform())) * std::cos(2.0 * M_PI * uniform()); }
+  uint64_t next() { return g_(); }
+
+ private:
+  std::mt19937_64 g_;
+};
+
+// A number in [-1, 1) fixed by a text.
+inline double hashed_unit(const std::string& text) {
+  return static_cast<double>(fnv1a64(text) % 2000001) / 1000000.0 - 1.0;
+}
+
+struct Truth {
+  double mfu = 0;         // percent, what a long trial would measure (retries included)
+  double memory_gib = 0;  // peak reserved per rank
+  bool hangs = false;
+  bool healthy = false;  // within the 90% headroom, no hang
+  double step_s = 0;
+};
+
+inline Truth truth(const Candidate& c) {
+  const JobConfig& cfg = c.config;
+  const double tp = static_cast<double>(cfg.get_int("parallelism.tensor_parallel_degree"));
+  const double ep = static_cast<double>(cfg.get_int("parallelism.expert_parallel_degree"));
+  const double etp = static_cast<double>(cfg.get_int("parallelism.expert_tensor_parallel_degree"));
+  const double lbs = static_cast<double>(cfg.get_int("training.local_batch_size"));
+  const double seq = static_cast<double>(cfg.get_int("training.seq_len"));
+  const std::string ac = cfg.get_string("activation_checkpoint.mode");
+  const double tokens = lbs * seq / tp;  // per rank
+
+  const double f_tp = tp == 1 ? 1.0 : tp == 2 ? 0.90 : 0.74;
+  const double f_ep = ep == 1 ? 0.70 : ep == 2 ? 0.86 : ep == 4 ? 0.97 : 1.0;
+  const double f_etp = etp > 1 ? 0.93 : 1.0;
+  const std::string layout = std::to_string(int(tp)) + "/" + std::to_string(int(ep)) + "/" + std::to_string(int(etp));
+  const double f_layout = 1.0 + 0.04 * hashed_unit("layout " + layout);
+  const double f_sat = std::sqrt(tokens / (tokens + 8192.0));
+  const double f_seq = 1.0 + 0.03 * std::log2(seq / 4096.0);
+  const double f_ac = ac == "none" ? 1.0 : ac == "selective" ? 0.92 : 0.78;
+  const double f_int = tp == 4 && lbs <= 4 ? 0.92 : 1.0;
+  // Expert all-to-all latency is amortised over more tokens: EP gains more
+  // at large batches (a layout x batch interaction).
+  const double f_a2a = 1.0 - 0.12 * (ep / 8.0) * std::sqrt(4096.0 / tokens);
+
+  Truth t;
+  const double act = ac == "none" ? 0.75 : ac == "selective" ? 0.45 : 0.08;  // GiB per 1k tokens
+  t.memory_gib = 61.0 + 8.0 / ep + tokens / 1000.0 * (act + 0.25);
+  t.mfu = 40.0 * f_tp * f_ep * f_etp * f_layout * f_sat * f_seq * f_ac * f_int * f_a2a;
+  if (t.memory_gib > 0.92 * kCapacityGib) t.mfu *= 0.85;
+  t.hangs = tp == 2 && ep == 8 && etp == 1;
+  t.healthy = !t.hangs && t.memory_gib <= 0.90 * kCapacityGib;
+  const double flops = lbs * seq * 8.0 * 6.0 * 3.3e9;  // the whole step, 8 ranks
+  t.step_s = flops / (8.0 * t.mfu / 100.0 * 989e12);
+  return t;
+}
+
+class SimMemoryModel : public MemoryModel {
+ public:
+  MemoryPrediction predict(const JobConfig& config) const override {
+    MemoryPrediction p;
+    p.memory_gib = raw(config) * scale_;
+    p.sigma_gib = p.memory_gib * (n_ >= 3 ? 0.03 : 0.08);
+    p.terms.overhead = p.memory_gib;
+    return p;
+  }
+  void observe(const JobConfig& config, double measured_gib) override {
+    ratio_sum_ += measured_gib / raw(config);
+    ++n_;
+    scale_ = ratio_sum_ / static_cast<double>(n_);
+  }
+  int64_t observations() const override { return n_; }
+
+ private:
+  static double raw(const JobConfig& config) {
+    Candidate c;
+    c.config = config;
+    const std::string layout = std::to_string(config.get_int("parallelism.tensor_parallel_degree")) + "/" +
+                               std::to_string(config.get_int("parallelism.expert_parallel_degree"));
+    return truth(c).memory_gib * 1.05 * (1.0 + 0.08 * hashed_unit("bias " + layout));
+  }
+  double scale_ = 1.0;
+  double ratio_sum_ = 0;
+  int64_t n_ = 0;
+};
+
+// Launch counts by what happened, for the requirement's limits.
+struct SimCounts {
+  int64_t launched = 0, oom = 0, hang = 0, stopped_early = 0;
+};
+
+class SimExecutor : public TrialExecutor {
+ public:
+  SimExecutor(uint64_t seed, const TrialSpec& trial) : rng_(seed * 7919 + 17), trial_(trial) {}
+  double now_s() const override { return clock_s_; }
+  std::string log_dir(const Candidate&) const override { return ""; }
+  const SimCounts& counts() const { return counts_; }
+
+  TrialOutcome run(const Candidate& c, const TrialRequest& request, const StopCheck& stop) override {
+    const Truth t = truth(c);
+    TrialOutcome o;
+    ++counts_.launched;
+    double wall = kStartupS;
+    o.startup_s = kStartupS;
+    if (t.hangs) {
+      ++counts_.hang;
+      o.status = TrialStatus::Failed;
+      o.failure = FailureClass::Hang;
+      o.reason = "no output for " + std::to_string(int(kHangTimeoutS)) + " s";
+      clock_s_ += wall + kHangTimeoutS;
+      o.wall_s = wall + kHangTimeoutS;
+      return o;
+    }
+    if (t.memory_gib > kCapacityGib) {
+      ++counts_.oom;
+      o.status = TrialStatus::Failed;
+      o.failure = FailureClass::Oom;
+      o.reason = "CUDA out of memory";
+      clock_s_ += wall + t.step_s;
+      o.wall_s = wall + t.step_s;
+      return o;
+    }
+    const double trial_factor = 1.0 + 0.004 * rng_.normal();
+    std::vector<double> values;
+    int steps_run = 0;
+    for (int step = 1; step <= request.steps; ++step) {
+      ++steps_run;
+      wall += t.step_s;
+      if (step <= trial_.warmup_steps) continue;
+      values.push_back(t.mfu * trial_factor * (1.0 + 0.02 * rng_.normal()));
+      // The last step ends the trial anyway.
+      if (step == request.steps) continue;
+      if (!stop) continue;
+      if (auto why = stop(values)) {
+        o.stopped_early = true;
+        o.reason = *why;
+        ++counts_.stopped_early;
+        break;
+      }
+    }
+    std::vector<double> sorted = values;
+    std::sort(sorted.begin(), sorted.end());
+    const size_t n = sorted.size();
+    o.metrics.mfu = n % 2 ? sorted[n / 2] : (sorted[n / 2 - 1] + sorted[n / 2]) / 2;
+    o.metrics.memory_gib = t.memory_gib * (1.0 + 0.005 * rng_.normal());
+    o.metrics.memory_pct = 100.0 * *o.metrics.memory_gib / kCapacityGib;
+    o.metrics.alloc_retries = t.memory_gib > 0.92 * kCapacityGib ? steps_run : 0;
+    o.metrics.counted_steps = static_cast<int64_t>(n);
+    o.counted = values;
+    o.status = TrialStatus::Done;
+    o.wall_s = wall;
+    clock_s_ += wall;
+    return o;
+  }
+
+ private:
+  Rng rng_;
+  TrialSpec trial_;
+  double clock_s_ = 0;
+  SimCounts counts_;
+};
+
+// The shipped 8xH200 space with the simulation's device memory, its own
+// database, the given strategy and seed, and every axis's values shuffled by
+// the seed (the outcome must not depend on their order).
+inline Space sim_space(const std::string& source_dir, const std::string& db, const std::string& strategy, uint64_t seed,
+                       std::optional<uint64_t> shuffle_seed = std::nullopt) {
+  Space s = load_space(source_dir + "/search_spaces/qwen3_30b_a3b_8xh200.toml");
+  s.study.db_path = db;
+  s.study.name = "sim_" + strategy + "_" + std::to_string(seed);
+  s.hardware.memory_gib = kCapacityGib;
+  s.trial.hang_timeout_s = kHangTimeoutS;
+  s.search.strategy = strategy;
+  s.search.seed = seed;
+  Rng rng(shuffle_seed.value_or(seed) + 1000);
+  for (auto& axis : s.axes)
+    for (size_t i = axis.values.size(); i > 1; --i) std::swap(axis.values[i - 1], axis.values[rng.next() % i]);
+  return s;
+}
+
+}  // namespace partune::sim

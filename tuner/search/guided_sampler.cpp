@@ -1,0 +1,376 @@
+#include "tuner/search/guided_sampler.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <limits>
+#include <numeric>
+
+#include "common/hash.h"
+#include "tuner/prune/pruner.h"
+
+namespace partune {
+
+namespace {
+
+constexpr double kNone = -std::numeric_limits<double>::infinity();
+constexpr const char* kLbs = "training.local_batch_size";
+constexpr const char* kSeq = "training.seq_len";
+
+double axis_number(const Candidate& c, const char* key) {
+  auto it = c.axes.find(key);
+  if (it != c.axes.end()) {
+    if (auto* i = std::get_if<int64_t>(&it->second)) return static_cast<double>(*i);
+    if (auto* d = std::get_if<double>(&it->second)) return *d;
+  }
+  if (auto v = c.config.get(key))
+    if (auto* i = std::get_if<int64_t>(&*v)) return static_cast<double>(*i);
+  return 0;
+}
+
+std::string pct(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.2f%%", 100.0 * v);
+  return buf;
+}
+
+std::string num(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, std::fabs(v) >= 1e4 ? "%.0f" : "%.4g", v);
+  return buf;
+}
+
+double normal_cdf(double z) { return 0.5 * std::erfc(-z / std::sqrt(2.0)); }
+double normal_pdf(double z) { return std::exp(-0.5 * z * z) / std::sqrt(2.0 * M_PI); }
+
+// Expected improvement of a normal N(mean, sd) over `best`.
+double expected_improvement(double mean, double sd, double best) {
+  if (sd <= 0) return std::max(0.0, mean - best);
+  const double z = (mean - best) / sd;
+  return sd * (z * normal_cdf(z) + normal_pdf(z));
+}
+
+bool is_layout_failure(FailureClass f) {
+  return f == FailureClass::Hang || f == FailureClass::Crash || f == FailureClass::Nccl || f == FailureClass::Timeout ||
+         f == FailureClass::Error;
+}
+
+}  // namespace
+
+void GuidedSampler::init(const StudyView& view) {
+  initialised_ = true;
+  const size_t n = view.size();
+  std::vector<Candidate> cands;
+  cands.reserve(n);
+  for (size_t i = 0; i < n; ++i) {
+    cands.push_back(view.candidate(i));
+    ids_.push_back(cands.back().id);
+  }
+  model_ = std::make_unique<ThroughputModel>(cands);
+  state_.assign(n, {});
+  layout_of_.assign(n, 0);
+  std::map<std::string, size_t> by_key;
+  for (size_t i = 0; i < n; ++i) {
+    const std::string key = layout_key(cands[i]);
+    auto [it, inserted] = by_key.emplace(key, layouts_.size());
+    if (inserted) layouts_.push_back({key, {}, false, ""});
+    layouts_[it->second].members.push_back(i);
+    layout_of_[i] = it->second;
+  }
+  // Probe order: seeded, by the layout's content (not its place in the file).
+  std::vector<std::pair<uint64_t, size_t>> keyed;
+  for (size_t l = 0; l < layouts_.size(); ++l)
+    keyed.emplace_back(fnv1a64(layouts_[l].key + "#" + std::to_string(opt_.seed)), l);
+  std::sort(keyed.begin(), keyed.end());
+  std::vector<Layout> ordered;
+  for (const auto& [h, l] : keyed) ordered.push_back(layouts_[l]);
+  layouts_ = std::move(ordered);
+  for (size_t l = 0; l < layouts_.size(); ++l)
+    for (size_t i : layouts_[l].members) layout_of_[i] = l;
+}
+
+uint64_t GuidedSampler::tie(size_t i) const { return fnv1a64(ids_[i] + "#" + std::to_string(opt_.seed)); }
+
+double GuidedSampler::known_value(size_t i) const {
+  const State& s = state_[i];
+  if (!s.healthy) return kNone;
+  if (!s.full_values.empty())
+    return std::accumulate(s.full_values.begin(), s.full_values.end(), 0.0) / static_cast<double>(s.full_values.size());
+  return s.short_value.value_or(kNone);
+}
+
+double GuidedSampler::best_known() const {
+  double best = kNone;
+  for (size_t i = 0; i < state_.size(); ++i) best = std::max(best, known_value(i));
+  return best;
+}
+
+TrialRequest GuidedSampler::request(const StudyView& view, size_t i, Fidelity f, std::string why) {
+  const TrialSpec& t = view.trial_spec();
+  TrialRequest r;
+  r.index = i;
+  r.fidelity = f;
+  r.why = std::move(why);
+  const int short_steps = t.warmup_steps + opt_.short_counted_steps;
+  // A short trial that is not much shorter than a full one is not worth a
+  // second start-up later: run it full at once.
+  if (f == Fidelity::Short && 2 * short_steps > t.steps) r.fidelity = Fidelity::Full;
+  r.steps = r.fidelity == Fidelity::Short ? short_steps : t.steps;
+  outstanding_.insert(i);
+  return r;
+}
+
+std::optional<TrialRequest> GuidedSampler::next_probe(const StudyView& view) {
+  for (auto& layout : layouts_) {
+    if (layout.probed || !layout.set_aside.empty()) continue;
+    // Smallest batch, then smallest sequence, then the lightest activation
+    // checkpointing, among the members predicted to fit.
+    std::optional<size_t> pick;
+    auto rank = [&](size_t i) {
+      const Candidate& c = view.candidate(i);
+      return std::make_tuple(axis_number(c, kLbs), axis_number(c, kSeq), -ac_memory_rank(c.config), tie(i));
+    };
+    for (size_t i : layout.members) {
+      if (view.status(i) != TrialStatus::Pending || outstanding_.count(i) || !view.predicted_to_fit(i)) continue;
+      if (state_[i].short_value || !state_[i].full_values.empty()) continue;
+      if (!pick || rank(i) < rank(*pick)) pick = i;
+    }
+    layout.probed = true;
+    if (!pick) {
+      layout.set_aside = "no candidate of the layout is predicted to fit in memory";
+      notes_.push_back("layout " + layout.key + " set aside: " + layout.set_aside);
+      continue;
+    }
+    return request(view, *pick, Fidelity::Short,
+                   layout.key.empty() ? std::string("probe of the only layout") : "probe of layout " + layout.key);
+  }
+  return std::nullopt;
+}
+
+std::optional<TrialRequest> GuidedSampler::next_promotion(const StudyView& view) {
+  while (!promotions_.empty()) {
+    const size_t i = promotions_.front();
+    promotions_.erase(promotions_.begin());
+    // Pending again when a killed tune interrupted its full run.
+    const TrialStatus st = view.status(i);
+    if (outstanding_.count(i) || !state_[i].healthy || (st != TrialStatus::Done && st != TrialStatus::Pending))
+      continue;
+    if (!state_[i].full_values.empty()) continue;  // a resumed study measured it in full already
+    return request(view, i, Fidelity::Full,
+                   "promoted: short result within " + pct(opt_.promote_margin) + " of the best");
+  }
+  return std::nullopt;
+}
+
+std::optional<TrialRequest> GuidedSampler::next_explore(const StudyView& view) {
+  if (exploring_done_) return std::nullopt;
+  if (since_gain_ >= opt_.patience) {
+    exploring_done_ = true;
+    notes_.push_back("exploration ends: " + std::to_string(since_gain_) + " trials without a 0.5% gain");
+    return std::nullopt;
+  }
+  if (auto left = view.remaining_s()) {
+    const double full = full_cost_n_ ? full_cost_sum_ / full_cost_n_ : 0;
+    const double shorter = short_cost_n_ ? short_cost_sum_ / short_cost_n_ : full;
+    const double keep = opt_.confirm_top_k * full + shorter;
+    if (*left < keep) {
+      exploring_done_ = true;
+      ended_by_budget_ = true;
+      notes_.push_back("exploration ends: the " + num(*left) + " s left of the time budget go to confirmation");
+      return std::nullopt;
+    }
+  }
+  if (model_stale_) {
+    std::vector<std::pair<size_t, double>> obs;
+    for (size_t i = 0; i < state_.size(); ++i)
+      if (double v = known_value(i); v > 0) obs.emplace_back(i, std::log(v));
+    model_->fit(obs);
+    model_stale_ = false;
+  }
+  const double best = best_known();
+  const double best_log = best > 0 ? std::log(best) : kNone;
+  // Nothing measured yet but trials running: their results come first.
+  if (best_log == kNone && !outstanding_.empty()) return std::nullopt;
+  std::optional<size_t> pick;
+  double pick_score = 0;
+  for (size_t i = 0; i < state_.size(); ++i) {
+    if (view.status(i) != TrialStatus::Pending || outstanding_.count(i) || !state_[i].healthy) continue;
+    if (state_[i].short_value) continue;  // measured; a promotion is its next run
+    if (!layouts_[layout_of_[i]].set_aside.empty() || !view.predicted_to_fit(i)) continue;
+    const auto p = model_->predict(i);
+    const double ei = best_log == kNone ? std::exp(p.mean + p.sd) : expected_improvement(p.mean, p.sd, best_log);
+    const double score = ei * view.fit_probability(i);
+    if (!pick || score > pick_score || (score == pick_score && tie(i) < tie(*pick))) {
+      pick = i;
+      pick_score = score;
+    }
+  }
+  if (!pick) {
+    if (!outstanding_.empty()) return std::nullopt;  // the running ones may open new candidates
+    exploring_done_ = true;
+    notes_.push_back("exploration ends: no candidate left to try");
+    return std::nullopt;
+  }
+  if (best_log != kNone && pick_score < opt_.min_improvement) {
+    exploring_done_ = true;
+    notes_.push_back("exploration ends: the best expected improvement is " + pct(pick_score) + " (< " +
+                     pct(opt_.min_improvement) + ")");
+    return std::nullopt;
+  }
+  const auto p = model_->predict(*pick);
+  return request(view, *pick, Fidelity::Short,
+                 "expected improvement " + pct(pick_score) + " (model " + num(std::exp(p.mean)) + " +- " + pct(p.sd) +
+                     ", fits with p=" + num(view.fit_probability(*pick)) + ")");
+}
+
+std::optional<TrialRequest> GuidedSampler::next_confirm(const StudyView& view) {
+  std::vector<size_t> full;
+  for (size_t i = 0; i < state_.size(); ++i)
+    if (state_[i].healthy && !state_[i].full_values.empty() && view.status(i) == TrialStatus::Done) full.push_back(i);
+  std::sort(full.begin(), full.end(), [&](size_t a, size_t b) {
+    const double va = known_value(a), vb = known_value(b);
+    return va != vb ? va > vb : tie(a) < tie(b);
+  });
+  if (full.size() > static_cast<size_t>(opt_.confirm_top_k)) full.resize(static_cast<size_t>(opt_.confirm_top_k));
+  // Only contenders: a config clearly below the best would not change the
+  // ranking however its re-run came out.
+  const double best = full.empty() ? 0 : known_value(full.front());
+  std::erase_if(full, [&](size_t i) { return known_value(i) < (1 - 2 * opt_.promote_margin) * best; });
+  for (size_t i : full) {
+    if (state_[i].confirmed || state_[i].full_values.size() >= 2 || outstanding_.count(i)) continue;
+    state_[i].confirmed = true;  // asked once, whatever comes of it
+    return request(view, i, Fidelity::Confirm,
+                   "confirmation of a top-" + std::to_string(opt_.confirm_top_k) + " result");
+  }
+  return std::nullopt;
+}
+
+Ask GuidedSampler::ask(const StudyView& view) {
+  if (!initialised_) init(view);
+  if (auto r = next_probe(view)) return Ask::trial(*r);
+  if (auto r = next_promotion(view)) return Ask::trial(*r);
+  if (auto r = next_explore(view)) return Ask::trial(*r);
+  // Confirmation waits for the promotions and explorations in flight.
+  if (!outstanding_.empty()) return Ask::wait("waiting for running trials before confirmation");
+  if (auto r = next_confirm(view)) return Ask::trial(*r);
+  if (!outstanding_.empty()) return Ask::wait("waiting for confirmation runs");
+  if (ended_by_budget_)
+    return Ask::finished(
+        "the time budget is used up and the best so far confirmed; run the same command again to go on");
+  return Ask::finished("explored and confirmed");
+}
+
+void GuidedSampler::tell(const StudyView& view, const TrialReport& report) {
+  if (!initialised_) init(view);
+  const size_t i = report.request.index;
+  outstanding_.erase(i);
+  State& s = state_[i];
+  Layout& layout = layouts_[layout_of_[i]];
+  if (report.status == TrialStatus::Pruned) {
+    // A probe that could not run: the layout gets another probe.
+    if (report.request.why.rfind("probe", 0) == 0) layout.probed = false;
+    s.healthy = false;
+    return;
+  }
+  if (report.status != TrialStatus::Done && report.status != TrialStatus::Failed) return;
+  layout.probed = true;  // a result of any member (a resumed study's too) tells about the layout
+  (report.request.fidelity == Fidelity::Short ? short_cost_sum_ : full_cost_sum_) += report.wall_s;
+  ++(report.request.fidelity == Fidelity::Short ? short_cost_n_ : full_cost_n_);
+  if (report.status == TrialStatus::Failed) {
+    s.healthy = false;
+    if (is_layout_failure(report.failure) && layout.set_aside.empty()) {
+      // At the layout's smallest batch and sequence, the failure is not about
+      // memory: the layout itself does not run.
+      const Candidate& c = view.candidate(i);
+      bool smallest = true;
+      for (size_t m : layout.members) {
+        const Candidate& o = view.candidate(m);
+        if (axis_number(o, kLbs) < axis_number(c, kLbs) ||
+            (axis_number(o, kLbs) == axis_number(c, kLbs) && axis_number(o, kSeq) < axis_number(c, kSeq)))
+          smallest = false;
+      }
+      if (smallest) {
+        layout.set_aside = std::string(to_string(report.failure)) + " at its smallest batch and sequence (trial " +
+                           c.id + (report.reason.empty() ? "" : ": " + report.reason) + ")";
+        notes_.push_back("layout " + layout.key + " set aside: " + layout.set_aside);
+      }
+    }
+    ++since_gain_;
+    return;
+  }
+  if (!report.healthy || !report.value) {
+    s.healthy = false;
+    ++since_gain_;
+    return;
+  }
+  // Step-to-step noise, pooled over trials: the yardstick of early stopping.
+  if (report.counted.size() >= 3) {
+    const double n = static_cast<double>(report.counted.size());
+    const double m = std::accumulate(report.counted.begin(), report.counted.end(), 0.0) / n;
+    double ss = 0;
+    for (double v : report.counted) ss += (v - m) * (v - m);
+    if (m > 0) {
+      step_rel_sd_sum_ += std::sqrt(ss / (n - 1)) / m;
+      ++step_rel_sd_n_;
+    }
+  }
+  const double before = best_known();
+  const double v = *report.value;
+  if (report.request.fidelity == Fidelity::Short) {
+    s.short_value = v;
+  } else {
+    s.full_values.push_back(v);
+    if (report.request.fidelity == Fidelity::Confirm) s.confirmed = true;
+  }
+  s.stopped_early = s.stopped_early || report.stopped_early;
+  model_stale_ = true;
+  if (report.request.fidelity == Fidelity::Short && !report.stopped_early && !s.promoted &&
+      (before == kNone || v >= (1 - opt_.promote_margin) * before)) {
+    s.promoted = true;
+    promotions_.push_back(i);
+    notes_.push_back("promote " + ids_[i] + " to " + std::to_string(view.trial_spec().steps) + " steps: short result " +
+                     num(v) + " vs best " + (before == kNone ? std::string("none") : num(before)));
+  }
+  const double after = best_known();
+  if (gain_mark_ <= 0 || after > gain_mark_ * 1.005) {
+    gain_mark_ = after;
+    since_gain_ = 0;
+  } else if (report.request.fidelity != Fidelity::Confirm) {
+    ++since_gain_;
+  }
+}
+
+std::optional<std::string> GuidedSampler::should_stop(const TrialRequest& request,
+                                                      const std::vector<double>& counted) const {
+  if (request.fidelity == Fidelity::Confirm || counted.size() < 3) return std::nullopt;
+  double incumbent = kNone;
+  for (size_t i = 0; i < state_.size(); ++i)
+    if (i != request.index) incumbent = std::max(incumbent, known_value(i));
+  if (incumbent <= 0) return std::nullopt;
+  const double n = static_cast<double>(counted.size());
+  const double mean = std::accumulate(counted.begin(), counted.end(), 0.0) / n;
+  double ss = 0;
+  for (double v : counted) ss += (v - mean) * (v - mean);
+  const double pooled = step_rel_sd_n_ ? step_rel_sd_sum_ / step_rel_sd_n_ : 0.05;
+  const double sd = std::max(std::sqrt(ss / (n - 1)), pooled * mean);
+  const double upper = mean + opt_.stop_sigmas * sd / std::sqrt(n);
+  if (upper >= incumbent * 0.99) return std::nullopt;
+  return "stopped early: " + std::to_string(counted.size()) + " counted steps average " + num(mean) + " (at most " +
+         num(upper) + " at " + num(opt_.stop_sigmas) + " standard errors), clearly below the best " + num(incumbent);
+}
+
+std::optional<int64_t> GuidedSampler::remaining_trials() const {
+  int64_t n = static_cast<int64_t>(promotions_.size());
+  for (const auto& l : layouts_) n += !l.probed && l.set_aside.empty();
+  // Exploration: about one trial per layout more (the simulated study's).
+  if (!exploring_done_) n += static_cast<int64_t>(layouts_.size());
+  return n + opt_.confirm_top_k;
+}
+
+std::vector<std::string> GuidedSampler::take_notes() {
+  std::vector<std::string> out;
+  out.swap(notes_);
+  return out;
+}
+
+}  // namespace partune

@@ -1,0 +1,100 @@
+// guided (the default strategy): model-guided, multi-fidelity.
+//
+//   1. Probes: one short trial per layout (the layout's smallest batch and
+//      sequence, the lightest activation checkpointing predicted to fit),
+//      layouts in a seeded order. A hang, crash, NCCL failure or timeout there
+//      sets the whole layout aside, with a reason.
+//   2. Exploration: a throughput model (throughput_model.h) fitted on every
+//      healthy result; the next short trial is the candidate with the largest
+//      expected improvement over the best so far, times the probability that
+//      it fits in memory. It ends when no candidate expects to improve the
+//      best by more than 0.2%, after `patience` trials without a 0.5% gain,
+//      or when what is left of the time budget is needed for confirmation.
+//   3. Promotion: a short result within 3% of the best known is re-run at
+//      the full step count before anything new (successive halving with one
+//      rung); a full run whose counted steps are clearly below the best is
+//      stopped early (should_stop).
+//   4. Confirmation: the top k full results are re-run once more; the study
+//      ranks them by the mean of their runs and reports the spread.
+//
+// Nothing depends on the order of candidates or axis values: every choice is
+// by value, ties broken by a hash of the candidate id and the seed.
+#pragma once
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <set>
+
+#include "tuner/search/sampler.h"
+#include "tuner/search/throughput_model.h"
+
+namespace partune {
+
+struct GuidedOptions {
+  uint64_t seed = 0;
+  int short_counted_steps = 3;     // counted steps of a short trial
+  int confirm_top_k = 3;           // re-run the top k at the end
+  double promote_margin = 0.03;    // promote a short result within this of the best
+  double min_improvement = 0.002;  // stop exploring below this expected gain (relative)
+  int patience = 40;               // trials without a 0.5% gain before exploration stops
+  double stop_sigmas = 3.0;        // early stop: mean + this many standard errors below the best
+};
+
+class GuidedSampler : public Sampler {
+ public:
+  explicit GuidedSampler(GuidedOptions options) : opt_(options) {}
+  Ask ask(const StudyView& view) override;
+  void tell(const StudyView& view, const TrialReport& report) override;
+  std::optional<std::string> should_stop(const TrialRequest& request,
+                                         const std::vector<double>& counted) const override;
+  std::vector<std::string> take_notes() override;
+  std::optional<int64_t> remaining_trials() const override;
+
+ private:
+  struct Layout {
+    std::string key;
+    std::vector<size_t> members;
+    bool probed = false;
+    std::string set_aside;  // reason, when set aside
+  };
+  struct State {
+    std::optional<double> short_value;
+    std::vector<double> full_values;  // full and confirm runs
+    bool healthy = true;              // false once a run was over the memory limit
+    bool promoted = false;
+    bool confirmed = false;
+    bool stopped_early = false;
+  };
+
+  void init(const StudyView& view);
+  std::optional<TrialRequest> next_probe(const StudyView& view);
+  std::optional<TrialRequest> next_promotion(const StudyView& view);
+  std::optional<TrialRequest> next_explore(const StudyView& view);
+  std::optional<TrialRequest> next_confirm(const StudyView& view);
+  TrialRequest request(const StudyView& view, size_t i, Fidelity f, std::string why);
+  double known_value(size_t i) const;  // the best estimate measured so far; -inf: none
+  double best_known() const;
+  uint64_t tie(size_t i) const;
+
+  GuidedOptions opt_;
+  bool initialised_ = false;
+  std::unique_ptr<ThroughputModel> model_;
+  bool model_stale_ = true;
+  std::vector<Layout> layouts_;  // in probe order
+  std::vector<size_t> layout_of_;
+  std::vector<State> state_;
+  std::vector<std::string> ids_;
+  std::set<size_t> outstanding_;
+  std::vector<size_t> promotions_;  // queued, in order
+  bool exploring_done_ = false;
+  bool ended_by_budget_ = false;  // exploration cut short to confirm within the budget
+  int since_gain_ = 0;
+  double gain_mark_ = 0;  // best value at the last 0.5% gain
+  double step_rel_sd_sum_ = 0;
+  int step_rel_sd_n_ = 0;
+  double short_cost_sum_ = 0, full_cost_sum_ = 0;
+  int short_cost_n_ = 0, full_cost_n_ = 0;
+  std::vector<std::string> notes_;
+};
+
+}  // namespace partune

@@ -1,0 +1,28 @@
+// grid and random as samplers: a fixed order of the candidates (a Strategy),
+// each run once at full fidelity. ask() hands out the next pending candidate
+// of the order that is not outstanding, so it keeps answering while other
+// trials run.
+#pragma once
+#include <set>
+
+#include "tuner/search/sampler.h"
+#include "tuner/search/strategy.h"
+
+namespace partune {
+
+class OrderSampler : public Sampler {
+ public:
+  explicit OrderSampler(std::unique_ptr<Strategy> strategy) : strategy_(std::move(strategy)) {}
+  Ask ask(const StudyView& view) override;
+  void tell(const StudyView& view, const TrialReport& report) override;
+  bool one_trial_per_candidate() const override { return true; }
+
+ private:
+  std::unique_ptr<Strategy> strategy_;
+  std::vector<size_t> order_;
+  bool ordered_ = false;
+  size_t cursor_ = 0;  // everything before it is asked or not pending
+  std::set<size_t> outstanding_;
+};
+
+}  // namespace partune

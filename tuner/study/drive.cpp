@@ -1,0 +1,118 @@
+#include "tuner/study/drive.h"
+
+#include <algorithm>
+#include <cstdio>
+
+namespace partune {
+
+namespace {
+
+std::string duration(double s) {
+  char buf[32];
+  if (s >= 3600)
+    std::snprintf(buf, sizeof buf, "%dh%02dm", int(s / 3600), int(s / 60) % 60);
+  else if (s >= 60)
+    std::snprintf(buf, sizeof buf, "%dm%02ds", int(s / 60), int(s) % 60);
+  else
+    std::snprintf(buf, sizeof buf, "%.0fs", s);
+  return buf;
+}
+
+}  // namespace
+
+DriveSummary drive_study(Study& study, Sampler& sampler, TrialExecutor& executor, Progress& progress,
+                         const DriveOptions& options) {
+  DriveSummary sum;
+  auto notes = [&] {
+    for (const auto& n : sampler.take_notes()) {
+      progress.note("search: " + n);
+      study.event("info", n);
+    }
+  };
+  // What earlier runs (and ingested runs) measured warms the sampler up.
+  for (const auto& r : study.history()) sampler.tell(study, r);
+  notes();
+  const StudyCounts at_start = study.counts();
+  const int64_t finished_before = at_start.done + at_start.failed;
+  const int64_t total = static_cast<int64_t>(study.size());
+
+  auto status_line = [&] {
+    const StudyCounts c = study.counts();
+    std::string line = "study: elapsed " + duration(executor.now_s());
+    if (auto left = study.remaining_s()) line += ", budget left " + duration(*left);
+    line += ", trials run " + std::to_string(sum.launched) + " (" + std::to_string(c.done + c.failed) +
+            " in the study), pruned " + std::to_string(c.pruned) + ", predicted to fit " +
+            std::to_string(c.predicted_to_fit) + " of " + std::to_string(c.pending) + " pending";
+    progress.budget_left(study.remaining_s());
+    progress.status(line);
+  };
+
+  while (true) {
+    if (options.max_trials && sum.launched >= *options.max_trials) {
+      sum.stopped_by_max_trials = true;
+      sum.end = "max_trials (" + std::to_string(*options.max_trials) + ") reached";
+      progress.note(sum.end);
+      break;
+    }
+    if (options.budget_s && executor.now_s() >= *options.budget_s) {
+      sum.stopped_by_budget = true;
+      sum.end = "time budget of " + duration(*options.budget_s) + " reached; run the same command again to resume";
+      progress.note(sum.end);
+      break;
+    }
+    const Ask ask = sampler.ask(study);
+    notes();
+    if (ask.kind == Ask::Kind::Finished) {
+      sum.end = ask.why;
+      progress.note("search finished: " + ask.why);
+      break;
+    }
+    if (ask.kind == Ask::Kind::Wait) {
+      // One trial slot: nothing is running, so there is nothing to wait for.
+      sum.end = "the sampler waits with no trial running (" + ask.why + ")";
+      break;
+    }
+    const TrialRequest& req = ask.request;
+    const size_t i = req.index;
+    const Candidate& c = study.candidate(i);
+    if (study.status(i) == TrialStatus::Pending && !study.predicted_to_fit(i)) {
+      const std::string why = study.prune_reason(i);
+      if (study.prune(i, why)) progress.pruned(c.id, why);
+      ++sum.pruned_before_launch;
+      TrialReport rep;
+      rep.request = req;
+      rep.status = TrialStatus::Pruned;
+      rep.reason = why;
+      sampler.tell(study, rep);
+      continue;
+    }
+    if (req.fidelity != Fidelity::Full || !req.why.empty())
+      progress.note(std::string(to_string(req.fidelity)) + " trial of " + c.id + " (" + std::to_string(req.steps) +
+                    " steps)" + (req.why.empty() ? "" : ": " + req.why));
+    // The ETA: what grid/random would still run, capped by max_trials (the
+    // time budget caps it too, in Progress).
+    int64_t remaining = sampler.remaining_trials().value_or(study.counts().predicted_to_fit);
+    if (options.max_trials) remaining = std::min(remaining, *options.max_trials - sum.launched);
+    progress.remaining(remaining);
+    progress.trial_start(finished_before + sum.launched + 1, sampler.one_trial_per_candidate() ? total : 0, c,
+                         study.attempt(i) + 1, req.steps);
+    study.mark_running(i, executor.log_dir(c));
+    const StopCheck stop = [&](const std::vector<double>& counted) { return sampler.should_stop(req, counted); };
+    const TrialOutcome o = executor.run(c, req, stop);
+    ++sum.launched;
+    sum.trial_wall_s += o.wall_s;
+    if (o.stopped_early) ++sum.stopped_early;
+    Study::Finished fin = study.finish(i, req, o);
+    progress.trial_end(c, o.status, o.failure, o.reason, fin.report.metrics, o.wall_s);
+    for (const auto& d : fin.pruned) progress.pruned(d.candidate_id, d.reason);
+    sampler.tell(study, fin.report);
+    notes();
+    const auto best = study.best();
+    if (best) progress.best(study.candidate(*best).id, *study.value(*best), study.objective());
+    sum.curve.push_back({executor.now_s(), best});
+    status_line();
+  }
+  return sum;
+}
+
+}  // namespace partune

@@ -1,0 +1,318 @@
+#include "tuner/study/study.h"
+
+#include <cmath>
+#include <map>
+
+#include "tuner/report/report.h"
+
+namespace partune {
+
+namespace {
+
+nlohmann::json opt_json(const std::optional<double>& v) { return v ? nlohmann::json(*v) : nlohmann::json(nullptr); }
+
+std::optional<double> opt_from(const nlohmann::json& j, const char* key) {
+  if (j.contains(key) && j[key].is_number()) return j[key].get<double>();
+  return std::nullopt;
+}
+
+nlohmann::json metrics_json(const TrialMetrics& m) {
+  return {{"mfu", opt_json(m.mfu)},
+          {"tps", opt_json(m.tps)},
+          {"tflops", opt_json(m.tflops)},
+          {"memory_gib", opt_json(m.memory_gib)},
+          {"memory_pct", opt_json(m.memory_pct)},
+          {"alloc_retries", m.alloc_retries},
+          {"oom_errors", m.oom_errors},
+          {"counted_steps", m.counted_steps}};
+}
+
+TrialMetrics metrics_from(const nlohmann::json& j) {
+  TrialMetrics m;
+  m.mfu = opt_from(j, "mfu");
+  m.tps = opt_from(j, "tps");
+  m.tflops = opt_from(j, "tflops");
+  m.memory_gib = opt_from(j, "memory_gib");
+  m.memory_pct = opt_from(j, "memory_pct");
+  m.alloc_retries = j.value("alloc_retries", int64_t{0});
+  m.oom_errors = j.value("oom_errors", int64_t{0});
+  m.counted_steps = j.value("counted_steps", int64_t{0});
+  return m;
+}
+
+// Full runs of one config: the mean of each rate, the largest memory, all
+// retries (a confirmation that retried makes the config unhealthy).
+TrialMetrics mean_of(const std::vector<TrialMetrics>& runs) {
+  if (runs.size() == 1) return runs.front();
+  TrialMetrics out;
+  auto mean = [&](std::optional<double> TrialMetrics::*f) -> std::optional<double> {
+    double s = 0;
+    int n = 0;
+    for (const auto& r : runs)
+      if (r.*f) s += *(r.*f), ++n;
+    return n ? std::optional<double>(s / n) : std::nullopt;
+  };
+  auto max = [&](std::optional<double> TrialMetrics::*f) -> std::optional<double> {
+    std::optional<double> m;
+    for (const auto& r : runs)
+      if (r.*f && (!m || *(r.*f) > *m)) m = r.*f;
+    return m;
+  };
+  out.mfu = mean(&TrialMetrics::mfu);
+  out.tps = mean(&TrialMetrics::tps);
+  out.tflops = mean(&TrialMetrics::tflops);
+  out.memory_gib = max(&TrialMetrics::memory_gib);
+  out.memory_pct = max(&TrialMetrics::memory_pct);
+  for (const auto& r : runs) {
+    out.alloc_retries += r.alloc_retries;
+    out.oom_errors += r.oom_errors;
+    out.counted_steps += r.counted_steps;
+  }
+  return out;
+}
+
+}  // namespace
+
+Study::Study(const Space& space, std::vector<Candidate> candidates, Store& store, std::unique_ptr<MemoryModel> memory,
+             std::function<double()> clock, std::optional<double> budget_s)
+    : space_(space),
+      candidates_(std::move(candidates)),
+      store_(store),
+      memory_(std::move(memory)),
+      clock_(std::move(clock)),
+      budget_s_(budget_s),
+      capacity_(device_memory_gib(space)),
+      limit_(space.prune),
+      state_(candidates_.size()),
+      predictions_(candidates_.size()) {
+  // One read of the whole study.
+  std::map<std::string, TrialRecord> records;
+  for (auto& r : store_.trials(space_.study.name)) records.emplace(r.id, std::move(r));
+  for (size_t i = 0; i < candidates_.size(); ++i) {
+    auto it = records.find(candidates_[i].id);
+    if (it == records.end()) continue;
+    const TrialRecord& r = it->second;
+    State& s = state_[i];
+    s.status = r.status;
+    s.failure = r.failure;
+    s.metrics = r.metrics;
+    s.attempt = r.attempt;
+    const nlohmann::json search = r.facts.contains("search") ? r.facts["search"] : nlohmann::json::object();
+    s.short_value = opt_from(search, "short");
+    if (search.contains("runs") && search["runs"].is_array())
+      for (const auto& run : search["runs"]) s.full_runs.push_back(metrics_from(run));
+    else if (r.status == TrialStatus::Done && search.value("fidelity", std::string("full")) != "short")
+      s.full_runs.push_back(r.metrics);  // a run of grid, random or ingest: one full run
+    if (r.status == TrialStatus::Done) observe_memory(i, r.metrics);
+  }
+}
+
+void Study::observe_memory(size_t i, const TrialMetrics& m) {
+  if (!m.memory_gib) return;
+  if (!capacity_ && m.memory_pct && *m.memory_pct > 0) capacity_ = *m.memory_gib * 100.0 / *m.memory_pct;
+  memory_->observe(candidates_[i].config, *m.memory_gib);
+  for (auto& p : predictions_) p.reset();
+}
+
+MemoryPrediction Study::prediction(size_t i) const {
+  if (!predictions_[i]) predictions_[i] = memory_->predict(candidates_[i].config);
+  return *predictions_[i];
+}
+
+double Study::fit_probability(size_t i) const {
+  if (!capacity_) return 1.0;
+  const MemoryPrediction p = prediction(i);
+  if (p.memory_gib <= 0) return 1.0;  // the model knows nothing of it
+  const double limit = space_.prune.memory_headroom * *capacity_;
+  if (p.sigma_gib <= 0) return p.memory_gib <= limit ? 1.0 : 0.0;
+  return 0.5 * std::erfc(-(limit - p.memory_gib) / (p.sigma_gib * std::sqrt(2.0)));
+}
+
+bool Study::predicted_to_fit(size_t i) const {
+  if (!capacity_ || !space_.prune.before_launch) return true;
+  return partune::predicted_to_fit(prediction(i), *capacity_, space_.prune.memory_headroom);
+}
+
+std::string Study::prune_reason(size_t i) const {
+  return capacity_ ? prediction_prune_reason(prediction(i), *capacity_, space_.prune.memory_headroom) : "";
+}
+
+std::optional<double> Study::remaining_s() const {
+  if (!budget_s_) return std::nullopt;
+  return std::max(0.0, *budget_s_ - clock_());
+}
+
+bool Study::healthy(const TrialMetrics& m, FailureClass f, TrialStatus s) const {
+  return s == TrialStatus::Done && !over_memory_limit(f, m, limit_);
+}
+
+std::optional<double> Study::value(size_t i) const {
+  return objective_metric(state_[i].metrics, space_.study.objective);
+}
+
+std::vector<TrialReport> Study::history() const {
+  std::vector<TrialReport> out;
+  for (size_t i = 0; i < state_.size(); ++i) {
+    const State& s = state_[i];
+    if (s.status == TrialStatus::Running) continue;
+    // A trial reset to pending (its tune was killed) keeps its short result.
+    if (s.status == TrialStatus::Pending && !s.short_value) continue;
+    TrialReport r;
+    r.request.index = i;
+    r.request.fidelity = Fidelity::Full;
+    r.status = s.status;
+    r.failure = s.failure;
+    if (s.short_value) {
+      TrialReport sr = r;
+      sr.request.fidelity = Fidelity::Short;
+      sr.status = TrialStatus::Done;
+      sr.failure = FailureClass::None;
+      sr.value = s.short_value;
+      sr.healthy = true;
+      out.push_back(sr);
+    }
+    if (s.status == TrialStatus::Pending) continue;
+    if (s.status != TrialStatus::Done) {
+      r.metrics = s.metrics;
+      out.push_back(r);
+      continue;
+    }
+    for (size_t k = 0; k < s.full_runs.size(); ++k) {
+      TrialReport fr = r;
+      fr.request.fidelity = k == 0 ? Fidelity::Full : Fidelity::Confirm;
+      fr.metrics = s.full_runs[k];
+      fr.value = objective_metric(s.full_runs[k], space_.study.objective);
+      fr.healthy = healthy(s.full_runs[k], s.failure, s.status);
+      out.push_back(fr);
+    }
+  }
+  return out;
+}
+
+void Study::mark_running(size_t i, const std::string& log_dir) {
+  store_.mark_running(space_.study.name, candidates_[i].id, 0, log_dir);
+  state_[i].status = TrialStatus::Running;
+  ++state_[i].attempt;
+}
+
+Study::Finished Study::finish(size_t i, const TrialRequest& request, const TrialOutcome& o) {
+  State& s = state_[i];
+  const std::string& study = space_.study.name;
+  Finished f;
+  TrialReport& r = f.report;
+  r.request = request;
+  r.status = o.status;
+  r.failure = o.failure;
+  r.reason = o.reason;
+  r.metrics = o.metrics;
+  r.value = o.status == TrialStatus::Done ? objective_metric(o.metrics, space_.study.objective) : std::nullopt;
+  r.healthy = healthy(o.metrics, o.failure, o.status);
+  r.counted = o.counted;
+  r.stopped_early = o.stopped_early;
+  r.wall_s = o.wall_s;
+  r.startup_s = o.startup_s;
+
+  // What the store keeps as the trial's result: a failure as it is; a short
+  // run until a full one exists; the mean of the full runs after that.
+  TrialMetrics stored = o.metrics;
+  if (o.status == TrialStatus::Done) {
+    if (request.fidelity == Fidelity::Short) {
+      s.short_value = r.value;
+      if (!s.full_runs.empty()) stored = mean_of(s.full_runs);
+    } else {
+      s.full_runs.push_back(o.metrics);
+      stored = mean_of(s.full_runs);
+    }
+  }
+  // A rerun that fails stands as the trial's result (a config that fails
+  // once is not one to train on); the earlier runs stay in the facts.
+  s.status = o.status;
+  s.failure = o.failure;
+  s.metrics = stored;
+  store_.finish_trial(study, candidates_[i].id, o.status, o.failure, o.reason, stored, o.wall_s);
+
+  nlohmann::json runs = nlohmann::json::array();
+  std::vector<double> values;
+  for (const auto& m : s.full_runs) {
+    runs.push_back(metrics_json(m));
+    if (auto v = objective_metric(m, space_.study.objective)) values.push_back(*v);
+  }
+  nlohmann::json search = {{"fidelity", std::string(to_string(request.fidelity))},
+                           {"steps", request.steps},
+                           {"why", request.why},
+                           {"short", opt_json(s.short_value)},
+                           {"runs", runs}};
+  if (o.stopped_early) search["stopped_early"] = o.reason;
+  if (values.size() >= 2) {
+    double lo = values[0], hi = values[0], sum = 0;
+    for (double v : values) lo = std::min(lo, v), hi = std::max(hi, v), sum += v;
+    const double mean = sum / static_cast<double>(values.size());
+    search["mean"] = mean;
+    search["spread"] = mean > 0 ? (hi - lo) / mean : 0.0;
+  }
+  store_.set_facts(study, candidates_[i].id, {{"search", search}});
+  if (o.startup_s || o.host_peak_rss_gib)
+    store_.set_trial_costs(study, candidates_[i].id, o.startup_s, o.host_peak_rss_gib);
+
+  if (o.status == TrialStatus::Done) observe_memory(i, o.metrics);
+  if (auto why = over_memory_limit(o.failure, o.metrics, limit_)) {
+    std::vector<const Candidate*> pending;
+    for (size_t k = 0; k < state_.size(); ++k)
+      if (state_[k].status == TrialStatus::Pending) pending.push_back(&candidates_[k]);
+    for (auto& d : dominated_by(candidates_[i], *why, pending)) {
+      for (size_t k = 0; k < state_.size(); ++k)
+        if (candidates_[k].id == d.candidate_id && prune(k, d.reason, candidates_[i].id)) f.pruned.push_back(d);
+    }
+  }
+  return f;
+}
+
+bool Study::prune(size_t i, const std::string& reason, const std::string& caused_by) {
+  if (state_[i].status != TrialStatus::Pending) return false;
+  if (!store_.mark_pruned(space_.study.name, candidates_[i].id, reason, caused_by)) return false;
+  state_[i].status = TrialStatus::Pruned;
+  return true;
+}
+
+void Study::event(const std::string& kind, const std::string& message, const std::optional<size_t>& trial) {
+  store_.add_event(space_.study.name, trial ? std::optional<std::string>(candidates_[*trial].id) : std::nullopt, kind,
+                   message);
+}
+
+StudyCounts Study::counts() const {
+  StudyCounts c;
+  for (size_t i = 0; i < state_.size(); ++i) {
+    switch (state_[i].status) {
+      case TrialStatus::Pending:
+        ++c.pending;
+        if (predicted_to_fit(i)) ++c.predicted_to_fit;
+        break;
+      case TrialStatus::Running:
+        ++c.running;
+        break;
+      case TrialStatus::Done:
+        ++c.done;
+        break;
+      case TrialStatus::Failed:
+        ++c.failed;
+        break;
+      case TrialStatus::Pruned:
+        ++c.pruned;
+        break;
+    }
+  }
+  return c;
+}
+
+std::optional<size_t> Study::best() const {
+  std::optional<size_t> best;
+  for (size_t i = 0; i < state_.size(); ++i) {
+    if (!healthy(state_[i].metrics, state_[i].failure, state_[i].status)) continue;
+    auto v = value(i);
+    if (!v) continue;
+    if (!best || *v > *value(*best) || (*v == *value(*best) && candidates_[i].id < candidates_[*best].id)) best = i;
+  }
+  return best;
+}
+
+}  // namespace partune

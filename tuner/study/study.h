@@ -1,0 +1,99 @@
+// The Study: every candidate's trial state, held in memory. Loaded from the
+// Store once when a run starts and written through as things happen, so the
+// study loop asks the database nothing per candidate (the runner before it
+// issued a SELECT per candidate per trial: ~650k queries for 810 candidates).
+//
+// It is the StudyView samplers read (status, memory predictions, the clock),
+// applies the memory rules (prune before launch by the memory model's
+// prediction; after a trial over the limit, prune what needs at least as
+// much memory), and keeps the runs of multi-fidelity trials: a short run, then
+// full runs (a confirmation is one more), their mean stored as the trial's
+// metrics and the runs in the trial's facts ("search").
+#pragma once
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "tuner/estimate/memory_model.h"
+#include "tuner/prune/pruner.h"
+#include "tuner/search/sampler.h"
+#include "tuner/space/space.h"
+#include "tuner/store/store.h"
+#include "tuner/study/executor.h"
+
+namespace partune {
+
+struct StudyCounts {
+  int64_t pending = 0, running = 0, done = 0, failed = 0, pruned = 0;
+  int64_t predicted_to_fit = 0;  // pending candidates the study would launch
+};
+
+class Study : public StudyView {
+ public:
+  // `candidates` must be in the store already (Store::add_candidates).
+  // `clock`: seconds since this run began; `budget_s`: the time budget.
+  Study(const Space& space, std::vector<Candidate> candidates, Store& store, std::unique_ptr<MemoryModel> memory,
+        std::function<double()> clock, std::optional<double> budget_s);
+
+  // StudyView
+  size_t size() const override { return candidates_.size(); }
+  const Candidate& candidate(size_t i) const override { return candidates_[i]; }
+  TrialStatus status(size_t i) const override { return state_[i].status; }
+  MemoryPrediction prediction(size_t i) const override;
+  double fit_probability(size_t i) const override;
+  bool predicted_to_fit(size_t i) const override;
+  double elapsed_s() const override { return clock_(); }
+  std::optional<double> remaining_s() const override;
+  const TrialSpec& trial_spec() const override { return space_.trial; }
+
+  int attempt(size_t i) const { return state_[i].attempt; }
+  const std::string& objective() const { return space_.study.objective; }
+  std::optional<double> capacity_gib() const { return capacity_; }
+  // Why the memory model says no (prune_reason), for a candidate that does not fit.
+  std::string prune_reason(size_t i) const;
+
+  // What the store held when the run started, as reports (resume, warm start).
+  std::vector<TrialReport> history() const;
+
+  void mark_running(size_t i, const std::string& log_dir);
+  struct Finished {
+    TrialReport report;
+    std::vector<PruneDecision> pruned;  // what this trial's memory pruned
+  };
+  Finished finish(size_t i, const TrialRequest& request, const TrialOutcome& outcome);
+  // A pending candidate set aside before launch; false if it was not pending.
+  bool prune(size_t i, const std::string& reason, const std::string& caused_by = "");
+  void event(const std::string& kind, const std::string& message, const std::optional<size_t>& trial = {});
+
+  StudyCounts counts() const;
+  // The best healthy done trial by the objective, as `tune best` ranks.
+  std::optional<size_t> best() const;
+  std::optional<double> value(size_t i) const;  // the objective of the stored metrics
+
+ private:
+  struct State {
+    TrialStatus status = TrialStatus::Pending;
+    FailureClass failure = FailureClass::None;
+    TrialMetrics metrics;
+    int attempt = 0;
+    std::optional<double> short_value;
+    std::vector<TrialMetrics> full_runs;
+  };
+  bool healthy(const TrialMetrics& m, FailureClass f, TrialStatus s) const;
+  void observe_memory(size_t i, const TrialMetrics& m);
+
+  const Space& space_;
+  std::vector<Candidate> candidates_;
+  Store& store_;
+  std::unique_ptr<MemoryModel> memory_;
+  std::function<double()> clock_;
+  std::optional<double> budget_s_;
+  std::optional<double> capacity_;
+  HealthRule limit_;
+  std::vector<State> state_;
+  mutable std::vector<std::optional<MemoryPrediction>> predictions_;
+};
+
+}  // namespace partune
