@@ -68,10 +68,7 @@ ACConfig parse_ac(const JobConfig& job, const WhereFn& where) {
     fail(where("activation_checkpoint.mode"), "activation_checkpoint.mode", "unknown mode '" + mode + "'");
   const std::string key = "activation_checkpoint.selective_ac_option";
   const std::string opt = job.get_string(key);
-  if (opt == "op")
-    fail(where(key), key,
-         "'op' (per-op selective AC) is not implemented by the embedded trainer; use an integer N "
-         "(checkpoint every Nth block)");
+  if (opt == "op") return {ACMode::Selective, 1, /*per_op=*/true};
   int every_n = -1;
   auto [ptr, ec] = std::from_chars(opt.data(), opt.data() + opt.size(), every_n);
   if (ec != std::errc() || ptr != opt.data() + opt.size() || every_n < 0)
@@ -234,9 +231,6 @@ TrainerConfig interpret(const JobConfig& job, const WhereFn& where, int world_si
   }
 
   c.compile_enable = job.get_bool("compile.enable");
-  if (c.compile_enable)
-    c.notes.push_back(
-        "compile.enable: the embedded trainer has no compiler (torch.compile is Python-only); running eagerly");
   c.profiling = parse_profiling(job, where);
   return c;
 }

@@ -18,13 +18,19 @@
 // gradients land in the fp32 parameters. Norms, router softmax, attention
 // softmax (reference path) and the loss run in fp32 (fp64 when computing in
 // fp64, for gradient checks).
+//
+// Passes after construction (trainer/parallelize/model_passes.h) choose how
+// blocks run: activation checkpointing (TransformerBlockImpl::ac) and the
+// compiled memory mode (the `fused` members and Qwen3ModelImpl::chunked_loss:
+// fused elementwise functions, chunked output + loss). Both default to the
+// eager composition.
 #pragma once
+#include <torch/torch.h>
+
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
-
-#include <torch/torch.h>
 
 #include "common/flavors.h"
 #include "trainer/checkpoint/checkpoint.h"
@@ -37,7 +43,6 @@ struct ModelOptions {
   torch::Device device = torch::kCPU;
   torch::Dtype compute_dtype = torch::kFloat32;
   bool fast_paths = true;  // SDPA / grouped GEMM where built and on CUDA; reference paths otherwise
-  ACConfig ac;
 };
 
 // ---- functional pieces (used by the modules and by the tests as oracles) ----
@@ -71,12 +76,13 @@ torch::Tensor causal_attention_sdpa(const torch::Tensor& q, const torch::Tensor&
 
 // SwiGLU experts over rows grouped by expert: counts[e] rows for local expert
 // e. w1/w3 [E, hidden, dim], w2 [E, dim, hidden], already in compute dtype.
+// fused: the gate through swiglu() (fused_elementwise.h), else silu(a) * b.
 torch::Tensor experts_reference(const torch::Tensor& x, const torch::Tensor& w1, const torch::Tensor& w2,
-                                const torch::Tensor& w3, const std::vector<int64_t>& counts);
+                                const torch::Tensor& w3, const std::vector<int64_t>& counts, bool fused = false);
 // at::_grouped_mm where built (>= 2.8): CUDA, bf16, dim and hidden multiples of 8.
 bool grouped_mm_usable(const torch::Tensor& x, const torch::Tensor& w1);
 torch::Tensor experts_grouped_mm(const torch::Tensor& x, const torch::Tensor& w1, const torch::Tensor& w2,
-                                 const torch::Tensor& w3, const std::vector<int64_t>& counts);
+                                 const torch::Tensor& w3, const std::vector<int64_t>& counts, bool fused = false);
 
 // Row permutations for MoE routing, differentiable without scatters: the
 // backward of index_select is an atomic index_add (slow on GPUs, and in bf16
@@ -127,6 +133,9 @@ class LinearImpl : public torch::nn::Module {
  public:
   LinearImpl(int64_t in_features, int64_t out_features, const torch::TensorOptions& param_options = {});
   torch::Tensor forward(const torch::Tensor& x, torch::Dtype compute_dtype);
+  // The same through saved_matmul (checkpoint.h): a matmul whose output
+  // per-op selective AC may save.
+  torch::Tensor forward_saved(const torch::Tensor& x, torch::Dtype compute_dtype);
   torch::Tensor weight;  // [out, in]
 };
 TORCH_MODULE(Linear);
@@ -165,10 +174,11 @@ class FeedForwardImpl : public torch::nn::Module {
   // hidden_dim: local hidden size.
   FeedForwardImpl(int64_t dim, int64_t hidden_dim, torch::Dtype compute_dtype,
                   const torch::TensorOptions& param_options = {});
-  torch::Tensor forward(const torch::Tensor& x);  // w2(silu(w1 x) * w3 x)
+  torch::Tensor forward(const torch::Tensor& x);                                 // w2(silu(w1 x) * w3 x)
   void init_weights(const std::string& prefix, uint64_t seed, double init_std);  // w1 0.02, w2/w3 init_std
 
   Linear w1{nullptr}, w2{nullptr}, w3{nullptr};
+  bool fused = false;  // swiglu() for the gate (compiled memory mode)
 
  private:
   torch::Dtype compute_dtype_;
@@ -192,8 +202,8 @@ class LocalDispatcher : public ExpertDispatcher {
 class GroupedExpertsImpl : public torch::nn::Module {
  public:
   // num_experts: local experts; hidden_dim: local hidden size.
-  GroupedExpertsImpl(int64_t dim, int64_t hidden_dim, int64_t num_experts, torch::Dtype compute_dtype,
-                     bool fast_paths, const torch::TensorOptions& param_options = {});
+  GroupedExpertsImpl(int64_t dim, int64_t hidden_dim, int64_t num_experts, torch::Dtype compute_dtype, bool fast_paths,
+                     const torch::TensorOptions& param_options = {});
   // x: rows grouped by local expert, counts[e] rows for expert e -> [rows, dim].
   torch::Tensor forward(const torch::Tensor& x, const std::vector<int64_t>& counts);
   // w1 0.02, w2/w3 init_std. Each expert's slab is its own named tensor
@@ -203,6 +213,7 @@ class GroupedExpertsImpl : public torch::nn::Module {
   int64_t num_experts() const { return w1.size(0); }
 
   torch::Tensor w1, w2, w3;  // [E, hidden, dim], [E, dim, hidden], [E, hidden, dim]
+  bool fused = false;        // swiglu() for the gate (compiled memory mode)
 
  private:
   torch::Dtype compute_dtype_;
@@ -267,6 +278,7 @@ class MoEImpl : public torch::nn::Module {
 
   Router router{nullptr};
   GroupedExperts experts{nullptr};
+  bool fused = false;               // weighted_expert_sum() for the gates (compiled memory mode)
   torch::Tensor expert_bias;        // [num_experts] fp32, selection only
   torch::Tensor tokens_per_expert;  // [num_experts] fp32, selections since the last update (not
                                     // counted again when a checkpointed block is recomputed)
@@ -307,6 +319,7 @@ class TransformerBlockImpl : public torch::nn::Module {
   TensorParallelHooks attention_hooks;
   TensorParallelHooks ffn_hooks;  // around the dense FFN or the whole MoE
   ForwardHooks forward_hooks;     // around forward (FSDP unshard / reshard)
+  BlockAC ac = BlockAC::None;     // set by apply_activation_checkpointing; the model's forward applies it
 
  private:
   int64_t layer_id_;
@@ -320,6 +333,11 @@ class Qwen3ModelImpl : public torch::nn::Module {
   explicit Qwen3ModelImpl(const ModelOptions& o);
   // tokens [B, S] int64 -> logits [B, S, vocab] fp32 (fp64 when computing in fp64).
   torch::Tensor forward(const torch::Tensor& tokens);
+  // Mean cross-entropy over the valid (not -100) labels [B, S], 0-dim fp32
+  // (fp64): cross_entropy_loss(forward(tokens), labels), or with
+  // chunked_loss the output projection and loss fused in chunks of tokens
+  // (chunked_loss.h), never holding [tokens, vocab] logits.
+  torch::Tensor forward_loss(const torch::Tensor& tokens, const torch::Tensor& labels);
   // Deterministic torchtitan-style init: embeddings N(0, 1), linear weights
   // trunc-normal std 0.02 / depth-scaled init_std, output trunc-normal
   // std dim^-0.5 cut at 3 std, norms 1, expert_bias and counts 0.
@@ -334,7 +352,6 @@ class Qwen3ModelImpl : public torch::nn::Module {
   // returns their sum over the data-parallel ranks (torchtitan's loss mesh).
   void update_expert_biases(const TensorFn& all_reduce_counts = {});
   const ModelOptions& options() const { return opts_; }
-  void set_ac(const ACConfig& ac) { opts_.ac = ac; }
 
   std::vector<TransformerBlock>& layers() { return layers_; }
   const std::vector<TransformerBlock>& layers() const { return layers_; }
@@ -346,9 +363,14 @@ class Qwen3ModelImpl : public torch::nn::Module {
   ForwardHooks forward_hooks;  // around forward, outside the blocks (FSDP of embeddings, norm, output)
 
   RMSNorm norm{nullptr};
-  Linear output{nullptr};  // null when embeddings are tied (tok_embeddings.weight is used)
+  Linear output{nullptr};         // null when embeddings are tied (tok_embeddings.weight is used)
+  bool chunked_loss = false;      // forward_loss through chunked_linear_cross_entropy (compiled memory mode)
+  int64_t loss_chunk_tokens = 0;  // its chunk; 0: default_loss_chunk_tokens
 
  private:
+  // Embeddings and blocks (each under its activation checkpointing) -> [B, S, dim] before the final norm.
+  torch::Tensor trunk(const torch::Tensor& tokens);
+  torch::Tensor output_weight() const;
   struct EmbeddingImpl : torch::nn::Module {
     EmbeddingImpl(int64_t vocab, int64_t dim, const torch::TensorOptions& o);
     torch::Tensor weight;

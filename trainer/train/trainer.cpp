@@ -89,11 +89,12 @@ Trainer::Trainer(const TrainerConfig& cfg, torch::Device device, std::ostream& o
   mo.device = device;
   mo.compute_dtype = compute_dtype_for(cfg, device);
   mo.fast_paths = true;
-  mo.ac = cfg.ac;
   model_ = Qwen3Model(mo);
   model_->train();
   if (dist_ == nullptr) {
     model_->init_weights(cfg.seed);
+    apply_activation_checkpointing(model_, cfg.ac);
+    apply_compile(model_, cfg.compile_enable);
     data_ = make_dataset(cfg);
   } else {
     const ProcessGroups groups = dist_->create_mesh_groups(MeshLayout(cfg.dims, dist_->world_size()));
@@ -109,6 +110,7 @@ Trainer::Trainer(const TrainerConfig& cfg, torch::Device device, std::ostream& o
     po.ac = cfg.ac;
     po.reshard_after_forward = cfg.fsdp_reshard_after_forward;
     po.param_dtype = mo.compute_dtype;
+    po.compile = cfg.compile_enable;
     parallel_ = parallelize(model_, groups, dist_->world(), po);
     memory_.release_cached_memory();  // the full model's tensors are gone; only shards remain
     data_ = make_dataset(cfg, groups.batch->rank, groups.batch->size());
@@ -174,12 +176,9 @@ StepResult Trainer::train_step() {
     const auto inputs = b.inputs.to(device_);
     const auto labels = b.labels.to(device_);
     const int64_t valid = b.labels.ne(-100).sum().item<int64_t>();
-    torch::Tensor loss;
-    {
-      const torch::Tensor logits = model_->forward(inputs);  // [lbs, seq_len, vocab] fp32
-      loss = trainer::cross_entropy_loss(logits, labels) *   // mean over this microbatch's valid tokens
-             (static_cast<double>(valid) / static_cast<double>(valid_total));
-    }  // logits released before backward
+    // Mean over this microbatch's valid tokens; any logits are released before backward.
+    const torch::Tensor loss =
+        model_->forward_loss(inputs, labels) * (static_cast<double>(valid) / static_cast<double>(valid_total));
     loss.backward();
     loss_sum += loss.detach().to(torch::kFloat64);
   }
