@@ -43,7 +43,7 @@ run() {  # seq lbs ac mode(compile|eager)
   # step lines: "step: N  loss: ...  memory: X GiB(P%)  tps: T  tflops: F  mfu: M%"
   sed 's/\x1b\[[0-9;]*m//g' "$log" | grep -E 'step: ' | awk -v rc="$rc" '
     { for (i = 1; i <= NF; i++) { if ($i == "step:") s = $(i+1); if ($i == "mfu:") m = $(i+1);
-        if ($i == "memory:") { g = $(i+1); p = $(i+2) } }
+        if ($i == "memory:") { g = $(i+1); p = g } }  # "69.43GiB(87.7%)"
       gsub(/%/, "", m); gsub(/GiB.*/, "", g); gsub(/.*\(/, "", p); gsub(/%\).*/, "", p)
       if (s + 0 > 5) { n++; sm += m; if (g + 0 > gm) { gm = g + 0; pm = p + 0 } } }
     END { if (n) printf "%s %.2f %.2f %.1f\n", rc, sm / n, gm, pm; else printf "%s - - -\n", rc }'
