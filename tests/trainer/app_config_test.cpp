@@ -63,7 +63,13 @@ TEST(AppConfig, BooleansAreFlags) {
   EXPECT_FALSE(off.compile_enable);
   TrainerConfig on = parse_trainer_args({"--job.config_file", f, "--compile.enable"});
   EXPECT_TRUE(on.compile_enable);
-  EXPECT_FALSE(has_note(on, "compile"));  // a real mode now (the compiled memory mode), not an ignored key
+  EXPECT_FALSE(has_note(on, "compile"));             // a real mode now (the compiled memory mode), not an ignored key
+  EXPECT_TRUE(on.compile_model && on.compile_loss);  // compile.components defaults to model, loss
+  EXPECT_FALSE(off.compile_model || off.compile_loss);
+  TrainerConfig model_only =
+      parse_trainer_args({"--job.config_file", f, "--compile.enable", "--compile.components", "model"});
+  EXPECT_TRUE(model_only.compile_model);
+  EXPECT_FALSE(model_only.compile_loss);
   EXPECT_TRUE(parse_trainer_args({"--job.config_file", f, "--metrics.disable_color_printing"}).disable_color_printing);
 }
 
@@ -136,6 +142,8 @@ TEST(AppConfig, ImplementedKeysWithUnsupportedValues) {
       {{"--activation_checkpoint.selective_ac_option", "x"},
        "command line: key 'activation_checkpoint.selective_ac_option': must be 'op' or a non-negative integer, got "
        "'x'"},
+      {{"--compile.components", "model,graph"},
+       "command line: key 'compile.components': unknown component 'graph' (torchtitan's are model and loss)"},
       {{"--activation_checkpoint.mode", "memory_budget"},
        "command line: key 'activation_checkpoint.mode': 'memory_budget' is not implemented"},
       {{"--optimizer.name", "Adam"}, "command line: key 'optimizer.name': 'Adam' is not implemented"},

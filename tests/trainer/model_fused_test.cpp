@@ -169,7 +169,7 @@ void expect_compiled_matches_eager(bool moe, bool tied, const ACConfig& ac) {
     model->init_weights(8);
     model->to(torch::kFloat64);
     apply_activation_checkpointing(model, compiled ? ac : ACConfig{});
-    apply_compile(model, compiled, /*loss_chunk_tokens=*/5);
+    apply_compile(model, {compiled, compiled, /*loss_chunk_tokens=*/5});
     auto loss = model->forward_loss(tokens, labels);
     loss.backward();
     std::map<std::string, torch::Tensor> grads;
@@ -200,14 +200,20 @@ TEST(CompiledMode, PassSetsEveryFusedPathAndBack) {
   ModelOptions o;
   o.flavor = tiny_flavor(true);
   Qwen3Model model(o);
-  apply_compile(model, true, 7);
+  apply_compile(model, {true, true, 7});
   EXPECT_TRUE(model->chunked_loss);
   EXPECT_EQ(model->loss_chunk_tokens, 7);
   for (auto& b : model->layers()) {
     EXPECT_TRUE(b->moe->fused);
     EXPECT_TRUE(b->moe->experts->fused);
   }
-  apply_compile(model, false);
+  apply_compile(model, {/*model=*/false, /*loss=*/true});  // compile.components = ["loss"]
+  EXPECT_TRUE(model->chunked_loss);
+  for (auto& b : model->layers()) EXPECT_FALSE(b->moe->fused || b->moe->experts->fused);
+  apply_compile(model, {/*model=*/true, /*loss=*/false});  // ["model"]
+  EXPECT_FALSE(model->chunked_loss);
+  for (auto& b : model->layers()) EXPECT_TRUE(b->moe->fused && b->moe->experts->fused);
+  apply_compile(model, {});
   EXPECT_FALSE(model->chunked_loss);
   for (auto& b : model->layers()) EXPECT_FALSE(b->moe->fused || b->moe->experts->fused);
 }

@@ -202,12 +202,12 @@ torch::Tensor checkpoint(BlockFn fn, const torch::Tensor& input, const std::vect
   return CheckpointFunction::apply(input, torch::TensorList(holder->params), holder);
 }
 
-torch::Tensor saved_matmul(const torch::Tensor& x, const torch::Tensor& w) {
+torch::Tensor saved_matmul(const torch::Tensor& x, const torch::Tensor& w, bool may_save) {
   OpCache* c = active_cache;
   if (c == nullptr) return torch::linear(x, w);
   if (!c->replay) {
     auto op = c10::make_intrusive<CachedOp>();
-    op->saved = ++c->matmuls % 2 == 1;  // the 1st, 3rd, ... of the block
+    op->saved = ++c->matmuls % 2 == 1 && may_save;  // the 1st, 3rd, ... of the block
     auto out = torch::linear(x, w);
     if (op->saved) op->out = out;
     c->ops.push_back(std::move(op));

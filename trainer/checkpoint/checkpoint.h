@@ -49,18 +49,22 @@ torch::Tensor checkpoint(BlockFn fn, const torch::Tensor& input, const std::vect
                          bool per_op = false);
 
 // The ops per-op selective AC saves. Outside a per-op checkpointed block
-// they are plain calls. torchtitan's policy saves the outputs of every other
-// aten.mm (the 1st, 3rd, ... of a block) and of attention; here:
+// they are plain calls. torchtitan v0.2.2's policy saves the outputs of
+// attention and of every other aten.mm of a block (the 1st, 3rd, ...), the
+// router gate's mm excepted (per_op_sac_force_recompute_mm_shapes_by_fqns,
+// default ["moe.router.gate"]: recomputed and not counted); here:
 //   saved_matmul  linear(x, w) (w [out, in], both in the compute dtype),
 //                 counted by the every-other rule; a saved one keeps its
 //                 output, and its recompute only rebuilds the backward
 //                 (grad x = g w, grad w = g^T x) on the recomputed x.
+//                 may_save = false: counted, never kept (the q/k/v
+//                 projections, whose outputs the kept attention inputs
+//                 already hold).
 //   saved_op      fn(inputs) kept whole with its own graph (attention): the
 //                 output and what fn's backward saves (for SDPA: q, k, v,
-//                 output, log-sum-exp). The projections feeding it are
-//                 plain linears, recomputed: their outputs would duplicate
-//                 the kept q, k, v.
-torch::Tensor saved_matmul(const torch::Tensor& x, const torch::Tensor& w);
+//                 output, log-sum-exp), where torchtitan keeps the wq and
+//                 wv outputs and recomputes q, k, v from them.
+torch::Tensor saved_matmul(const torch::Tensor& x, const torch::Tensor& w, bool may_save = true);
 using OpFn = std::function<torch::Tensor(const std::vector<torch::Tensor>&)>;
 torch::Tensor saved_op(const OpFn& fn, const std::vector<torch::Tensor>& inputs);
 

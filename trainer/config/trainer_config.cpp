@@ -231,6 +231,15 @@ TrainerConfig interpret(const JobConfig& job, const WhereFn& where, int world_si
   }
 
   c.compile_enable = job.get_bool("compile.enable");
+  for (const auto& component : job.get_list("compile.components")) {
+    if (component == "model")
+      c.compile_model = c.compile_enable;
+    else if (component == "loss")
+      c.compile_loss = c.compile_enable;
+    else
+      fail(where("compile.components"), "compile.components",
+           "unknown component '" + component + "' (torchtitan's are model and loss)");
+  }
   c.profiling = parse_profiling(job, where);
   return c;
 }

@@ -83,6 +83,8 @@ struct TrainerConfig {
   int64_t init_timeout_seconds = 300;   // comm.init_timeout_seconds: rendezvous, group creation, first step
   int64_t train_timeout_seconds = 100;  // comm.train_timeout_seconds: every later step (collectives, watchdog)
   bool compile_enable = false;          // the compiled memory mode (apply_compile, model_passes.h)
+  bool compile_model = false;           // compile.enable and "model" in compile.components: fused elementwise
+  bool compile_loss = false;            // compile.enable and "loss" in compile.components: chunked output + loss
   ProfilingConfig profiling;            // [profiling] traces
 
   // Not torchtitan keys: trainer flags.

@@ -1,6 +1,5 @@
 #include "trainer/model/fused_elementwise.h"
 
-#include "trainer/model/model.h"
 
 namespace partune::trainer {
 
@@ -16,16 +15,17 @@ struct SwiGLU : torch::autograd::Function<SwiGLU> {
     ctx->save_for_backward({a, b});
     return torch::silu(a) * b;
   }
+  // Eager's math and roundings (mul's backward, then silu_backward, whose
+  // kernel computes in fp32 for half types), silu(a) recomputed.
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const auto saved = ctx->get_saved_variables();
-    const auto dt = saved[0].scalar_type();
-    const auto acc = accum_dtype(dt);
-    const auto a = cast(saved[0], acc), b = cast(saved[1], acc), g = cast(grads[0], acc);
-    const auto s = torch::sigmoid(a);
-    // d silu(a) / da = s * (1 + a * (1 - s))
-    auto grad_a = g * b * s * (1 + a * (1 - s));
-    auto grad_b = g * a * s;
-    return {cast(grad_a, dt), cast(grad_b, dt)};
+    const auto& a = saved[0];
+    const auto& b = saved[1];
+    const auto& g = grads[0];
+    torch::Tensor grad_a, grad_b;
+    if (ctx->needs_input_grad(0)) grad_a = torch::silu_backward(g * b, a);
+    if (ctx->needs_input_grad(1)) grad_b = g * torch::silu(a);
+    return {grad_a, grad_b};
   }
 };
 

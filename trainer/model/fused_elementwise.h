@@ -11,7 +11,7 @@ namespace partune::trainer {
 
 // silu(a) * b (the SwiGLU gate), a and b of one shape and dtype. Eager
 // autograd saves a, silu(a) and b; this saves a and b and recomputes
-// sigmoid(a) in backward (in accum_dtype, rounded once to a's dtype).
+// silu(a) in backward (otherwise eager's backward: the same values).
 torch::Tensor swiglu(const torch::Tensor& a, const torch::Tensor& b);
 torch::Tensor swiglu_reference(const torch::Tensor& a, const torch::Tensor& b);
 

@@ -268,8 +268,8 @@ torch::Tensor LinearImpl::forward(const torch::Tensor& x, torch::Dtype compute_d
   return torch::linear(cast(x, compute_dtype), cast(weight, compute_dtype));
 }
 
-torch::Tensor LinearImpl::forward_saved(const torch::Tensor& x, torch::Dtype compute_dtype) {
-  return saved_matmul(cast(x, compute_dtype), cast(weight, compute_dtype));
+torch::Tensor LinearImpl::forward_saved(const torch::Tensor& x, torch::Dtype compute_dtype, bool may_save) {
+  return saved_matmul(cast(x, compute_dtype), cast(weight, compute_dtype), may_save);
 }
 
 AttentionImpl::AttentionImpl(const AttentionOptions& o) : opts_(o) {
@@ -289,9 +289,10 @@ AttentionImpl::AttentionImpl(const AttentionOptions& o) : opts_(o) {
 torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& rope_cache) {
   const int64_t b = x.size(0), s = x.size(1), hd = opts_.head_dim;
   const auto dt = opts_.compute_dtype;
-  auto q = wq(x, dt).view({b, s, -1, hd});
-  auto k = wk(x, dt).view({b, s, -1, hd});
-  auto v = wv(x, dt).view({b, s, -1, hd});
+  // Counted for per-op AC, never kept: the kept attention holds q, k, v.
+  auto q = wq->forward_saved(x, dt, /*may_save=*/false).view({b, s, -1, hd});
+  auto k = wk->forward_saved(x, dt, /*may_save=*/false).view({b, s, -1, hd});
+  auto v = wv->forward_saved(x, dt, /*may_save=*/false).view({b, s, -1, hd});
   if (!q_norm.is_empty()) {
     q = q_norm(q);
     k = k_norm(k);
@@ -386,7 +387,7 @@ RouterImpl::RouterImpl(int64_t dim, int64_t num_experts, int64_t top_k, bool rou
 }
 
 RouterOutput RouterImpl::forward(const torch::Tensor& x, const torch::Tensor& expert_bias) {
-  auto logits = gate->forward_saved(x, compute_dtype_);
+  auto logits = gate(x, compute_dtype_);  // recomputed under per-op AC, as torchtitan's default
   auto scores = torch::softmax(cast(logits, accum_dtype(logits.scalar_type())), 1);
   torch::Tensor selected;
   {

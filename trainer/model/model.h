@@ -133,9 +133,9 @@ class LinearImpl : public torch::nn::Module {
  public:
   LinearImpl(int64_t in_features, int64_t out_features, const torch::TensorOptions& param_options = {});
   torch::Tensor forward(const torch::Tensor& x, torch::Dtype compute_dtype);
-  // The same through saved_matmul (checkpoint.h): a matmul whose output
-  // per-op selective AC may save.
-  torch::Tensor forward_saved(const torch::Tensor& x, torch::Dtype compute_dtype);
+  // The same through saved_matmul (checkpoint.h): a matmul counted by
+  // per-op selective AC, which saves its output if may_save and its turn.
+  torch::Tensor forward_saved(const torch::Tensor& x, torch::Dtype compute_dtype, bool may_save = true);
   torch::Tensor weight;  // [out, in]
 };
 TORCH_MODULE(Linear);

@@ -6,17 +6,17 @@ void apply_activation_checkpointing(Qwen3Model& model, const ACConfig& ac) {
   for (auto& block : model->layers()) block->ac = block_ac(ac, block->layer_id());
 }
 
-void apply_compile(Qwen3Model& model, bool enable, int64_t loss_chunk_tokens) {
+void apply_compile(Qwen3Model& model, const CompileOptions& options) {
   for (auto& block : model->layers()) {
     if (block->is_moe()) {
-      block->moe->fused = enable;
-      block->moe->experts->fused = enable;
+      block->moe->fused = options.model;
+      block->moe->experts->fused = options.model;
     } else {
-      block->feed_forward->fused = enable;
+      block->feed_forward->fused = options.model;
     }
   }
-  model->chunked_loss = enable;
-  model->loss_chunk_tokens = loss_chunk_tokens;
+  model->chunked_loss = options.loss;
+  model->loss_chunk_tokens = options.loss_chunk_tokens;
 }
 
 }  // namespace partune::trainer

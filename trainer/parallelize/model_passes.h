@@ -7,10 +7,11 @@
 //       BlockAC (none, whole-block recompute, per-op selective).
 //   apply_compile  compile.enable: the compiled memory mode. torch.compile
 //       is Python-only; its counterpart here keeps what a compiled graph
-//       keeps: fused elementwise functions that save their inputs and
-//       recompute the rest (SwiGLU, the MoE gate-weighted sum), and the
-//       output projection + loss fused in chunks of tokens. Off: the eager
-//       composition (torchtitan without compile).
+//       keeps, per compile.components: "model", fused elementwise functions
+//       that save their inputs and recompute the rest (SwiGLU, the MoE
+//       gate-weighted sum); "loss", the output projection + loss fused in
+//       chunks of tokens. Off: the eager composition (torchtitan without
+//       compile).
 #pragma once
 #include "trainer/checkpoint/checkpoint.h"
 #include "trainer/model/model.h"
@@ -18,7 +19,11 @@
 namespace partune::trainer {
 
 void apply_activation_checkpointing(Qwen3Model& model, const ACConfig& ac);
-// loss_chunk_tokens: the chunked loss's tokens per chunk (0: its default).
-void apply_compile(Qwen3Model& model, bool enable, int64_t loss_chunk_tokens = 0);
+struct CompileOptions {
+  bool model = false;             // fused elementwise in the blocks
+  bool loss = false;              // chunked output + loss
+  int64_t loss_chunk_tokens = 0;  // tokens per chunk (0: default_loss_chunk_tokens)
+};
+void apply_compile(Qwen3Model& model, const CompileOptions& options);
 
 }  // namespace partune::trainer

@@ -89,7 +89,7 @@ struct ParallelizeOptions {
   ACConfig ac;
   std::string reshard_after_forward = "default";  // default | always | never
   torch::Dtype param_dtype = torch::kFloat32;     // dtype FSDP gathers in (the compute dtype)
-  bool compile = false;                           // compile.enable: apply_compile
+  CompileOptions compile;                         // compile.*: apply_compile
 };
 
 void apply_tensor_parallel(Qwen3Model& model, ParallelModelState& state);
