@@ -239,14 +239,12 @@ TEST(AppConfig, OptimizerImplementation) {
   const std::string f = dir.write("a.toml", kBase);
   TrainerConfig d = parse_trainer_args({"--job.config_file", f, "--training.dataset", "synthetic"});
   EXPECT_EQ(d.optimizer.implementation, "fused");  // torchtitan's default
-  EXPECT_TRUE(d.notes.empty());                    // a default is not worth a note
-  TrainerConfig l = parse_trainer_args(
-      {"--job.config_file", f, "--training.dataset", "synthetic", "--optimizer.implementation", "for-loop"});
+  EXPECT_TRUE(d.notes.empty());                     // a default is not worth a note
+  TrainerConfig l = parse_trainer_args({"--job.config_file", f, "--training.dataset", "synthetic", "--optimizer.implementation", "for-loop"});
   EXPECT_EQ(l.optimizer.implementation, "for-loop");
   EXPECT_TRUE(l.notes.empty());
   // An explicit fused request says how it runs where the kernel is missing.
-  TrainerConfig x = parse_trainer_args(
-      {"--job.config_file", f, "--training.dataset", "synthetic", "--optimizer.implementation", "fused"});
+  TrainerConfig x = parse_trainer_args({"--job.config_file", f, "--training.dataset", "synthetic", "--optimizer.implementation", "fused"});
   EXPECT_EQ(x.notes.size(), fused_adamw_available() ? 0u : 1u);
   if (!x.notes.empty()) {
     EXPECT_NE(x.notes[0].find("running 'foreach'"), std::string::npos) << x.notes[0];

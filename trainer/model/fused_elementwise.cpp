@@ -1,6 +1,5 @@
 #include "trainer/model/fused_elementwise.h"
 
-
 namespace partune::trainer {
 
 namespace {

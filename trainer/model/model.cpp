@@ -1,11 +1,11 @@
 #include "trainer/model/model.h"
 
-#include <ATen/CPUGeneratorImpl.h>
-
 #include <cmath>
 #include <numeric>
 #include <stdexcept>
 #include <string>
+
+#include <ATen/CPUGeneratorImpl.h>
 
 #include "trainer/model/chunked_loss.h"
 #include "trainer/model/fused_elementwise.h"
@@ -73,8 +73,7 @@ torch::Tensor rms_norm_reference(const torch::Tensor& x, const torch::Tensor& we
 
 torch::Tensor precompute_rope_cache(int64_t head_dim, int64_t seq_len, double theta) {
   torch::NoGradGuard no_grad;
-  auto exponents =
-      torch::arange(0, head_dim, 2, torch::kFloat32).slice(0, 0, head_dim / 2) / static_cast<double>(head_dim);
+  auto exponents = torch::arange(0, head_dim, 2, torch::kFloat32).slice(0, 0, head_dim / 2) / static_cast<double>(head_dim);
   auto freqs = 1.0 / torch::pow(theta, exponents);
   auto t = torch::arange(seq_len, torch::kFloat32);
   auto angles = torch::outer(t, freqs);          // [S, D/2]
@@ -219,8 +218,8 @@ torch::Tensor permute_rows(const torch::Tensor& x, const torch::Tensor& order, c
 torch::Tensor gather_token_rows(const torch::Tensor& x, const torch::Tensor& order, const torch::Tensor& inverse,
                                 int64_t k) {
   TORCH_CHECK(k >= 1 && order.numel() == x.size(0) * k && inverse.numel() == order.numel(),
-              "gather_token_rows: ", x.size(0), " tokens x ", k, " choices but order/inverse have ", order.numel(), "/",
-              inverse.numel());
+              "gather_token_rows: ", x.size(0), " tokens x ", k, " choices but order/inverse have ", order.numel(),
+              "/", inverse.numel());
   return GatherTokenRows::apply(x, order, inverse, k);
 }
 
@@ -273,8 +272,8 @@ torch::Tensor LinearImpl::forward_saved(const torch::Tensor& x, torch::Dtype com
 }
 
 AttentionImpl::AttentionImpl(const AttentionOptions& o) : opts_(o) {
-  TORCH_CHECK(o.n_heads > 0 && o.n_kv_heads > 0 && o.n_heads % o.n_kv_heads == 0, "attention: local heads ", o.n_heads,
-              " must be a positive multiple of local kv heads ", o.n_kv_heads);
+  TORCH_CHECK(o.n_heads > 0 && o.n_kv_heads > 0 && o.n_heads % o.n_kv_heads == 0, "attention: local heads ",
+              o.n_heads, " must be a positive multiple of local kv heads ", o.n_kv_heads);
   const auto& p = o.param_options;
   wq = register_module("wq", Linear(o.dim, o.n_heads * o.head_dim, p));
   wk = register_module("wk", Linear(o.dim, o.n_kv_heads * o.head_dim, p));
@@ -347,8 +346,9 @@ std::pair<torch::Tensor, std::vector<int64_t>> LocalDispatcher::dispatch(const t
   return {rows, counts};
 }
 
-GroupedExpertsImpl::GroupedExpertsImpl(int64_t dim, int64_t hidden_dim, int64_t num_experts, torch::Dtype compute_dtype,
-                                       bool fast_paths, const torch::TensorOptions& param_options)
+GroupedExpertsImpl::GroupedExpertsImpl(int64_t dim, int64_t hidden_dim, int64_t num_experts,
+                                       torch::Dtype compute_dtype, bool fast_paths,
+                                       const torch::TensorOptions& param_options)
     : compute_dtype_(compute_dtype), fast_paths_(fast_paths) {
   w1 = register_parameter("w1", torch::zeros({num_experts, hidden_dim, dim}, param_options));
   w2 = register_parameter("w2", torch::zeros({num_experts, dim, hidden_dim}, param_options));
@@ -405,8 +405,8 @@ RouterOutput RouterImpl::forward(const torch::Tensor& x, const torch::Tensor& ex
 MoEImpl::MoEImpl(const MoEOptions& o) : opts_(o) {
   TORCH_CHECK(o.num_local_experts >= 1 && o.num_local_experts <= o.num_experts, "MoE: local experts ",
               o.num_local_experts, " must be in [1, ", o.num_experts, "]");
-  router = register_module(
-      "router", Router(o.dim, o.num_experts, o.top_k, o.route_norm, o.route_scale, o.compute_dtype, o.param_options));
+  router = register_module("router", Router(o.dim, o.num_experts, o.top_k, o.route_norm, o.route_scale,
+                                            o.compute_dtype, o.param_options));
   experts = register_module("experts", GroupedExperts(o.dim, o.hidden_dim, o.num_local_experts, o.compute_dtype,
                                                       o.fast_paths, o.param_options));
   auto buf = o.param_options.dtype(torch::kFloat32);
@@ -529,9 +529,7 @@ torch::Tensor TransformerBlockImpl::forward(const torch::Tensor& x, const torch:
   return out;
 }
 
-double TransformerBlockImpl::weight_init_std() const {
-  return 0.02 / std::sqrt(2.0 * static_cast<double>(layer_id_ + 1));
-}
+double TransformerBlockImpl::weight_init_std() const { return 0.02 / std::sqrt(2.0 * static_cast<double>(layer_id_ + 1)); }
 
 void TransformerBlockImpl::init_weights(uint64_t seed, const ExpertRange& experts) {
   const std::string prefix = "layers." + std::to_string(layer_id_);

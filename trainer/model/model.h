@@ -25,12 +25,12 @@
 // fused elementwise functions, chunked output + loss). Both default to the
 // eager composition.
 #pragma once
-#include <torch/torch.h>
-
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
+
+#include <torch/torch.h>
 
 #include "common/flavors.h"
 #include "trainer/checkpoint/checkpoint.h"
@@ -174,7 +174,7 @@ class FeedForwardImpl : public torch::nn::Module {
   // hidden_dim: local hidden size.
   FeedForwardImpl(int64_t dim, int64_t hidden_dim, torch::Dtype compute_dtype,
                   const torch::TensorOptions& param_options = {});
-  torch::Tensor forward(const torch::Tensor& x);                                 // w2(silu(w1 x) * w3 x)
+  torch::Tensor forward(const torch::Tensor& x);  // w2(silu(w1 x) * w3 x)
   void init_weights(const std::string& prefix, uint64_t seed, double init_std);  // w1 0.02, w2/w3 init_std
 
   Linear w1{nullptr}, w2{nullptr}, w3{nullptr};
@@ -202,8 +202,8 @@ class LocalDispatcher : public ExpertDispatcher {
 class GroupedExpertsImpl : public torch::nn::Module {
  public:
   // num_experts: local experts; hidden_dim: local hidden size.
-  GroupedExpertsImpl(int64_t dim, int64_t hidden_dim, int64_t num_experts, torch::Dtype compute_dtype, bool fast_paths,
-                     const torch::TensorOptions& param_options = {});
+  GroupedExpertsImpl(int64_t dim, int64_t hidden_dim, int64_t num_experts, torch::Dtype compute_dtype,
+                     bool fast_paths, const torch::TensorOptions& param_options = {});
   // x: rows grouped by local expert, counts[e] rows for expert e -> [rows, dim].
   torch::Tensor forward(const torch::Tensor& x, const std::vector<int64_t>& counts);
   // w1 0.02, w2/w3 init_std. Each expert's slab is its own named tensor
