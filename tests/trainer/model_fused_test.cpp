@@ -203,9 +203,11 @@ TEST(CompiledMode, PassSetsEveryFusedPathAndBack) {
   apply_compile(model, {true, true, 7});
   EXPECT_TRUE(model->chunked_loss);
   EXPECT_EQ(model->loss_chunk_tokens, 7);
+  EXPECT_TRUE(model->norm->fused);
   for (auto& b : model->layers()) {
     EXPECT_TRUE(b->moe->fused);
     EXPECT_TRUE(b->moe->experts->fused);
+    EXPECT_TRUE(b->attention_norm->fused && b->ffn_norm->fused && b->attention->q_norm->fused);
   }
   apply_compile(model, {/*model=*/false, /*loss=*/true});  // compile.components = ["loss"]
   EXPECT_TRUE(model->chunked_loss);

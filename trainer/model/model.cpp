@@ -64,6 +64,13 @@ torch::Tensor rms_norm(const torch::Tensor& x, const torch::Tensor& weight, doub
   return rms_norm_reference(x, weight, eps);
 }
 
+torch::Tensor rms_norm_compiled(const torch::Tensor& x, const torch::Tensor& weight, double eps) {
+#if PARTUNE_HAS_RMS_NORM
+  if (x.is_cuda()) return compat::rms_norm(x, cast(weight, x.scalar_type()), eps);
+#endif
+  return rms_norm(x, weight, eps);
+}
+
 torch::Tensor rms_norm_reference(const torch::Tensor& x, const torch::Tensor& weight, double eps) {
   const auto acc = accum_dtype(x.scalar_type());
   auto xf = cast(x, acc);
@@ -255,7 +262,9 @@ RMSNormImpl::RMSNormImpl(int64_t dim, double eps_, const torch::TensorOptions& p
   weight = register_parameter("weight", torch::ones({dim}, param_options));
 }
 
-torch::Tensor RMSNormImpl::forward(const torch::Tensor& x) { return rms_norm(x, weight, eps); }
+torch::Tensor RMSNormImpl::forward(const torch::Tensor& x) {
+  return fused ? rms_norm_compiled(x, weight, eps) : rms_norm(x, weight, eps);
+}
 
 void RMSNormImpl::reset_parameters() { fill_ones(weight); }
 

@@ -58,6 +58,12 @@ torch::Tensor rms_norm_reference(const torch::Tensor& x, const torch::Tensor& we
 // reference on H100 at [2, 4096, 2048], torch 2.11). The reference elsewhere.
 bool fused_rms_norm_available();
 torch::Tensor rms_norm(const torch::Tensor& x, const torch::Tensor& weight, double eps);
+// The compiled memory mode's RMSNorm: where rms_norm() runs at::rms_norm, it
+// runs it on x in x's own dtype with the weight cast to it (the kernel
+// still computes in fp32; the weight is rounded to x's dtype, as FSDP's
+// mixed precision gathers it in torchtitan), so autograd saves x and the
+// fp32 rstd instead of an fp32 copy of a bf16 x. rms_norm() elsewhere.
+torch::Tensor rms_norm_compiled(const torch::Tensor& x, const torch::Tensor& weight, double eps);
 
 // [seq_len, 2 * head_dim] fp32: cos then sin of the rotate-half RoPE angles
 // (torchtitan's precompute_rope_cache).
@@ -125,6 +131,7 @@ class RMSNormImpl : public torch::nn::Module {
   void reset_parameters();  // weight = 1
   torch::Tensor weight;
   double eps;
+  bool fused = false;  // rms_norm_compiled (compiled memory mode)
 };
 TORCH_MODULE(RMSNorm);
 
