@@ -9,9 +9,9 @@
 //       is Python-only; its counterpart here keeps what a compiled graph
 //       keeps, per compile.components: "model", fused elementwise functions
 //       that save their inputs and recompute the rest (SwiGLU, the MoE
-//       gate-weighted sum) and RMSNorm in the input's dtype on CUDA; "loss", the output projection + loss fused in
-//       chunks of tokens. Off: the eager composition (torchtitan without
-//       compile).
+//       gate-weighted sum) and RMSNorm in the input's dtype on CUDA;
+//       "loss", the output projection + loss fused in chunks of tokens.
+//       Off: the eager composition (torchtitan without compile).
 #pragma once
 #include "trainer/checkpoint/checkpoint.h"
 #include "trainer/model/model.h"
