@@ -139,7 +139,7 @@ std::vector<KeySpec> build_schema() {
       k("activation_checkpoint.determinism_check", T::String, str("default"), N),
       k("activation_checkpoint.debug", T::Bool, false, N),
       k("compile.enable", T::Bool, false, I),
-      k("compile.components", T::StringList, list({"model", "loss"}), N),
+      k("compile.components", T::StringList, list({"model", "loss"}), I),
       k("compile.backend", T::String, str("inductor"), N),
       k("comm.init_timeout_seconds", T::Int, i64(300), I),
       k("comm.train_timeout_seconds", T::Int, i64(100), I),

@@ -223,6 +223,9 @@ struct Layout {
   int dp;                                // dp_replicate * dp_shard: the one-process run reads lbs * dp rows
   std::vector<std::string> parallelism;  // "key=value" under [parallelism]
   std::vector<std::string> extra = {};   // other overrides
+  // Overrides of the parallel run only: the compiled memory mode and per-op
+  // AC against the eager, un-checkpointed one process.
+  std::vector<std::string> parallel_only = {};
 };
 
 const Layout kLayouts[] = {
@@ -238,6 +241,32 @@ const Layout kLayouts[] = {
      1,
      {"tensor_parallel_degree=2", "data_parallel_shard_degree=1", "expert_parallel_degree=2"}},
     {"dp_shard2_full_ac", 2, "tiny_moe", 2, {"data_parallel_shard_degree=2"}, {"--activation_checkpoint.mode", "full"}},
+    // chunked output + loss and fused elementwise under FSDP (the output weight gathered around the
+    // forward) and TP (replicated output), alone and with per-op selective AC
+    {"dp_shard2_compiled", 2, "tiny_moe", 2, {"data_parallel_shard_degree=2"}, {}, {"--compile.enable"}},
+    {"tp2_dense_compiled",
+     2,
+     "tiny",
+     1,
+     {"tensor_parallel_degree=2", "data_parallel_shard_degree=1"},
+     {},
+     {"--compile.enable"}},
+    {"dp_shard2_compiled_op_ac",
+     2,
+     "tiny_moe",
+     2,
+     {"data_parallel_shard_degree=2"},
+     {},
+     {"--compile.enable", "--activation_checkpoint.mode", "selective", "--activation_checkpoint.selective_ac_option",
+      "op"}},
+    {"tp2_ep2_compiled_op_ac",
+     2,
+     "tiny_moe",
+     1,
+     {"tensor_parallel_degree=2", "data_parallel_shard_degree=1", "expert_parallel_degree=2"},
+     {},
+     {"--compile.enable", "--activation_checkpoint.mode", "selective", "--activation_checkpoint.selective_ac_option",
+      "op"}},
     // world 4
     {"dp_shard4_ep4", 4, "tiny_moe", 4, {"data_parallel_shard_degree=4", "expert_parallel_degree=4"}},
     {"dp_shard2_tp2_dense", 4, "tiny", 2, {"data_parallel_shard_degree=2", "tensor_parallel_degree=2"}},
@@ -292,6 +321,7 @@ TEST_P(ParallelLayout, FirstStepsMatchOneProcess) {
     par.push_back("--parallelism." + kv.substr(0, eq));
     par.push_back(kv.substr(eq + 1));
   }
+  par.insert(par.end(), l.parallel_only.begin(), l.parallel_only.end());
   ParamCounts one_counts, par_counts;
   const auto want = run_trainer(1, one, &one_counts);
   const auto got = run_trainer(l.world, par, &par_counts);

@@ -61,10 +61,15 @@ TEST(AppConfig, BooleansAreFlags) {
   EXPECT_TRUE(parse_trainer_args({"--job.config_file", f}).compile_enable);
   TrainerConfig off = parse_trainer_args({"--job.config_file", f, "--compile.no-enable"});
   EXPECT_FALSE(off.compile_enable);
-  EXPECT_FALSE(has_note(off, "no compiler"));
   TrainerConfig on = parse_trainer_args({"--job.config_file", f, "--compile.enable"});
   EXPECT_TRUE(on.compile_enable);
-  EXPECT_TRUE(has_note(on, "no compiler"));  // accepted, with a note that nothing is compiled
+  EXPECT_FALSE(has_note(on, "compile"));             // a real mode now (the compiled memory mode), not an ignored key
+  EXPECT_TRUE(on.compile_model && on.compile_loss);  // compile.components defaults to model, loss
+  EXPECT_FALSE(off.compile_model || off.compile_loss);
+  TrainerConfig model_only =
+      parse_trainer_args({"--job.config_file", f, "--compile.enable", "--compile.components", "model"});
+  EXPECT_TRUE(model_only.compile_model);
+  EXPECT_FALSE(model_only.compile_loss);
   EXPECT_TRUE(parse_trainer_args({"--job.config_file", f, "--metrics.disable_color_printing"}).disable_color_printing);
 }
 
@@ -134,11 +139,11 @@ TEST(AppConfig, ImplementedKeysWithUnsupportedValues) {
       {{"--model.name", "llama3"},
        "command line: key 'model.name': 'llama3' is not a model of the embedded trainer (models: qwen3)"},
       {{"--model.flavor", "nope"}, "command line: key 'model.flavor': unknown flavor 'nope'"},
-      {{"--activation_checkpoint.selective_ac_option", "op"},
-       "command line: key 'activation_checkpoint.selective_ac_option': 'op' (per-op selective AC) is not implemented"},
       {{"--activation_checkpoint.selective_ac_option", "x"},
        "command line: key 'activation_checkpoint.selective_ac_option': must be 'op' or a non-negative integer, got "
        "'x'"},
+      {{"--compile.components", "model,graph"},
+       "command line: key 'compile.components': unknown component 'graph' (torchtitan's are model and loss)"},
       {{"--activation_checkpoint.mode", "memory_budget"},
        "command line: key 'activation_checkpoint.mode': 'memory_budget' is not implemented"},
       {{"--optimizer.name", "Adam"}, "command line: key 'optimizer.name': 'Adam' is not implemented"},
@@ -164,6 +169,10 @@ TEST(AppConfig, AcModes) {
   TrainerConfig s = parse_trainer_args({"--job.config_file", f, "--activation_checkpoint.selective_ac_option", "0"});
   EXPECT_EQ(s.ac.mode, ACMode::Selective);
   EXPECT_EQ(s.ac.every_n, 0);
+  EXPECT_FALSE(s.ac.per_op);
+  TrainerConfig op = parse_trainer_args({"--job.config_file", f, "--activation_checkpoint.selective_ac_option", "op"});
+  EXPECT_EQ(op.ac.mode, ACMode::Selective);
+  EXPECT_TRUE(op.ac.per_op);
 }
 
 TEST(AppConfig, C4FallsBackToSyntheticWithANote) {

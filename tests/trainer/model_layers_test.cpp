@@ -74,6 +74,30 @@ TEST(ModelGradCheck, RMSNormFastPathMatchesReference) {
   }
 }
 
+// The compiled mode's RMSNorm: on CUDA with at::rms_norm, bf16 in and out
+// with a bf16-rounded weight, equal to the reference to bf16 tolerance in
+// value and gradients; elsewhere it is rms_norm itself.
+TEST(ModelGradCheck, RMSNormCompiledMatchesReference) {
+  const bool cuda = fused_rms_norm_available() && torch::cuda::is_available();
+  const auto device = cuda ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU);
+  const auto dt = cuda ? torch::kBFloat16 : torch::kFloat32;
+  torch::manual_seed(5);
+  auto x0 = torch::randn({2, 5, 64}).to(device, dt);
+  auto w0 = (1 + 0.1 * torch::randn({64})).to(device);
+  auto g = torch::randn({2, 5, 64}).to(device, dt);
+  auto x = x0.clone().requires_grad_(true), w = w0.clone().requires_grad_(true);
+  auto xr = x0.clone().requires_grad_(true), wr = w0.clone().requires_grad_(true);
+  auto y = rms_norm_compiled(x, w, 1e-6), yr = rms_norm_reference(xr, wr, 1e-6);
+  ASSERT_EQ(y.scalar_type(), dt);
+  (y.to(torch::kFloat32) * g.to(torch::kFloat32)).sum().backward();
+  (yr.to(torch::kFloat32) * g.to(torch::kFloat32)).sum().backward();
+  ASSERT_EQ(w.grad().scalar_type(), torch::kFloat32);
+  const double tol = cuda ? 2e-2 : 1e-6;
+  EXPECT_TRUE(torch::allclose(y.to(torch::kFloat32), yr.to(torch::kFloat32), tol, tol));
+  EXPECT_TRUE(torch::allclose(x.grad().to(torch::kFloat32), xr.grad().to(torch::kFloat32), tol, tol));
+  EXPECT_TRUE(torch::allclose(w.grad(), wr.grad(), tol, tol));
+}
+
 AttentionOptions tiny_attention() {
   AttentionOptions o;
   o.dim = 32;

@@ -63,10 +63,7 @@ ACConfig parse_ac(const JobConfig& job, const WhereFn& where) {
     fail(where("activation_checkpoint.mode"), "activation_checkpoint.mode", "unknown mode '" + mode + "'");
   const std::string key = "activation_checkpoint.selective_ac_option";
   const std::string opt = job.get_string(key);
-  if (opt == "op")
-    fail(where(key), key,
-         "'op' (per-op selective AC) is not implemented by the embedded trainer; use an integer N "
-         "(checkpoint every Nth block)");
+  if (opt == "op") return {ACMode::Selective, 1, /*per_op=*/true};
   int every_n = -1;
   auto [ptr, ec] = std::from_chars(opt.data(), opt.data() + opt.size(), every_n);
   if (ec != std::errc() || ptr != opt.data() + opt.size() || every_n < 0)
@@ -219,9 +216,15 @@ TrainerConfig interpret(const JobConfig& job, const WhereFn& where, int world_si
   }
 
   c.compile_enable = job.get_bool("compile.enable");
-  if (c.compile_enable)
-    c.notes.push_back(
-        "compile.enable: the embedded trainer has no compiler (torch.compile is Python-only); running eagerly");
+  for (const auto& component : job.get_list("compile.components")) {
+    if (component == "model")
+      c.compile_model = c.compile_enable;
+    else if (component == "loss")
+      c.compile_loss = c.compile_enable;
+    else
+      fail(where("compile.components"), "compile.components",
+           "unknown component '" + component + "' (torchtitan's are model and loss)");
+  }
   c.profiling = parse_profiling(job, where);
   return c;
 }

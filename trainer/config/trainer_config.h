@@ -4,8 +4,8 @@
 //
 // Every key whose schema entry is TrainerSupport::Unimplemented is an error
 // when set to anything but its default; implemented keys with values the
-// trainer cannot honour (model.name other than qwen3, selective_ac_option
-// "op", context parallelism, ...) are errors too. Errors are partune::InputError naming the source and the key.
+// trainer cannot honour (model.name other than qwen3, context parallelism,
+// ...) are errors too. Errors are partune::InputError naming the source and the key.
 #pragma once
 #include <cstdint>
 #include <nlohmann/json_fwd.hpp>
@@ -82,7 +82,9 @@ struct TrainerConfig {
   std::string fsdp_reshard_after_forward = "default";  // default | always | never
   int64_t init_timeout_seconds = 300;   // comm.init_timeout_seconds: rendezvous, group creation, first step
   int64_t train_timeout_seconds = 100;  // comm.train_timeout_seconds: every later step (collectives, watchdog)
-  bool compile_enable = false;          // accepted; the embedded trainer has no compiler
+  bool compile_enable = false;          // the compiled memory mode (apply_compile, model_passes.h)
+  bool compile_model = false;           // compile.enable and "model" in compile.components: fused elementwise
+  bool compile_loss = false;            // compile.enable and "loss" in compile.components: chunked output + loss
   ProfilingConfig profiling;            // [profiling] traces
 
   // Not torchtitan keys: trainer flags.
@@ -90,7 +92,7 @@ struct TrainerConfig {
   std::optional<std::string> device;  // --device cpu|cuda; else $PARTUNE_DEVICE_TYPE; else cuda if available
 
   // Things a user should know about how the config was interpreted (printed
-  // at start): c4 replaced by synthetic data, compile ignored, ...
+  // at start): c4 replaced by synthetic data, ...
   std::vector<std::string> notes;
 };
 

@@ -5,6 +5,8 @@
 #include <stdexcept>
 #include <string>
 
+#include "trainer/model/chunked_loss.h"
+#include "trainer/model/fused_elementwise.h"
 #include "trainer/model/torch_compat.h"
 
 namespace partune::trainer {
@@ -33,6 +35,13 @@ torch::Tensor rms_norm(const torch::Tensor& x, const torch::Tensor& weight, doub
   }
 #endif
   return rms_norm_reference(x, weight, eps);
+}
+
+torch::Tensor rms_norm_compiled(const torch::Tensor& x, const torch::Tensor& weight, double eps) {
+#if PARTUNE_HAS_RMS_NORM
+  if (x.is_cuda()) return compat::rms_norm(x, cast(weight, x.scalar_type()), eps);
+#endif
+  return rms_norm(x, weight, eps);
 }
 
 torch::Tensor rms_norm_reference(const torch::Tensor& x, const torch::Tensor& weight, double eps) {
@@ -89,7 +98,8 @@ torch::Tensor causal_attention_sdpa(const torch::Tensor& q, const torch::Tensor&
 }
 
 torch::Tensor experts_reference(const torch::Tensor& x, const torch::Tensor& w1, const torch::Tensor& w2,
-                                const torch::Tensor& w3, const std::vector<int64_t>& counts) {
+                                const torch::Tensor& w3, const std::vector<int64_t>& counts, bool fused) {
+  const auto gate = fused ? swiglu : swiglu_reference;
   TORCH_CHECK(static_cast<int64_t>(counts.size()) == w1.size(0), "expert counts (", counts.size(),
               ") != local experts (", w1.size(0), ")");
   std::vector<torch::Tensor> outs;
@@ -101,7 +111,7 @@ torch::Tensor experts_reference(const torch::Tensor& x, const torch::Tensor& w1,
   for (size_t e = 0; e < counts.size(); ++e) {
     if (counts[e] == 0) continue;
     auto xe = x.narrow(0, offset, counts[e]);
-    auto h = torch::silu(torch::mm(xe, w1s[e].t())) * torch::mm(xe, w3s[e].t());
+    auto h = gate(torch::mm(xe, w1s[e].t()), torch::mm(xe, w3s[e].t()));
     outs.push_back(torch::mm(h, w2s[e].t()));
     offset += counts[e];
   }
@@ -109,8 +119,7 @@ torch::Tensor experts_reference(const torch::Tensor& x, const torch::Tensor& w1,
   // No rows at all: still run one expert on the empty input, so the output
   // stays in the autograd graph of x and the weights. Under expert or fully
   // sharded parallelism their backward runs collectives every rank must join.
-  if (outs.empty())
-    return torch::mm(torch::silu(torch::mm(x, w1[0].t())) * torch::mm(x, w3[0].t()), w2[0].t());
+  if (outs.empty()) return torch::mm(gate(torch::mm(x, w1[0].t()), torch::mm(x, w3[0].t())), w2[0].t());
   return torch::cat(outs, 0);
 }
 
@@ -124,8 +133,9 @@ bool grouped_mm_usable(const torch::Tensor& x, const torch::Tensor& w1) {
 }
 
 torch::Tensor experts_grouped_mm(const torch::Tensor& x, const torch::Tensor& w1, const torch::Tensor& w2,
-                                 const torch::Tensor& w3, const std::vector<int64_t>& counts) {
+                                 const torch::Tensor& w3, const std::vector<int64_t>& counts, bool fused) {
 #if PARTUNE_HAS_GROUPED_MM
+  const auto gate = fused ? swiglu : swiglu_reference;
   TORCH_CHECK(static_cast<int64_t>(counts.size()) == w1.size(0), "expert counts (", counts.size(),
               ") != local experts (", w1.size(0), ")");
   std::vector<int32_t> ends(counts.size());
@@ -133,11 +143,10 @@ torch::Tensor experts_grouped_mm(const torch::Tensor& x, const torch::Tensor& w1
   for (size_t e = 0; e < counts.size(); ++e) ends[e] = static_cast<int32_t>(total += counts[e]);
   TORCH_CHECK(total == x.size(0), "expert counts sum to ", total, " but there are ", x.size(0), " rows");
   auto offs = torch::tensor(ends, torch::kInt32).to(x.device(), /*non_blocking=*/true);
-  auto h = torch::silu(compat::grouped_mm(x, w1.transpose(-2, -1), offs)) *
-           compat::grouped_mm(x, w3.transpose(-2, -1), offs);
+  auto h = gate(compat::grouped_mm(x, w1.transpose(-2, -1), offs), compat::grouped_mm(x, w3.transpose(-2, -1), offs));
   return compat::grouped_mm(h, w2.transpose(-2, -1), offs);
 #else
-  (void)x, (void)w1, (void)w2, (void)w3, (void)counts;
+  (void)x, (void)w1, (void)w2, (void)w3, (void)counts, (void)fused;
   throw std::logic_error("grouped GEMM needs LibTorch >= 2.8");
 #endif
 }
@@ -213,7 +222,9 @@ RMSNormImpl::RMSNormImpl(int64_t dim, double eps_, const torch::TensorOptions& p
   weight = register_parameter("weight", torch::ones({dim}, param_options));
 }
 
-torch::Tensor RMSNormImpl::forward(const torch::Tensor& x) { return rms_norm(x, weight, eps); }
+torch::Tensor RMSNormImpl::forward(const torch::Tensor& x) {
+  return fused ? rms_norm_compiled(x, weight, eps) : rms_norm(x, weight, eps);
+}
 
 LinearImpl::LinearImpl(int64_t in_features, int64_t out_features, const torch::TensorOptions& param_options) {
   weight = register_parameter("weight", torch::zeros({out_features, in_features}, param_options));
@@ -221,6 +232,10 @@ LinearImpl::LinearImpl(int64_t in_features, int64_t out_features, const torch::T
 
 torch::Tensor LinearImpl::forward(const torch::Tensor& x, torch::Dtype compute_dtype) {
   return torch::linear(cast(x, compute_dtype), cast(weight, compute_dtype));
+}
+
+torch::Tensor LinearImpl::forward_saved(const torch::Tensor& x, torch::Dtype compute_dtype, bool may_save) {
+  return saved_matmul(cast(x, compute_dtype), cast(weight, compute_dtype), may_save);
 }
 
 AttentionImpl::AttentionImpl(const AttentionOptions& o) : opts_(o) {
@@ -240,9 +255,10 @@ AttentionImpl::AttentionImpl(const AttentionOptions& o) : opts_(o) {
 torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& rope_cache) {
   const int64_t b = x.size(0), s = x.size(1), hd = opts_.head_dim;
   const auto dt = opts_.compute_dtype;
-  auto q = wq(x, dt).view({b, s, -1, hd});
-  auto k = wk(x, dt).view({b, s, -1, hd});
-  auto v = wv(x, dt).view({b, s, -1, hd});
+  // Counted for per-op AC, never kept: the kept attention holds q, k, v.
+  auto q = wq->forward_saved(x, dt, /*may_save=*/false).view({b, s, -1, hd});
+  auto k = wk->forward_saved(x, dt, /*may_save=*/false).view({b, s, -1, hd});
+  auto v = wv->forward_saved(x, dt, /*may_save=*/false).view({b, s, -1, hd});
   if (!q_norm.is_empty()) {
     q = q_norm(q);
     k = k_norm(k);
@@ -251,8 +267,12 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor
   k = apply_rotary_emb(k, rope_cache).transpose(1, 2);
   v = v.transpose(1, 2);
   const bool fast = opts_.fast_paths && sdpa_available() && q.is_cuda();
-  auto o = fast ? causal_attention_sdpa(q, k, v) : causal_attention_reference(q, k, v);
-  return wo(o.transpose(1, 2).contiguous().view({b, s, -1}), dt);
+  auto o = saved_op(
+      [fast](const std::vector<torch::Tensor>& in) {
+        return fast ? causal_attention_sdpa(in[0], in[1], in[2]) : causal_attention_reference(in[0], in[1], in[2]);
+      },
+      {q, k, v});
+  return wo->forward_saved(o.transpose(1, 2).contiguous().view({b, s, -1}), dt);
 }
 
 FeedForwardImpl::FeedForwardImpl(int64_t dim, int64_t hidden_dim, torch::Dtype compute_dtype,
@@ -264,7 +284,9 @@ FeedForwardImpl::FeedForwardImpl(int64_t dim, int64_t hidden_dim, torch::Dtype c
 }
 
 torch::Tensor FeedForwardImpl::forward(const torch::Tensor& x) {
-  return w2(torch::silu(w1(x, compute_dtype_)) * w3(x, compute_dtype_), compute_dtype_);
+  auto a = w1->forward_saved(x, compute_dtype_);
+  auto b = w3->forward_saved(x, compute_dtype_);
+  return w2->forward_saved(fused ? swiglu(a, b) : swiglu_reference(a, b), compute_dtype_);
 }
 
 std::pair<torch::Tensor, std::vector<int64_t>> LocalDispatcher::dispatch(const torch::Tensor& rows,
@@ -287,8 +309,8 @@ torch::Tensor GroupedExpertsImpl::forward(const torch::Tensor& x, const std::vec
   const auto dt = compute_dtype_;
   auto xc = cast(x, dt);
   if (fast_paths_ && grouped_mm_usable(xc, w1))
-    return experts_grouped_mm(xc, cast(w1, dt), cast(w2, dt), cast(w3, dt), counts);
-  return experts_reference(xc, cast(w1, dt), cast(w2, dt), cast(w3, dt), counts);
+    return experts_grouped_mm(xc, cast(w1, dt), cast(w2, dt), cast(w3, dt), counts, fused);
+  return experts_reference(xc, cast(w1, dt), cast(w2, dt), cast(w3, dt), counts, fused);
 }
 
 RouterImpl::RouterImpl(int64_t dim, int64_t num_experts, int64_t top_k, bool route_norm, double route_scale,
@@ -303,7 +325,7 @@ RouterImpl::RouterImpl(int64_t dim, int64_t num_experts, int64_t top_k, bool rou
 }
 
 RouterOutput RouterImpl::forward(const torch::Tensor& x, const torch::Tensor& expert_bias) {
-  auto logits = gate(x, compute_dtype_);
+  auto logits = gate(x, compute_dtype_);  // recomputed under per-op AC, as torchtitan's default
   auto scores = torch::softmax(cast(logits, accum_dtype(logits.scalar_type())), 1);
   torch::Tensor selected;
   {
@@ -364,8 +386,8 @@ torch::Tensor MoEImpl::forward(const torch::Tensor& x) {
 
   auto unsorted = permute_rows(routed_output, inverse, order).view({n, k, dim});
   // Gates applied after the experts, in fp32 (torchtitan's score_before_experts = false).
-  auto gates = route.top_scores;
-  auto out = torch::bmm(gates.view({n, 1, k}), cast(unsorted, gates.scalar_type())).squeeze(1);
+  const auto& gates = route.top_scores;
+  auto out = fused ? weighted_expert_sum(gates, unsorted) : weighted_expert_sum_reference(gates, unsorted);
   return cast(out, x.scalar_type()).view(x.sizes());
 }
 
@@ -474,25 +496,45 @@ const torch::Tensor& Qwen3ModelImpl::rope_cache_for(int64_t seq_len) {
   return rope_cache_;
 }
 
-torch::Tensor Qwen3ModelImpl::forward(const torch::Tensor& tokens) {
+torch::Tensor Qwen3ModelImpl::trunk(const torch::Tensor& tokens) {
   TORCH_CHECK(tokens.dim() == 2, "tokens must be [batch, seq], got ", tokens.sizes());
   const int64_t b = tokens.size(0), s = tokens.size(1);
+  auto h = cast(tok_embeddings->weight.index_select(0, tokens.reshape(-1)).view({b, s, -1}), opts_.compute_dtype);
+  const torch::Tensor rope = rope_cache_for(s);
+  for (auto& block : layers_) {
+    if (block->ac == BlockAC::None) {
+      h = block->forward(h, rope);
+      continue;
+    }
+    TransformerBlock blk = block;
+    h = checkpoint([blk, rope](const torch::Tensor& in) mutable { return blk->forward(in, rope); }, h,
+                   block->parameters(), /*per_op=*/block->ac == BlockAC::PerOp);
+  }
+  return h;
+}
+
+torch::Tensor Qwen3ModelImpl::output_weight() const {
+  return output.is_empty() ? tok_embeddings->weight : output->weight;
+}
+
+torch::Tensor Qwen3ModelImpl::forward(const torch::Tensor& tokens) {
   const auto dt = opts_.compute_dtype;
   if (forward_hooks.before) forward_hooks.before();
-  auto h = cast(tok_embeddings->weight.index_select(0, tokens.reshape(-1)).view({b, s, -1}), dt);
-  const torch::Tensor rope = rope_cache_for(s);
-  for (size_t i = 0; i < layers_.size(); ++i) {
-    TransformerBlock block = layers_[i];
-    if (should_checkpoint(opts_.ac, static_cast<int64_t>(i)))
-      h = checkpoint([block, rope](const torch::Tensor& in) mutable { return block->forward(in, rope); }, h,
-                     block->parameters());
-    else
-      h = block->forward(h, rope);
-  }
-  h = norm(h);
-  auto logits = output.is_empty() ? torch::linear(cast(h, dt), cast(tok_embeddings->weight, dt)) : output(h, dt);
+  auto h = norm(trunk(tokens));
+  auto logits = torch::linear(cast(h, dt), cast(output_weight(), dt));
   if (forward_hooks.after) forward_hooks.after();
   return cast(logits, accum_dtype(dt));
+}
+
+torch::Tensor Qwen3ModelImpl::forward_loss(const torch::Tensor& tokens, const torch::Tensor& labels) {
+  if (!chunked_loss) return trainer::cross_entropy_loss(forward(tokens), labels);
+  // Inside the hooks: under FSDP the output weight is the gathered tensor
+  // only between before() and after().
+  if (forward_hooks.before) forward_hooks.before();
+  auto h = cast(norm(trunk(tokens)), opts_.compute_dtype);
+  auto loss = chunked_linear_cross_entropy(h, output_weight(), labels, loss_chunk_tokens);
+  if (forward_hooks.after) forward_hooks.after();
+  return loss;
 }
 
 void Qwen3ModelImpl::update_expert_biases(const TensorFn& all_reduce_counts) {

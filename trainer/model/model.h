@@ -18,6 +18,12 @@
 // gradients land in the fp32 parameters. Norms, router softmax, attention
 // softmax (reference path) and the loss run in fp32 (fp64 when computing in
 // fp64, for gradient checks).
+//
+// Passes after construction (trainer/parallelize/model_passes.h) choose how
+// blocks run: activation checkpointing (TransformerBlockImpl::ac) and the
+// compiled memory mode (the `fused` members and Qwen3ModelImpl::chunked_loss:
+// fused elementwise functions, chunked output + loss). Both default to the
+// eager composition.
 #pragma once
 #include <torch/torch.h>
 
@@ -41,7 +47,6 @@ struct ModelOptions {
   bool without_storage = false;
   torch::Dtype compute_dtype = torch::kFloat32;
   bool fast_paths = true;  // SDPA / grouped GEMM where built and on CUDA; reference paths otherwise
-  ACConfig ac;
 };
 
 // ---- functional pieces (used by the modules and by the tests as oracles) ----
@@ -57,6 +62,12 @@ torch::Tensor rms_norm_reference(const torch::Tensor& x, const torch::Tensor& we
 // reference on H100 at [2, 4096, 2048], torch 2.11). The reference elsewhere.
 bool fused_rms_norm_available();
 torch::Tensor rms_norm(const torch::Tensor& x, const torch::Tensor& weight, double eps);
+// The compiled memory mode's RMSNorm: where rms_norm() runs at::rms_norm, it
+// runs it on x in x's own dtype with the weight cast to it (the kernel
+// still computes in fp32; the weight is rounded to x's dtype, as FSDP's
+// mixed precision gathers it in torchtitan), so autograd saves x and the
+// fp32 rstd instead of an fp32 copy of a bf16 x. rms_norm() elsewhere.
+torch::Tensor rms_norm_compiled(const torch::Tensor& x, const torch::Tensor& weight, double eps);
 
 // [seq_len, 2 * head_dim] fp32: cos then sin of the rotate-half RoPE angles
 // (torchtitan's precompute_rope_cache).
@@ -75,12 +86,13 @@ torch::Tensor causal_attention_sdpa(const torch::Tensor& q, const torch::Tensor&
 
 // SwiGLU experts over rows grouped by expert: counts[e] rows for local expert
 // e. w1/w3 [E, hidden, dim], w2 [E, dim, hidden], already in compute dtype.
+// fused: the gate through swiglu() (fused_elementwise.h), else silu(a) * b.
 torch::Tensor experts_reference(const torch::Tensor& x, const torch::Tensor& w1, const torch::Tensor& w2,
-                                const torch::Tensor& w3, const std::vector<int64_t>& counts);
+                                const torch::Tensor& w3, const std::vector<int64_t>& counts, bool fused = false);
 // at::_grouped_mm where built (>= 2.8): CUDA, bf16, dim and hidden multiples of 8.
 bool grouped_mm_usable(const torch::Tensor& x, const torch::Tensor& w1);
 torch::Tensor experts_grouped_mm(const torch::Tensor& x, const torch::Tensor& w1, const torch::Tensor& w2,
-                                 const torch::Tensor& w3, const std::vector<int64_t>& counts);
+                                 const torch::Tensor& w3, const std::vector<int64_t>& counts, bool fused = false);
 
 // Row permutations for MoE routing (permute_rows, gather_token_rows): routing.h.
 
@@ -100,6 +112,7 @@ class RMSNormImpl : public torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& x);
   torch::Tensor weight;
   double eps;
+  bool fused = false;  // rms_norm_compiled (compiled memory mode)
 };
 TORCH_MODULE(RMSNorm);
 
@@ -108,6 +121,9 @@ class LinearImpl : public torch::nn::Module {
  public:
   LinearImpl(int64_t in_features, int64_t out_features, const torch::TensorOptions& param_options = {});
   torch::Tensor forward(const torch::Tensor& x, torch::Dtype compute_dtype);
+  // The same through saved_matmul (checkpoint.h): a matmul counted by
+  // per-op selective AC, which saves its output if may_save and its turn.
+  torch::Tensor forward_saved(const torch::Tensor& x, torch::Dtype compute_dtype, bool may_save = true);
   torch::Tensor weight;  // [out, in]
 };
 TORCH_MODULE(Linear);
@@ -147,6 +163,7 @@ class FeedForwardImpl : public torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& x);  // w2(silu(w1 x) * w3 x)
 
   Linear w1{nullptr}, w2{nullptr}, w3{nullptr};
+  bool fused = false;  // swiglu() for the gate (compiled memory mode)
 
  private:
   torch::Dtype compute_dtype_;
@@ -177,6 +194,7 @@ class GroupedExpertsImpl : public torch::nn::Module {
   int64_t num_experts() const { return w1.size(0); }
 
   torch::Tensor w1, w2, w3;  // [E, hidden, dim], [E, dim, hidden], [E, hidden, dim]
+  bool fused = false;        // swiglu() for the gate (compiled memory mode)
 
  private:
   torch::Dtype compute_dtype_;
@@ -239,6 +257,7 @@ class MoEImpl : public torch::nn::Module {
 
   Router router{nullptr};
   GroupedExperts experts{nullptr};
+  bool fused = false;               // weighted_expert_sum() for the gates (compiled memory mode)
   torch::Tensor expert_bias;        // [num_experts] fp32, selection only
   torch::Tensor tokens_per_expert;  // [num_experts] fp32, selections since the last update (not
                                     // counted again when a checkpointed block is recomputed)
@@ -276,6 +295,7 @@ class TransformerBlockImpl : public torch::nn::Module {
   TensorParallelHooks attention_hooks;
   TensorParallelHooks ffn_hooks;  // around the dense FFN or the whole MoE
   ForwardHooks forward_hooks;     // around forward (FSDP unshard / reshard)
+  BlockAC ac = BlockAC::None;     // set by apply_activation_checkpointing; the model's forward applies it
 
  private:
   int64_t layer_id_;
@@ -290,6 +310,11 @@ class Qwen3ModelImpl : public torch::nn::Module {
   explicit Qwen3ModelImpl(const ModelOptions& o);
   // tokens [B, S] int64 -> logits [B, S, vocab] fp32 (fp64 when computing in fp64).
   torch::Tensor forward(const torch::Tensor& tokens);
+  // Mean cross-entropy over the valid (not -100) labels [B, S], 0-dim fp32
+  // (fp64): cross_entropy_loss(forward(tokens), labels), or with
+  // chunked_loss the output projection and loss fused in chunks of tokens
+  // (chunked_loss.h), never holding [tokens, vocab] logits.
+  torch::Tensor forward_loss(const torch::Tensor& tokens, const torch::Tensor& labels);
   // Draws every parameter and buffer, held whole, under trainer/model/init.h's
   // rules (torchtitan's init; the values depend only on seed, name and
   // element index). For a model built with storage; a model built without
@@ -301,7 +326,6 @@ class Qwen3ModelImpl : public torch::nn::Module {
   // returns their sum over the data-parallel ranks (torchtitan's loss mesh).
   void update_expert_biases(const TensorFn& all_reduce_counts = {});
   const ModelOptions& options() const { return opts_; }
-  void set_ac(const ACConfig& ac) { opts_.ac = ac; }
 
   std::vector<TransformerBlock>& layers() { return layers_; }
   const std::vector<TransformerBlock>& layers() const { return layers_; }
@@ -313,9 +337,14 @@ class Qwen3ModelImpl : public torch::nn::Module {
   ForwardHooks forward_hooks;  // around forward, outside the blocks (FSDP of embeddings, norm, output)
 
   RMSNorm norm{nullptr};
-  Linear output{nullptr};  // null when embeddings are tied (tok_embeddings.weight is used)
+  Linear output{nullptr};         // null when embeddings are tied (tok_embeddings.weight is used)
+  bool chunked_loss = false;      // forward_loss through chunked_linear_cross_entropy (compiled memory mode)
+  int64_t loss_chunk_tokens = 0;  // its chunk; 0: default_loss_chunk_tokens
 
  private:
+  // Embeddings and blocks (each under its activation checkpointing) -> [B, S, dim] before the final norm.
+  torch::Tensor trunk(const torch::Tensor& tokens);
+  torch::Tensor output_weight() const;
   struct EmbeddingImpl : torch::nn::Module {
     EmbeddingImpl(int64_t vocab, int64_t dim, const torch::TensorOptions& o);
     torch::Tensor weight;

@@ -85,8 +85,6 @@ void apply_expert_parallel(Qwen3Model& model, ParallelModelState& st) {
   }
 }
 
-void apply_activation_checkpointing(Qwen3Model& model, const ACConfig& ac) { model->set_ac(ac); }
-
 void apply_fsdp(Qwen3Model& model, ParallelModelState& st, const std::string& reshard_after_forward,
                 torch::Dtype param_dtype) {
   if (st.groups.fsdp->size() == 1 && st.groups.efsdp->size() == 1) return;
@@ -165,6 +163,7 @@ std::shared_ptr<ParallelModelState> parallelize(Qwen3Model& model, const Process
   apply_tensor_parallel(model, *st);
   apply_expert_parallel(model, *st);
   apply_activation_checkpointing(model, options.ac);
+  apply_compile(model, options.compile);
   apply_fsdp(model, *st, options.reshard_after_forward, options.param_dtype);
   return st;
 }

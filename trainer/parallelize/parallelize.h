@@ -21,7 +21,7 @@
 //                           With TP > 1 the router's gate gradient is partial over TP (gates
 //                           multiply partial expert outputs, or a slice of the tokens) and is
 //                           summed in finish_gradients.
-//   apply_activation_checkpointing  the model's own AC ([activation_checkpoint]).
+//   apply_activation_checkpointing, apply_compile  how blocks run (model_passes.h).
 //   apply_fsdp              every parameter becomes a flat shard (padded to a multiple of the
 //                           group size) that the optimizer owns: dense parameters over the
 //                           fsdp group (dp_shard x cp), expert weights over efsdp. Before a
@@ -46,6 +46,7 @@
 #include "trainer/model/init.h"
 #include "trainer/model/model.h"
 #include "trainer/parallel/distributed.h"
+#include "trainer/parallelize/model_passes.h"
 
 namespace partune::trainer {
 
@@ -94,11 +95,11 @@ struct ParallelizeOptions {
   ACConfig ac;
   std::string reshard_after_forward = "default";  // default | always | never
   torch::Dtype param_dtype = torch::kFloat32;     // dtype FSDP gathers in (the compute dtype)
+  CompileOptions compile;                         // compile.*: apply_compile
 };
 
 void apply_tensor_parallel(Qwen3Model& model, ParallelModelState& state);  // tensor_parallel.cpp
 void apply_expert_parallel(Qwen3Model& model, ParallelModelState& state);
-void apply_activation_checkpointing(Qwen3Model& model, const ACConfig& ac);
 void apply_fsdp(Qwen3Model& model, ParallelModelState& state, const std::string& reshard_after_forward,
                 torch::Dtype param_dtype);
 

@@ -90,13 +90,13 @@ Trainer::Trainer(const TrainerConfig& cfg, torch::Device device, std::ostream& o
   mo.without_storage = true;
   mo.compute_dtype = compute_dtype_for(cfg, device);
   mo.fast_paths = true;
-  mo.ac = cfg.ac;
   model_ = Qwen3Model(mo);
   model_->train();
   ParallelizeOptions po;
   po.ac = cfg.ac;
   po.reshard_after_forward = cfg.fsdp_reshard_after_forward;
   po.param_dtype = mo.compute_dtype;
+  po.compile = {cfg.compile_model, cfg.compile_loss};
   parallel_ = parallelize(model_, groups, dist->world(), po);
   materialize(*model_, cfg.flavor, parallel_->views, cfg.seed, device);
   memory_.release_cached_memory();  // the generator's temporaries; the step line's memory starts from the shards
@@ -158,12 +158,9 @@ StepResult Trainer::train_step() {
     const auto inputs = b.inputs.to(device_);
     const auto labels = b.labels.to(device_);
     const int64_t valid = b.labels.ne(-100).sum().item<int64_t>();
-    torch::Tensor loss;
-    {
-      const torch::Tensor logits = model_->forward(inputs);  // [lbs, seq_len, vocab] fp32
-      loss = trainer::cross_entropy_loss(logits, labels) *   // mean over this microbatch's valid tokens
-             (static_cast<double>(valid) / static_cast<double>(valid_total));
-    }  // logits released before backward
+    // Mean over this microbatch's valid tokens; any logits are released before backward.
+    const torch::Tensor loss =
+        model_->forward_loss(inputs, labels) * (static_cast<double>(valid) / static_cast<double>(valid_total));
     loss.backward();
     loss_sum += loss.detach().to(torch::kFloat64);
   }

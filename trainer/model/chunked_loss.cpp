@@ -1,0 +1,99 @@
+#include "trainer/model/chunked_loss.h"
+
+#include <algorithm>
+
+#include "trainer/model/model.h"
+
+namespace partune::trainer {
+
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+constexpr int64_t kIgnoreIndex = -100;
+
+struct ChunkedLinearCrossEntropy : torch::autograd::Function<ChunkedLinearCrossEntropy> {
+  // Runs without grad (as every custom forward); the gradients it stores are
+  // those of the returned loss, for the backward to scale.
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& hidden, const torch::Tensor& weight,
+                               const torch::Tensor& labels, int64_t chunk, bool grad_hidden, bool grad_weight) {
+    const auto dt = hidden.scalar_type();
+    const auto acc = accum_dtype(dt);
+    const int64_t n = hidden.size(0);
+    const torch::Tensor w = weight.scalar_type() == dt ? weight : weight.to(dt);
+    // Valid tokens stay on the device: no host sync for the normaliser.
+    const torch::Tensor valid_total = labels.ne(kIgnoreIndex).sum().to(acc);
+    torch::Tensor loss_sum = torch::zeros({}, hidden.options().dtype(acc));
+    torch::Tensor gh = grad_hidden ? torch::empty_like(hidden) : torch::Tensor();
+    torch::Tensor gw = grad_weight ? torch::zeros(weight.sizes(), weight.options().dtype(acc)) : torch::Tensor();
+
+    for (int64_t start = 0; start < n; start += chunk) {
+      const int64_t len = std::min(chunk, n - start);
+      const torch::Tensor h = hidden.narrow(0, start, len);
+      const torch::Tensor lab = labels.narrow(0, start, len);
+      const torch::Tensor valid = lab.ne(kIgnoreIndex);
+      const torch::Tensor target = lab.masked_fill(valid.logical_not(), 0).unsqueeze(1);  // any class for ignored rows
+      torch::Tensor logits = torch::mm(h, w.t());
+      if (logits.scalar_type() != acc) logits = logits.to(acc);  // the compute-dtype chunk is freed here
+      const torch::Tensor lse = torch::logsumexp(logits, 1, /*keepdim=*/true);
+      const torch::Tensor picked = logits.gather(1, target);
+      const torch::Tensor valid_acc = valid.to(acc).unsqueeze(1);
+      loss_sum += ((lse - picked) * valid_acc).sum();
+      if (!grad_hidden && !grad_weight) continue;
+      // d loss / d logits = (softmax - onehot(label)) / valid_total on valid rows, 0 on ignored ones;
+      // built in place over the fp32 logits.
+      torch::Tensor g = logits.sub_(lse).exp_();
+      g.scatter_add_(1, target, -valid_acc);
+      g.mul_(valid_acc / valid_total);
+      if (g.scalar_type() != dt) g = g.to(dt);
+      if (grad_hidden) gh.narrow(0, start, len).copy_(torch::mm(g, w));
+      if (grad_weight) {
+        if (dt == acc)
+          gw.addmm_(g.t(), h);
+        else
+          gw.add_(torch::mm(g.t(), h));  // each chunk's product rounded once, summed in fp32
+      }
+    }
+    ctx->saved_data["grad_hidden"] = gh;
+    ctx->saved_data["grad_weight"] = gw;
+    ctx->saved_data["weight_dtype"] = static_cast<int64_t>(weight.scalar_type());
+    return loss_sum / valid_total;
+  }
+
+  // The stored gradients times the incoming scalar, once: the graph cannot
+  // be run backward twice (retain_graph), which the trainer never does.
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const torch::Tensor& g = grads[0];
+    torch::Tensor gh = ctx->saved_data["grad_hidden"].toTensor();
+    torch::Tensor gw = ctx->saved_data["grad_weight"].toTensor();
+    ctx->saved_data["grad_hidden"] = torch::Tensor();
+    ctx->saved_data["grad_weight"] = torch::Tensor();
+    const auto weight_dtype = static_cast<torch::Dtype>(ctx->saved_data["weight_dtype"].toInt());
+    if (gh.defined()) gh = gh.mul_(g.to(gh.scalar_type()));
+    if (gw.defined()) gw = gw.mul_(g.to(gw.scalar_type())).to(weight_dtype);
+    return {gh, gw, torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor()};
+  }
+};
+
+}  // namespace
+
+int64_t default_loss_chunk_tokens(int64_t vocab_size) {
+  return std::max<int64_t>(256, (int64_t{1} << 28) / std::max<int64_t>(1, vocab_size));
+}
+
+torch::Tensor chunked_linear_cross_entropy(const torch::Tensor& hidden, const torch::Tensor& weight,
+                                           const torch::Tensor& labels, int64_t chunk_tokens) {
+  TORCH_CHECK(hidden.dim() >= 2 && weight.dim() == 2 && hidden.size(-1) == weight.size(1),
+              "chunked_linear_cross_entropy: hidden ", hidden.sizes(), " and weight ", weight.sizes(), " do not match");
+  auto h = hidden.reshape({-1, hidden.size(-1)});
+  auto lab = labels.reshape({-1});
+  TORCH_CHECK(lab.numel() == h.size(0), "chunked_linear_cross_entropy: ", h.size(0), " tokens but ", lab.numel(),
+              " labels");
+  const int64_t chunk = chunk_tokens > 0 ? chunk_tokens : default_loss_chunk_tokens(weight.size(0));
+  const bool grad = torch::GradMode::is_enabled();
+  return ChunkedLinearCrossEntropy::apply(h, weight, lab.to(torch::kInt64), chunk, grad && h.requires_grad(),
+                                          grad && weight.requires_grad());
+}
+
+}  // namespace partune::trainer

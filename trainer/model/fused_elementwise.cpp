@@ -1,0 +1,70 @@
+#include "trainer/model/fused_elementwise.h"
+
+namespace partune::trainer {
+
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+torch::Tensor cast(const torch::Tensor& t, torch::Dtype dt) { return t.scalar_type() == dt ? t : t.to(dt); }
+
+struct SwiGLU : torch::autograd::Function<SwiGLU> {
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& a, const torch::Tensor& b) {
+    ctx->save_for_backward({a, b});
+    return torch::silu(a) * b;
+  }
+  // Eager's math and roundings (mul's backward, then silu_backward, whose
+  // kernel computes in fp32 for half types), silu(a) recomputed.
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const auto& a = saved[0];
+    const auto& b = saved[1];
+    const auto& g = grads[0];
+    torch::Tensor grad_a, grad_b;
+    if (ctx->needs_input_grad(0)) grad_a = torch::silu_backward(g * b, a);
+    if (ctx->needs_input_grad(1)) grad_b = g * torch::silu(a);
+    return {grad_a, grad_b};
+  }
+};
+
+struct WeightedExpertSum : torch::autograd::Function<WeightedExpertSum> {
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& gates, const torch::Tensor& y) {
+    ctx->save_for_backward({gates, y});
+    const int64_t n = y.size(0), k = y.size(1);
+    return torch::bmm(gates.view({n, 1, k}), cast(y, gates.scalar_type())).squeeze(1);
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const auto& gates = saved[0];
+    const auto& y = saved[1];
+    const auto g = cast(grads[0], gates.scalar_type());  // [n, dim]
+    torch::Tensor grad_gates, grad_y;
+    if (ctx->needs_input_grad(0)) grad_gates = torch::bmm(cast(y, gates.scalar_type()), g.unsqueeze(2)).squeeze(2);
+    if (ctx->needs_input_grad(1)) grad_y = cast(gates.unsqueeze(2) * g.unsqueeze(1), y.scalar_type());
+    return {grad_gates, grad_y};
+  }
+};
+
+}  // namespace
+
+torch::Tensor swiglu(const torch::Tensor& a, const torch::Tensor& b) {
+  TORCH_CHECK(a.sizes() == b.sizes() && a.scalar_type() == b.scalar_type(), "swiglu: a ", a.sizes(), " ",
+              a.scalar_type(), " and b ", b.sizes(), " ", b.scalar_type(), " differ");
+  return SwiGLU::apply(a, b);
+}
+
+torch::Tensor swiglu_reference(const torch::Tensor& a, const torch::Tensor& b) { return torch::silu(a) * b; }
+
+torch::Tensor weighted_expert_sum(const torch::Tensor& gates, const torch::Tensor& y) {
+  TORCH_CHECK(gates.dim() == 2 && y.dim() == 3 && y.size(0) == gates.size(0) && y.size(1) == gates.size(1),
+              "weighted_expert_sum: gates ", gates.sizes(), " and expert outputs ", y.sizes(), " do not match");
+  return WeightedExpertSum::apply(gates, y);
+}
+
+torch::Tensor weighted_expert_sum_reference(const torch::Tensor& gates, const torch::Tensor& y) {
+  const int64_t n = y.size(0), k = y.size(1);
+  return torch::bmm(gates.view({n, 1, k}), cast(y, gates.scalar_type())).squeeze(1);
+}
+
+}  // namespace partune::trainer
