@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "common/loss_chunk.h"
 #include "trainer/model/model.h"
 
 namespace partune::trainer {
@@ -78,9 +79,7 @@ struct ChunkedLinearCrossEntropy : torch::autograd::Function<ChunkedLinearCrossE
 
 }  // namespace
 
-int64_t default_loss_chunk_tokens(int64_t vocab_size) {
-  return std::max<int64_t>(256, (int64_t{1} << 28) / std::max<int64_t>(1, vocab_size));
-}
+int64_t default_loss_chunk_tokens(int64_t vocab_size) { return loss_chunk_tokens(vocab_size); }
 
 torch::Tensor chunked_linear_cross_entropy(const torch::Tensor& hidden, const torch::Tensor& weight,
                                            const torch::Tensor& labels, int64_t chunk_tokens) {

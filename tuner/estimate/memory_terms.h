@@ -49,7 +49,5 @@ struct BlockSplit {
 };
 BlockSplit block_split(const MemoryShape& shape);
 
-// Tokens per chunk of the chunked output + loss (compile.enable = true).
-inline constexpr int64_t kLossChunkTokens = 4096;
 
 }  // namespace partune
