@@ -198,7 +198,8 @@ std::optional<TrialRequest> GuidedSampler::next_explore(const StudyView& view) {
     if (state_[i].short_value) continue;  // measured; a promotion is its next run
     if (!layouts_[layout_of_[i]].set_aside.empty() || !view.predicted_to_fit(i)) continue;
     const auto p = model_->predict(i);
-    const double ei = best_log == kNone ? std::exp(p.mean + p.sd) : expected_improvement(p.mean, p.sd, best_log);
+    const double sd = std::hypot(p.sd, std::max(opt_.model_misfit, model_->noise_sd()));
+    const double ei = best_log == kNone ? std::exp(p.mean + sd) : expected_improvement(p.mean, sd, best_log);
     const double score = ei * view.fit_probability(i);
     if (!pick || score > pick_score || (score == pick_score && tie(i) < tie(*pick))) {
       pick = i;

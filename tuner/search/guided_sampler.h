@@ -36,6 +36,11 @@ struct GuidedOptions {
   int confirm_top_k = 3;           // re-run the top k at the end
   double promote_margin = 0.03;    // promote a short result within this of the best
   double min_improvement = 0.002;  // stop exploring below this expected gain (relative)
+  // The least error the throughput model is credited with (log scale), on
+  // top of its own uncertainty: a linear model of log throughput fitted on a
+  // handful of points can be confidently wrong (one H200: a 4% better
+  // config was never tried when only the fitted uncertainty counted).
+  double model_misfit = 0.05;
   int patience = 40;               // trials without a 0.5% gain before exploration stops
   double stop_sigmas = 3.0;        // early stop: mean + this many standard errors below the best
 };
