@@ -94,7 +94,7 @@ Trainer::Trainer(const TrainerConfig& cfg, torch::Device device, std::ostream& o
   if (dist_ == nullptr) {
     model_->init_weights(cfg.seed);
     apply_activation_checkpointing(model_, cfg.ac);
-    apply_compile(model_, {cfg.compile_model, cfg.compile_loss});
+    apply_compile(model_, {cfg.compile_model, cfg.compile_loss, cfg.loss_chunk_tokens});
     data_ = make_dataset(cfg);
   } else {
     const ProcessGroups groups = dist_->create_mesh_groups(MeshLayout(cfg.dims, dist_->world_size()));
@@ -110,7 +110,7 @@ Trainer::Trainer(const TrainerConfig& cfg, torch::Device device, std::ostream& o
     po.ac = cfg.ac;
     po.reshard_after_forward = cfg.fsdp_reshard_after_forward;
     po.param_dtype = mo.compute_dtype;
-    po.compile = {cfg.compile_model, cfg.compile_loss};
+    po.compile = {cfg.compile_model, cfg.compile_loss, cfg.loss_chunk_tokens};
     parallel_ = parallelize(model_, groups, dist_->world(), po);
     memory_.release_cached_memory();  // the full model's tensors are gone; only shards remain
     data_ = make_dataset(cfg, groups.batch->rank, groups.batch->size());
