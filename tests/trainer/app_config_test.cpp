@@ -147,6 +147,8 @@ TEST(AppConfig, ImplementedKeysWithUnsupportedValues) {
        "'x'"},
       {{"--loss-chunk-tokens", "0"}, "command line: --loss-chunk-tokens '0': must be a positive integer"},
       {{"--loss-chunk-tokens", "1k"}, "command line: --loss-chunk-tokens '1k': must be a positive integer"},
+      {{"--activation_checkpoint.per_op_sac_force_recompute_mm_shapes_by_fqns", "moe.router.gate,attention.wq"},
+       "command line: key 'activation_checkpoint.per_op_sac_force_recompute_mm_shapes_by_fqns' is not implemented"},
       {{"--compile.components", "model,graph"},
        "command line: key 'compile.components': unknown component 'graph' (torchtitan's are model and loss)"},
       {{"--activation_checkpoint.mode", "memory_budget"},
