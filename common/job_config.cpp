@@ -134,7 +134,7 @@ std::vector<KeySpec> build_schema() {
       k("activation_checkpoint.memory_budget", T::Float, f64(0.5), N),
       k("activation_checkpoint.preserve_rng_state", T::Bool, true, N),
       k("activation_checkpoint.per_op_sac_force_recompute_mm_shapes_by_fqns", T::StringList,
-        list({"moe.router.gate"}), N),
+        list({"moe.router.gate"}), U),
       k("activation_checkpoint.visualize_memory_budget_pareto", T::Bool, false, N),
       k("activation_checkpoint.determinism_check", T::String, str("default"), N),
       k("activation_checkpoint.debug", T::Bool, false, N),

@@ -70,6 +70,9 @@ TEST(AppConfig, BooleansAreFlags) {
       parse_trainer_args({"--job.config_file", f, "--compile.enable", "--compile.components", "model"});
   EXPECT_TRUE(model_only.compile_model);
   EXPECT_FALSE(model_only.compile_loss);
+  EXPECT_EQ(on.loss_chunk_tokens, 0);  // the chunked loss's default
+  EXPECT_EQ(parse_trainer_args({"--job.config_file", f, "--loss-chunk-tokens", "512"}).loss_chunk_tokens, 512);
+  EXPECT_EQ(parse_trainer_args({"--job.config_file", f, "--loss-chunk-tokens=7"}).loss_chunk_tokens, 7);
   EXPECT_TRUE(parse_trainer_args({"--job.config_file", f, "--metrics.disable_color_printing"}).disable_color_printing);
 }
 
@@ -142,6 +145,10 @@ TEST(AppConfig, ImplementedKeysWithUnsupportedValues) {
       {{"--activation_checkpoint.selective_ac_option", "x"},
        "command line: key 'activation_checkpoint.selective_ac_option': must be 'op' or a non-negative integer, got "
        "'x'"},
+      {{"--loss-chunk-tokens", "0"}, "command line: --loss-chunk-tokens '0': must be a positive integer"},
+      {{"--loss-chunk-tokens", "1k"}, "command line: --loss-chunk-tokens '1k': must be a positive integer"},
+      {{"--activation_checkpoint.per_op_sac_force_recompute_mm_shapes_by_fqns", "moe.router.gate,attention.wq"},
+       "command line: key 'activation_checkpoint.per_op_sac_force_recompute_mm_shapes_by_fqns' is not implemented"},
       {{"--compile.components", "model,graph"},
        "command line: key 'compile.components': unknown component 'graph' (torchtitan's are model and loss)"},
       {{"--activation_checkpoint.mode", "memory_budget"},

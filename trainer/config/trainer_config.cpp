@@ -240,6 +240,7 @@ TrainerConfig parse_trainer_args(const std::vector<std::string>& args, int world
   std::vector<std::string> overrides;
   bool dry_run = false;
   std::optional<std::string> device;
+  int64_t loss_chunk_tokens = 0;
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
     if (a == "--dry-run") {
@@ -254,6 +255,17 @@ TrainerConfig parse_trainer_args(const std::vector<std::string>& args, int world
       }
       if (d != "cpu" && d != "cuda") throw InputError("command line: --device '" + d + "': must be cpu or cuda");
       device = d;
+    } else if (a == "--loss-chunk-tokens" || a.rfind("--loss-chunk-tokens=", 0) == 0) {
+      std::string v;
+      if (a == "--loss-chunk-tokens") {
+        if (i + 1 >= args.size()) throw InputError("command line: --loss-chunk-tokens needs a positive integer");
+        v = args[++i];
+      } else {
+        v = a.substr(20);
+      }
+      auto [ptr, ec] = std::from_chars(v.data(), v.data() + v.size(), loss_chunk_tokens);
+      if (ec != std::errc() || ptr != v.data() + v.size() || loss_chunk_tokens <= 0)
+        throw InputError("command line: --loss-chunk-tokens '" + v + "': must be a positive integer");
     } else {
       overrides.push_back(a);
     }
@@ -273,6 +285,7 @@ TrainerConfig parse_trainer_args(const std::vector<std::string>& args, int world
       world_size, rank);
   c.dry_run = dry_run;
   c.device = device;
+  c.loss_chunk_tokens = loss_chunk_tokens;
   return c;
 }
 

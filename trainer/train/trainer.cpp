@@ -96,7 +96,7 @@ Trainer::Trainer(const TrainerConfig& cfg, torch::Device device, std::ostream& o
   po.ac = cfg.ac;
   po.reshard_after_forward = cfg.fsdp_reshard_after_forward;
   po.param_dtype = mo.compute_dtype;
-  po.compile = {cfg.compile_model, cfg.compile_loss};
+  po.compile = {cfg.compile_model, cfg.compile_loss, cfg.loss_chunk_tokens};
   parallel_ = parallelize(model_, groups, dist->world(), po);
   materialize(*model_, cfg.flavor, parallel_->views, cfg.seed, device);
   memory_.release_cached_memory();  // the generator's temporaries; the step line's memory starts from the shards
