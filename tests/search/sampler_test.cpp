@@ -301,7 +301,9 @@ TEST_F(Sampling, RunningAFinishedGuidedStudyAgainRunsNothingTwice) {
   for (const auto& [id, req] : again.asked) {
     EXPECT_FALSE(full.count(id)) << id << " " << to_string(req.fidelity);
   }
-  EXPECT_LE(again.counts.launched, 3) << again.drive.end;
+  // Resumed, the sampler may try a few candidates it had not (its model is
+  // refitted on every result), but a finished study stays nearly finished.
+  EXPECT_LE(again.counts.launched, first.counts.launched / 5) << again.drive.end;
   EXPECT_EQ(again.best_id, first.best_id);
 }
 

@@ -41,8 +41,8 @@ struct GuidedOptions {
   // handful of points can be confidently wrong (one H200: a 4% better
   // config was never tried when only the fitted uncertainty counted).
   double model_misfit = 0.05;
-  int patience = 40;               // trials without a 0.5% gain before exploration stops
-  double stop_sigmas = 3.0;        // early stop: mean + this many standard errors below the best
+  int patience = 40;         // trials without a 0.5% gain before exploration stops
+  double stop_sigmas = 3.0;  // early stop: mean + this many standard errors below the best
 };
 
 class GuidedSampler : public Sampler {

@@ -25,6 +25,9 @@ namespace partune {
 // The non-memory axis values of a candidate, "key=value;..." in key order:
 // configs with the same layout differ only in batch, sequence and AC.
 std::string layout_key(const Candidate& c);
+// The fraction of the forward pass activation checkpointing re-runs: 0 for
+// none, 1 for full, 1/N for selective every Nth block, 0.5 for per-op.
+double recompute_fraction(const JobConfig& config);
 // Whether an axis is one of the memory axes left out of the layout.
 bool is_memory_axis(const std::string& key);
 
@@ -46,6 +49,7 @@ class ThroughputModel {
 
  private:
   std::vector<std::vector<double>> x_;  // candidate -> features
+  std::vector<double> offset_;          // candidate -> known log factor (AC recompute), not fitted
   std::vector<double> prior_var_;       // per feature
   std::vector<double> weights_;
   std::vector<std::vector<double>> cov_;  // posterior covariance of the weights
