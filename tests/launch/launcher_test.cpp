@@ -182,6 +182,11 @@ TEST_F(Launcher, ExitCodesPerProcessAndOneGroup) {
   EXPECT_EQ(r.exit_codes, (std::vector<int>{0, 1}));
   EXPECT_EQ(r.signals, (std::vector<int>{0, 0}));
   EXPECT_EQ(trial_exit(r), std::make_pair(1, 0));
+  // One rank killed, its peer exiting 1: both facts stand for the trial.
+  LaunchResult mixed;
+  mixed.exit_codes = {1, 128 + 9};
+  mixed.signals = {0, 9};
+  EXPECT_EQ(trial_exit(mixed), std::make_pair(1, 9));
   bool saw_crash = false;
   for (const auto& [proc, line] : cap.lines)
     if (line.find("fake trainer crashed") != std::string::npos) saw_crash = proc == 1;

@@ -370,10 +370,12 @@ LaunchResult launch(const std::vector<ProcessSpec>& procs, const LaunchOptions& 
 }
 
 std::pair<int, int> trial_exit(const LaunchResult& r) {
-  for (size_t i = 0; i < r.exit_codes.size(); ++i)
-    if (r.exit_codes[i] != 0 || (i < r.signals.size() && r.signals[i] != 0))
-      return {r.exit_codes[i], i < r.signals.size() ? r.signals[i] : 0};
-  return {0, 0};
+  int exit_code = 0, signal = 0;
+  for (size_t i = 0; i < r.exit_codes.size(); ++i) {
+    if (i < r.signals.size() && r.signals[i] && !signal) signal = r.signals[i];
+    if (r.exit_codes[i] && !exit_code) exit_code = r.exit_codes[i];
+  }
+  return {exit_code, signal};
 }
 
 int kill_leftovers(std::string_view env_key, std::string_view token) {

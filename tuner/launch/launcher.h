@@ -70,8 +70,11 @@ LaunchResult launch(const std::vector<ProcessSpec>& procs, const LaunchOptions& 
                     const std::function<void(size_t proc, std::string_view line)>& on_line,
                     const std::function<void(int pgid)>& on_started = {});
 
-// The exit status that stands for a whole trial: the first process (in spec
-// order) with a signal or non-zero exit, else {0, 0}. Returns {exit_code, signal}.
+// The exit status that stands for a whole trial: the first non-zero exit code
+// and the first signal among its processes (in spec order), which may come
+// from different ranks (one killed by the OOM killer, its peer exiting 1
+// when the collective broke). Returns {exit_code, signal}; {0, 0} when all
+// ended cleanly.
 std::pair<int, int> trial_exit(const LaunchResult& r);
 
 // Ends what a killed tuner left behind: every process (other than this one)

@@ -18,8 +18,8 @@
 #include "tuner/report/report.h"
 #include "tuner/search/sampler.h"
 #include "tuner/store/store.h"
-#include "tuner/study/guard.h"
 #include "tuner/study/drive.h"
+#include "tuner/study/guard.h"
 #include "tuner/study/progress.h"
 #include "tuner/study/study.h"
 
@@ -200,11 +200,7 @@ class TrialRunner {
           if (auto v = step_objective(row, space_.study.objective)) a.counted.push_back(*v);
     }
 
-    int exit_code = 0, signal = 0;
-    for (size_t i = 0; i < a.launch.exit_codes.size(); ++i) {
-      if (a.launch.signals[i] && !signal) signal = a.launch.signals[i];
-      if (a.launch.exit_codes[i] && !exit_code) exit_code = a.launch.exit_codes[i];
-    }
+    const auto [exit_code, signal] = trial_exit(a.launch);
     a.failure = classify_exit(exit_code, signal, a.launch.timed_out, a.launch.hung, a.log);
     if (a.launch.stopped && stop_reason) {
       // Ended by us: the signal is ours, not a crash.
@@ -436,13 +432,12 @@ RunSummary run_study(const Space& space, const RunOptions& opts, std::ostream& o
   }
 
   const std::optional<double> budget = opts.time_budget_s ? opts.time_budget_s : space.search.time_budget_s;
-  Study state(space, planned.candidates, store, make_memory_model(space), [t0] { return seconds_since(t0); },
-              budget);
+  Study state(
+      space, planned.candidates, store, make_memory_model(space), [t0] { return seconds_since(t0); }, budget);
   const StudyCounts before = state.counts();
   summary.finished_before = before.done + before.failed + before.pruned;
   if (auto best = state.best()) progress.best(state.candidate(*best).id, *state.value(*best), space.study.objective);
-  progress.study_start(study, static_cast<int64_t>(planned.candidates.size()), summary.finished_before,
-                       before.pending);
+  progress.study_start(study, static_cast<int64_t>(planned.candidates.size()), summary.finished_before, before.pending);
 
   auto sampler = make_sampler(space.search);
   TrialRunner runner(space, store, progress, opts, token, run_mark);
