@@ -22,6 +22,7 @@
 #include "tuner/study/guard.h"
 #include "tuner/study/progress.h"
 #include "tuner/study/study.h"
+#include "tuner/trial/run_metrics.h"
 
 namespace fs = std::filesystem;
 
@@ -243,42 +244,6 @@ class TrialRunner {
   fs::path results_dir_;
 };
 
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  const size_t n = v.size();
-  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
-// Repeats of one trial: medians of the runs' medians, the largest memory, all retries.
-TrialMetrics combine(const std::vector<TrialMetrics>& runs) {
-  if (runs.size() == 1) return runs.front();
-  TrialMetrics out;
-  auto med = [&](std::optional<double> TrialMetrics::*field) -> std::optional<double> {
-    std::vector<double> v;
-    for (const auto& r : runs)
-      if (r.*field) v.push_back(*(r.*field));
-    if (v.empty()) return std::nullopt;
-    return median(v);
-  };
-  auto max = [&](std::optional<double> TrialMetrics::*field) -> std::optional<double> {
-    std::optional<double> m;
-    for (const auto& r : runs)
-      if (r.*field && (!m || *(r.*field) > *m)) m = r.*field;
-    return m;
-  };
-  out.mfu = med(&TrialMetrics::mfu);
-  out.tps = med(&TrialMetrics::tps);
-  out.tflops = med(&TrialMetrics::tflops);
-  out.memory_gib = max(&TrialMetrics::memory_gib);
-  out.memory_pct = max(&TrialMetrics::memory_pct);
-  for (const auto& r : runs) {
-    out.alloc_retries += r.alloc_retries;
-    out.oom_errors += r.oom_errors;
-    out.counted_steps += r.counted_steps;
-  }
-  return out;
-}
-
 // Real trials: processes, through TrialRunner. [trial] repeats > 1 runs a
 // request that many times and keeps the medians (a failure ends the repeats).
 class ProcessExecutor : public TrialExecutor {
@@ -301,7 +266,7 @@ class ProcessExecutor : public TrialExecutor {
     o.status = last.ok ? TrialStatus::Done : TrialStatus::Failed;
     o.failure = last.failure;
     o.reason = last.reason;
-    o.metrics = last.ok ? combine(runs) : last.metrics;
+    o.metrics = last.ok ? combine_runs(runs, RunStatistic::Median) : last.metrics;
     o.counted = last.counted;
     o.stopped_early = last.stopped_early;
     o.startup_s = last.startup_s;
@@ -314,8 +279,6 @@ class ProcessExecutor : public TrialExecutor {
   TrialRunner& runner_;
   Clock::time_point t0_;
 };
-
-nlohmann::json opt_json(const std::optional<double>& v) { return v ? nlohmann::json(*v) : nlohmann::json(nullptr); }
 
 // [confirm]: the top_k healthy trials, ranked by the study's own measurement,
 // re-run once on the production backend. Each run is a new attempt of the
@@ -346,14 +309,7 @@ int64_t run_production_checks(const Space& space, Store& store, const std::vecto
     const TrialStatus status = a.ok ? TrialStatus::Done : TrialStatus::Failed;
     const bool healthy = a.ok && !over_memory_limit(a.failure, a.metrics, limit);
     const TrialMetrics& m = a.metrics;
-    const nlohmann::json metrics = {{"mfu", opt_json(m.mfu)},
-                                    {"tps", opt_json(m.tps)},
-                                    {"tflops", opt_json(m.tflops)},
-                                    {"memory_gib", opt_json(m.memory_gib)},
-                                    {"memory_pct", opt_json(m.memory_pct)},
-                                    {"alloc_retries", m.alloc_retries},
-                                    {"oom_errors", m.oom_errors},
-                                    {"counted_steps", m.counted_steps}};
+    const nlohmann::json metrics = metrics_to_json(m);
     // The study's own result stays the trial's result; production is beside it.
     store.finish_trial(study, r.id, now.status, now.failure, now.reason, now.metrics, now.wall_s.value_or(0));
     store.set_facts(study, r.id,

@@ -4,6 +4,7 @@
 #include <map>
 
 #include "tuner/report/report.h"
+#include "tuner/trial/run_metrics.h"
 
 namespace partune {
 
@@ -14,61 +15,6 @@ nlohmann::json opt_json(const std::optional<double>& v) { return v ? nlohmann::j
 std::optional<double> opt_from(const nlohmann::json& j, const char* key) {
   if (j.contains(key) && j[key].is_number()) return j[key].get<double>();
   return std::nullopt;
-}
-
-nlohmann::json metrics_json(const TrialMetrics& m) {
-  return {{"mfu", opt_json(m.mfu)},
-          {"tps", opt_json(m.tps)},
-          {"tflops", opt_json(m.tflops)},
-          {"memory_gib", opt_json(m.memory_gib)},
-          {"memory_pct", opt_json(m.memory_pct)},
-          {"alloc_retries", m.alloc_retries},
-          {"oom_errors", m.oom_errors},
-          {"counted_steps", m.counted_steps}};
-}
-
-TrialMetrics metrics_from(const nlohmann::json& j) {
-  TrialMetrics m;
-  m.mfu = opt_from(j, "mfu");
-  m.tps = opt_from(j, "tps");
-  m.tflops = opt_from(j, "tflops");
-  m.memory_gib = opt_from(j, "memory_gib");
-  m.memory_pct = opt_from(j, "memory_pct");
-  m.alloc_retries = j.value("alloc_retries", int64_t{0});
-  m.oom_errors = j.value("oom_errors", int64_t{0});
-  m.counted_steps = j.value("counted_steps", int64_t{0});
-  return m;
-}
-
-// Full runs of one config: the mean of each rate, the largest memory, all
-// retries (a confirmation that retried makes the config unhealthy).
-TrialMetrics mean_of(const std::vector<TrialMetrics>& runs) {
-  if (runs.size() == 1) return runs.front();
-  TrialMetrics out;
-  auto mean = [&](std::optional<double> TrialMetrics::*f) -> std::optional<double> {
-    double s = 0;
-    int n = 0;
-    for (const auto& r : runs)
-      if (r.*f) s += *(r.*f), ++n;
-    return n ? std::optional<double>(s / n) : std::nullopt;
-  };
-  auto max = [&](std::optional<double> TrialMetrics::*f) -> std::optional<double> {
-    std::optional<double> m;
-    for (const auto& r : runs)
-      if (r.*f && (!m || *(r.*f) > *m)) m = r.*f;
-    return m;
-  };
-  out.mfu = mean(&TrialMetrics::mfu);
-  out.tps = mean(&TrialMetrics::tps);
-  out.tflops = mean(&TrialMetrics::tflops);
-  out.memory_gib = max(&TrialMetrics::memory_gib);
-  out.memory_pct = max(&TrialMetrics::memory_pct);
-  for (const auto& r : runs) {
-    out.alloc_retries += r.alloc_retries;
-    out.oom_errors += r.oom_errors;
-    out.counted_steps += r.counted_steps;
-  }
-  return out;
 }
 
 }  // namespace
@@ -100,7 +46,7 @@ Study::Study(const Space& space, std::vector<Candidate> candidates, Store& store
     const nlohmann::json search = r.facts.contains("search") ? r.facts["search"] : nlohmann::json::object();
     s.short_value = opt_from(search, "short");
     if (search.contains("runs") && search["runs"].is_array())
-      for (const auto& run : search["runs"]) s.full_runs.push_back(metrics_from(run));
+      for (const auto& run : search["runs"]) s.full_runs.push_back(metrics_from_json(run));
     else if (r.status == TrialStatus::Done && search.value("fidelity", std::string("full")) != "short")
       s.full_runs.push_back(r.metrics);  // a run of grid, random or ingest: one full run
     if (r.status == TrialStatus::Done) observe_memory(i, r.metrics);
@@ -218,10 +164,10 @@ Study::Finished Study::finish(size_t i, const TrialRequest& request, const Trial
   if (o.status == TrialStatus::Done) {
     if (request.fidelity == Fidelity::Short) {
       s.short_value = r.value;
-      if (!s.full_runs.empty()) stored = mean_of(s.full_runs);
+      if (!s.full_runs.empty()) stored = combine_runs(s.full_runs, RunStatistic::Mean);
     } else {
       s.full_runs.push_back(o.metrics);
-      stored = mean_of(s.full_runs);
+      stored = combine_runs(s.full_runs, RunStatistic::Mean);
     }
   }
   // A rerun that fails stands as the trial's result (a config that fails
@@ -234,7 +180,7 @@ Study::Finished Study::finish(size_t i, const TrialRequest& request, const Trial
   nlohmann::json runs = nlohmann::json::array();
   std::vector<double> values;
   for (const auto& m : s.full_runs) {
-    runs.push_back(metrics_json(m));
+    runs.push_back(metrics_to_json(m));
     if (auto v = objective_metric(m, space_.study.objective)) values.push_back(*v);
   }
   nlohmann::json search = {{"fidelity", std::string(to_string(request.fidelity))},
