@@ -8,17 +8,6 @@
 
 namespace partune {
 
-namespace {
-
-nlohmann::json opt_json(const std::optional<double>& v) { return v ? nlohmann::json(*v) : nlohmann::json(nullptr); }
-
-std::optional<double> opt_from(const nlohmann::json& j, const char* key) {
-  if (j.contains(key) && j[key].is_number()) return j[key].get<double>();
-  return std::nullopt;
-}
-
-}  // namespace
-
 Study::Study(const Space& space, std::vector<Candidate> candidates, Store& store, std::unique_ptr<MemoryModel> memory,
              std::function<double()> clock, std::optional<double> budget_s)
     : space_(space),
@@ -44,7 +33,7 @@ Study::Study(const Space& space, std::vector<Candidate> candidates, Store& store
     s.metrics = r.metrics;
     s.attempt = r.attempt;
     const nlohmann::json search = r.facts.contains("search") ? r.facts["search"] : nlohmann::json::object();
-    s.short_value = opt_from(search, "short");
+    s.short_value = optional_number(search, "short");
     if (search.contains("runs") && search["runs"].is_array())
       for (const auto& run : search["runs"]) s.full_runs.push_back(metrics_from_json(run));
     else if (r.status == TrialStatus::Done && search.value("fidelity", std::string("full")) != "short")
@@ -186,7 +175,7 @@ Study::Finished Study::finish(size_t i, const TrialRequest& request, const Trial
   nlohmann::json search = {{"fidelity", std::string(to_string(request.fidelity))},
                            {"steps", request.steps},
                            {"why", request.why},
-                           {"short", opt_json(s.short_value)},
+                           {"short", optional_to_json(s.short_value)},
                            {"runs", runs}};
   if (o.stopped_early) search["stopped_early"] = o.reason;
   if (values.size() >= 2) {

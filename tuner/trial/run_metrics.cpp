@@ -6,13 +6,6 @@ namespace partune {
 
 namespace {
 
-nlohmann::json opt_json(const std::optional<double>& v) { return v ? nlohmann::json(*v) : nlohmann::json(nullptr); }
-
-std::optional<double> opt_from(const nlohmann::json& j, const char* key) {
-  if (j.contains(key) && j[key].is_number()) return j[key].get<double>();
-  return std::nullopt;
-}
-
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   const size_t n = v.size();
@@ -26,6 +19,15 @@ double mean(const std::vector<double>& v) {
 }
 
 }  // namespace
+
+nlohmann::json optional_to_json(const std::optional<double>& v) {
+  return v ? nlohmann::json(*v) : nlohmann::json(nullptr);
+}
+
+std::optional<double> optional_number(const nlohmann::json& j, const char* key) {
+  if (j.contains(key) && j[key].is_number()) return j[key].get<double>();
+  return std::nullopt;
+}
 
 TrialMetrics combine_runs(const std::vector<TrialMetrics>& runs, RunStatistic how) {
   if (runs.size() == 1) return runs.front();
@@ -57,11 +59,11 @@ TrialMetrics combine_runs(const std::vector<TrialMetrics>& runs, RunStatistic ho
 }
 
 nlohmann::json metrics_to_json(const TrialMetrics& m) {
-  return {{"mfu", opt_json(m.mfu)},
-          {"tps", opt_json(m.tps)},
-          {"tflops", opt_json(m.tflops)},
-          {"memory_gib", opt_json(m.memory_gib)},
-          {"memory_pct", opt_json(m.memory_pct)},
+  return {{"mfu", optional_to_json(m.mfu)},
+          {"tps", optional_to_json(m.tps)},
+          {"tflops", optional_to_json(m.tflops)},
+          {"memory_gib", optional_to_json(m.memory_gib)},
+          {"memory_pct", optional_to_json(m.memory_pct)},
           {"alloc_retries", m.alloc_retries},
           {"oom_errors", m.oom_errors},
           {"counted_steps", m.counted_steps}};
@@ -69,11 +71,11 @@ nlohmann::json metrics_to_json(const TrialMetrics& m) {
 
 TrialMetrics metrics_from_json(const nlohmann::json& j) {
   TrialMetrics m;
-  m.mfu = opt_from(j, "mfu");
-  m.tps = opt_from(j, "tps");
-  m.tflops = opt_from(j, "tflops");
-  m.memory_gib = opt_from(j, "memory_gib");
-  m.memory_pct = opt_from(j, "memory_pct");
+  m.mfu = optional_number(j, "mfu");
+  m.tps = optional_number(j, "tps");
+  m.tflops = optional_number(j, "tflops");
+  m.memory_gib = optional_number(j, "memory_gib");
+  m.memory_pct = optional_number(j, "memory_pct");
   m.alloc_retries = j.value("alloc_retries", int64_t{0});
   m.oom_errors = j.value("oom_errors", int64_t{0});
   m.counted_steps = j.value("counted_steps", int64_t{0});

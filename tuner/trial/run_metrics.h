@@ -21,4 +21,8 @@ TrialMetrics combine_runs(const std::vector<TrialMetrics>& runs, RunStatistic ho
 nlohmann::json metrics_to_json(const TrialMetrics& m);
 TrialMetrics metrics_from_json(const nlohmann::json& j);
 
+// A number or null, and back: j[key] when it is a number, else nullopt.
+nlohmann::json optional_to_json(const std::optional<double>& v);
+std::optional<double> optional_number(const nlohmann::json& j, const char* key);
+
 }  // namespace partune
