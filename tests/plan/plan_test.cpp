@@ -356,12 +356,14 @@ TEST(ShippedSpaces, Qwen3On8xH200) {
   EXPECT_EQ(r.duplicates, 6 * 54);
   EXPECT_EQ(r.rejected,
             (std::map<std::string, int64_t>{{rules::kEtpOneOrTp, 12 * 54}, {rules::kEpBorrowEtpTp, 3 * 54}}));
-  // The hand-tuned best of reference/seed-workflow.md is among the candidates.
+  // The hand-tuned best (TP 1, EP 4, ETP 1, lbs 4, seq 12288, selective AC, compiled: ~30% MFU on 8 x H200) is a
+  // candidate.
   bool found = false;
   for (const auto& c : r.candidates) {
     const JobConfig& k = c.config;
     found |= k.get_int(kTp) == 1 && k.get_int(kEp) == 4 && k.get_int(kEtp) == 1 && k.get_int(kLbs) == 4 &&
-             k.get_int(kSeq) == 12288 && k.get_string(kAc) == "selective" && k.get_bool("compile.enable");  // compiled, as the hand-tuned run
+             k.get_int(kSeq) == 12288 && k.get_string(kAc) == "selective" &&
+             k.get_bool("compile.enable");  // compiled, as the hand-tuned run
   }
   EXPECT_TRUE(found);
   for (const auto& c : r.candidates) {

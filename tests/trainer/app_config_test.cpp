@@ -232,7 +232,7 @@ TEST(AppConfig, DryRunNumbers) {
     EXPECT_EQ(j["active_params"].get<int64_t>(), r.active) << r.flavor;
     EXPECT_NEAR(j["flops_per_token"].get<double>(), r.flops, 0.01e9) << r.flavor;
   }
-  // 30B-A3B at seq 8192 (reference/torchtitan.md: 37.58e9)
+  // 30B-A3B at seq 8192 (torchtitan's formula: 37.58e9)
   TrainerConfig c = parse_trainer_args(
       {"--model.name", "qwen3", "--model.flavor", "30B-A3B", "--training.seq_len", "8192", "--dry-run"});
   EXPECT_NEAR(dry_run_report(c)["flops_per_token"].get<double>(), 37.58e9, 0.01e9);
@@ -246,12 +246,14 @@ TEST(AppConfig, OptimizerImplementation) {
   const std::string f = dir.write("a.toml", kBase);
   TrainerConfig d = parse_trainer_args({"--job.config_file", f, "--training.dataset", "synthetic"});
   EXPECT_EQ(d.optimizer.implementation, "fused");  // torchtitan's default
-  EXPECT_TRUE(d.notes.empty());                     // a default is not worth a note
-  TrainerConfig l = parse_trainer_args({"--job.config_file", f, "--training.dataset", "synthetic", "--optimizer.implementation", "for-loop"});
+  EXPECT_TRUE(d.notes.empty());                    // a default is not worth a note
+  TrainerConfig l = parse_trainer_args(
+      {"--job.config_file", f, "--training.dataset", "synthetic", "--optimizer.implementation", "for-loop"});
   EXPECT_EQ(l.optimizer.implementation, "for-loop");
   EXPECT_TRUE(l.notes.empty());
   // An explicit fused request says how it runs where the kernel is missing.
-  TrainerConfig x = parse_trainer_args({"--job.config_file", f, "--training.dataset", "synthetic", "--optimizer.implementation", "fused"});
+  TrainerConfig x = parse_trainer_args(
+      {"--job.config_file", f, "--training.dataset", "synthetic", "--optimizer.implementation", "fused"});
   EXPECT_EQ(x.notes.size(), fused_adamw_available() ? 0u : 1u);
   if (!x.notes.empty()) {
     EXPECT_NE(x.notes[0].find("running 'foreach'"), std::string::npos) << x.notes[0];

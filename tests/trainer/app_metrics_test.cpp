@@ -16,7 +16,7 @@ namespace {
 using testing::TempDir;
 
 TEST(AppMetrics, StepLineMatchesTorchtitan) {
-  // reference/torchtitan.md's example line (v0.2.2, colours off)
+  // torchtitan's documented step line (v0.2.2, colours off)
   StepLine s{40, 7.12345, 1.2034, 71.50, 51.17, 12345.0, 345.67, 34.95};
   EXPECT_EQ(format_step_line(s, false),
             "step: 40  loss:  7.12345  grad_norm:  1.2034  memory: 71.50GiB(51.17%)  tps: 12,345  tflops: 345.67  "

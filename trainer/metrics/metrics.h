@@ -1,5 +1,5 @@
 // What the trainer reports, computed as torchtitan v0.2.2's MetricsProcessor
-// computes it (reference/torchtitan.md, Metrics), printed as torchtitan
+// computes it (docs/trainer.md, Output), printed as torchtitan
 // prints it, and written as JSON lines for the tuner's embedded backend.
 //
 // Text (stdout, no logging prefix; colours only when stdout is a TTY):
