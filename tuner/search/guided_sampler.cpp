@@ -7,6 +7,7 @@
 #include <numeric>
 
 #include "common/hash.h"
+#include "common/job_keys.h"
 #include "tuner/prune/pruner.h"
 
 namespace partune {
@@ -14,8 +15,8 @@ namespace partune {
 namespace {
 
 constexpr double kNone = -std::numeric_limits<double>::infinity();
-constexpr const char* kLbs = "training.local_batch_size";
-constexpr const char* kSeq = "training.seq_len";
+using keys::kLbs;
+constexpr const char* kSeq = keys::kSeqLen;
 
 double axis_number(const Candidate& c, const char* key) {
   auto it = c.axes.find(key);

@@ -8,12 +8,14 @@
 #include <stdexcept>
 #include <variant>
 
+#include "common/job_keys.h"
+
 namespace partune {
 
 namespace {
 
-constexpr const char* kLbs = "training.local_batch_size";
-constexpr const char* kSeq = "training.seq_len";
+using keys::kLbs;
+constexpr const char* kSeq = keys::kSeqLen;
 
 std::optional<double> numeric(const Value& v) {
   if (auto* i = std::get_if<int64_t>(&v)) return static_cast<double>(*i);
@@ -61,10 +63,10 @@ std::vector<std::vector<double>> inverse_from_cholesky(const std::vector<std::ve
 }  // namespace
 
 double recompute_fraction(const JobConfig& config) {
-  const std::string mode = config.get_string("activation_checkpoint.mode");
+  const std::string mode = config.get_string(keys::kAcMode);
   if (mode == "full") return 1.0;
   if (mode != "selective") return 0.0;
-  const std::string option = config.get_string("activation_checkpoint.selective_ac_option");
+  const std::string option = config.get_string(keys::kAcOption);
   if (option == "op") return 0.5;  // torchtitan's policy re-runs every other matmul and the elementwise ops
   char* end = nullptr;
   const long n = std::strtol(option.c_str(), &end, 10);
@@ -73,8 +75,7 @@ double recompute_fraction(const JobConfig& config) {
 }
 
 bool is_memory_axis(const std::string& key) {
-  return key == kLbs || key == kSeq || key == "training.global_batch_size" ||
-         key.rfind("activation_checkpoint.", 0) == 0;
+  return key == kLbs || key == kSeq || key == keys::kGbs || key.rfind("activation_checkpoint.", 0) == 0;
 }
 
 std::string layout_key(const Candidate& c) {
