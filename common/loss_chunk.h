@@ -1,5 +1,7 @@
 // Tokens per chunk of the embedded trainer's chunked output + loss (its
-// compiled memory mode): 2^28 logits (1 GiB in fp32) per chunk, at least 256
+// compiled memory mode): 2^29 logits per chunk (its logits and their softmax,
+// 2 GiB in bf16; fewer chunks means fewer passes over the fp32 [vocab, dim]
+// weight-gradient accumulator), at least 256
 // tokens. One definition, shared by the trainer and the tuner's memory model.
 #pragma once
 #include <algorithm>
@@ -8,7 +10,7 @@
 namespace partune {
 
 inline int64_t loss_chunk_tokens(int64_t vocab_size) {
-  return std::max<int64_t>(256, (int64_t{1} << 28) / std::max<int64_t>(1, vocab_size));
+  return std::max<int64_t>(256, (int64_t{1} << 29) / std::max<int64_t>(1, vocab_size));
 }
 
 }  // namespace partune

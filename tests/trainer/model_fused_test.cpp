@@ -109,9 +109,9 @@ TEST(ChunkedLossFunction, WithoutGradModeOnlyTheLoss) {
   EXPECT_NEAR(loss.item<double>(), want, 1e-6);
 }
 
-TEST(ChunkedLossFunction, DefaultChunkKeepsAboutOneGiBOfFp32Logits) {
-  EXPECT_EQ(default_loss_chunk_tokens(151936), (int64_t{1} << 28) / 151936);
-  EXPECT_EQ(default_loss_chunk_tokens(64), int64_t{1} << 22);
+TEST(ChunkedLossFunction, DefaultChunkKeepsAboutTwoGiBOfBf16LogitsAndSoftmax) {
+  EXPECT_EQ(default_loss_chunk_tokens(151936), 3533);
+  EXPECT_EQ(default_loss_chunk_tokens(64), int64_t{1} << 23);
   EXPECT_EQ(default_loss_chunk_tokens(int64_t{1} << 30), 256);
 }
 

@@ -8,7 +8,8 @@
 // logit (18.5 GiB per fp32 copy at 32k tokens of a 151,936-token vocabulary).
 // Here the loss is the last op of the forward, so its gradient with respect
 // to the logits, (softmax - onehot) / valid tokens, is known in the forward:
-// each chunk computes its logits, the fp32 log-sum-exp, its part of the loss
+// each chunk computes its logits, their softmax (accumulated in fp32, stored
+// in the compute dtype), its part of the loss
 // and, right away, its gradients with respect to the hidden states and the
 // output weight. Nothing of size [tokens, vocab] outlives a chunk, and the
 // backward only scales the stored gradients by the incoming one (no second
@@ -20,8 +21,8 @@
 
 namespace partune::trainer {
 
-// Tokens per chunk when the caller passes 0: chunks of about 2^28 logits
-// (1 GiB in fp32), at least 256 tokens.
+// Tokens per chunk when the caller passes 0: chunks of about 2^29 logits
+// (2 GiB for them and their softmax in bf16), at least 256 tokens.
 int64_t default_loss_chunk_tokens(int64_t vocab_size);
 
 // hidden [N, dim] (or [B, S, dim]) in the compute dtype; weight [vocab, dim]
