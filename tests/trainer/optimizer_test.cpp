@@ -2,11 +2,11 @@
 // other (LibTorch's for-loop AdamW is the reference) and against the update
 // worked by hand. The fused kernel exists only in LibTorch >= 2.4: there it
 // runs on the CPU and, where present, on CUDA; elsewhere it must be refused.
+#include "trainer/train/optimizer.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
-
-#include "trainer/train/optimizer.h"
 
 namespace partune::trainer {
 namespace {
@@ -31,7 +31,11 @@ std::vector<torch::Tensor> make_params(torch::Device device) {
 
 // Five steps with changing lr and gradients; parameter 2 has no gradient on
 // step 3 (it must keep its value, and its step count, through that step).
-void run_steps(AdamW& opt, std::vector<torch::Tensor>& ps) {
+// divisor > 0: step s (0-based) through step(lr, grad_div) with the divisor
+// divisor * (s + 1) (clipping coefficients that change from step to step:
+// Adam is invariant to one constant scale, not to these); < 0: the
+// gradients divided by the same by hand, then step(lr) — the reference.
+void run_steps(AdamW& opt, std::vector<torch::Tensor>& ps, double divisor = 0) {
   torch::manual_seed(11);
   const double lrs[] = {1e-2, 3e-3, 5e-2, 1e-3, 2e-2};
   for (int step = 0; step < 5; ++step) {
@@ -39,9 +43,12 @@ void run_steps(AdamW& opt, std::vector<torch::Tensor>& ps) {
     for (size_t i = 0; i < ps.size(); ++i) {
       auto g = torch::randn(ps[i].sizes(), torch::kFloat32).to(ps[i].device());
       if (step == 2 && i == 2) continue;
-      ps[i].mutable_grad() = g;
+      ps[i].mutable_grad() = divisor < 0 ? g / (-divisor * (step + 1)) : g;
     }
-    opt.step(lrs[step]);
+    if (divisor > 0)
+      opt.step(lrs[step], torch::full({}, divisor * (step + 1), torch::kFloat32));
+    else
+      opt.step(lrs[step]);
   }
 }
 
@@ -123,6 +130,31 @@ TEST(AdamW, FusedEqualsForLoopOrIsRefused) {
   expect_same_params(trained(AdamWImpl::Fused, torch::kCPU), trained(AdamWImpl::ForLoop, torch::kCPU), 1e-5);
   if (torch::cuda::is_available())
     expect_same_params(trained(AdamWImpl::Fused, torch::kCUDA), trained(AdamWImpl::ForLoop, torch::kCUDA), 1e-5);
+}
+
+// Gradient clipping folded into the step (the trainer's path for fused AdamW,
+// where the kernel divides as it reads): the same update as dividing first,
+// for every implementation this LibTorch has, on the CPU and CUDA.
+TEST(AdamW, StepWithDivisorEqualsDividingTheGradientsFirst) {
+  std::vector<AdamWImpl> impls{AdamWImpl::ForLoop, AdamWImpl::Foreach};
+  if (fused_adamw_available()) impls.push_back(AdamWImpl::Fused);
+  std::vector<torch::Device> devices{torch::kCPU};
+  if (torch::cuda::is_available()) devices.push_back(torch::kCUDA);
+  for (auto device : devices)
+    for (auto impl : impls) {
+      auto folded = make_params(device), reference = make_params(device);
+      AdamW a(folded, options(), impl), b(reference, options(), AdamWImpl::ForLoop);
+      run_steps(a, folded, 3.5);
+      run_steps(b, reference, -3.5);
+      expect_same_params(folded, reference, 1e-5);
+      // and the divisor mattered: an undivided run ends elsewhere
+      auto plain = make_params(device);
+      AdamW c(plain, options(), impl);
+      run_steps(c, plain);
+      const double moved = (plain[1].detach() - folded[1].detach()).abs().max().item<double>();
+      EXPECT_GT(moved, 1e-4) << to_string(impl);
+    }
+  EXPECT_EQ(AdamW(make_params(torch::kCPU), options(), AdamWImpl::Foreach).divides_in_kernel(), false);
 }
 
 }  // namespace

@@ -58,9 +58,10 @@ inline torch::Tensor rms_norm(const torch::Tensor& x, const torch::Tensor& weigh
 // params' device) already incremented. No amsgrad, no maximize, no grad scaling.
 inline void fused_adamw(torch::TensorList params, torch::TensorList grads, torch::TensorList exp_avgs,
                         torch::TensorList exp_avg_sqs, torch::TensorList steps, double lr, double beta1, double beta2,
-                        double weight_decay, double eps) {
-  at::_fused_adamw_(params, grads, exp_avgs, exp_avg_sqs, /*max_exp_avg_sqs=*/{}, steps, lr, beta1, beta2,
-                    weight_decay, eps, /*amsgrad=*/false, /*maximize=*/false);
+                        double weight_decay, double eps, const torch::Tensor& grad_scale) {
+  at::_fused_adamw_(params, grads, exp_avgs, exp_avg_sqs, /*max_exp_avg_sqs=*/{}, steps, lr, beta1, beta2, weight_decay,
+                    eps, /*amsgrad=*/false, /*maximize=*/false,
+                    grad_scale.defined() ? std::optional<at::Tensor>(grad_scale) : std::nullopt);
 }
 #endif
 

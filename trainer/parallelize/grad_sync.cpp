@@ -39,6 +39,12 @@ void ParallelModelState::finish_gradients(const std::vector<torch::Tensor>& para
 }
 
 torch::Tensor ParallelModelState::clip_grad_norm(const std::vector<torch::Tensor>& params, double max_norm) const {
+  const torch::Tensor total = grad_norm(params);
+  clip_gradients_to(params, total, max_norm);
+  return total;
+}
+
+torch::Tensor ParallelModelState::grad_norm(const std::vector<torch::Tensor>& params) const {
   torch::NoGradGuard no_grad;
   const double T = groups.tp->size(), R = groups.dp_replicate->size();
   std::unordered_set<const c10::TensorImpl*> distinct_over_tp;
@@ -64,9 +70,7 @@ torch::Tensor ParallelModelState::clip_grad_norm(const std::vector<torch::Tensor
     c10d_compat::all_reduce_sum(*world->backend, buf);
     sumsq = buf.reshape({});
   }
-  const torch::Tensor total = sumsq.sqrt().to(torch::kFloat32);
-  clip_gradients_to(params, total, max_norm);
-  return total;
+  return sumsq.sqrt().to(torch::kFloat32);
 }
 
 void clip_gradients_to(const std::vector<torch::Tensor>& params, const torch::Tensor& total, double max_norm) {
@@ -74,6 +78,11 @@ void clip_gradients_to(const std::vector<torch::Tensor>& params, const torch::Te
   const torch::Tensor coef = (max_norm / (total + 1e-6)).clamp_max(1.0);
   for (const auto& p : params)
     if (p.grad().defined()) p.grad().mul_(coef.to(p.grad().dtype()));
+}
+
+torch::Tensor clip_divisor(const torch::Tensor& total, double max_norm) {
+  torch::NoGradGuard no_grad;
+  return ((total.to(torch::kFloat32) + 1e-6) / max_norm).clamp_min(1.0);
 }
 
 torch::Tensor ParallelModelState::all_reduce_expert_counts(const torch::Tensor& counts) const {

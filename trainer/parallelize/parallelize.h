@@ -80,8 +80,10 @@ struct ParallelModelState {
   // reshard are dropped (the optimizer is about to change the shards).
   void finish_gradients(const std::vector<torch::Tensor>& params);
   // Global L2 norm over every parameter's gradient (each element counted
-  // once: shards summed, replicas not), then the clipping of
-  // torch.nn.utils.clip_grad_norm_. Returns the pre-clip norm, 0-dim fp32.
+  // once: shards summed, replicas not), 0-dim fp32.
+  torch::Tensor grad_norm(const std::vector<torch::Tensor>& params) const;
+  // grad_norm, then the clipping of torch.nn.utils.clip_grad_norm_ applied
+  // to the gradients. Returns the pre-clip norm.
   torch::Tensor clip_grad_norm(const std::vector<torch::Tensor>& params, double max_norm) const;
   // Sum of per-layer expert token counts over the ranks that saw different tokens.
   torch::Tensor all_reduce_expert_counts(const torch::Tensor& counts) const;
@@ -90,6 +92,10 @@ struct ParallelModelState {
 // torch.nn.utils.clip_grad_norm_'s scaling, given the total norm: every
 // defined gradient times min(1, max_norm / (total + 1e-6)), without a host sync.
 void clip_gradients_to(const std::vector<torch::Tensor>& params, const torch::Tensor& total, double max_norm);
+// The same scaling as a divisor, max(1, (total + 1e-6) / max_norm), 0-dim
+// fp32 on total's device: for an optimizer that unscales the gradients in
+// its own pass (fused AdamW's grad_scale), saving a pass over all of them.
+torch::Tensor clip_divisor(const torch::Tensor& total, double max_norm);
 
 struct ParallelizeOptions {
   ACConfig ac;

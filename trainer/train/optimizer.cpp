@@ -68,8 +68,7 @@ AdamW::AdamW(std::vector<torch::Tensor> params, const AdamWOptions& options, Ada
     state_->exp_avg.push_back(torch::zeros_like(p, torch::MemoryFormat::Preserve));
     state_->exp_avg_sq.push_back(torch::zeros_like(p, torch::MemoryFormat::Preserve));
     state_->steps.push_back(0);
-    if (impl == AdamWImpl::Fused)
-      state_->step_tensors.push_back(torch::zeros({}, p.options().dtype(torch::kFloat32)));
+    if (impl == AdamWImpl::Fused) state_->step_tensors.push_back(torch::zeros({}, p.options().dtype(torch::kFloat32)));
   }
 }
 
@@ -86,8 +85,18 @@ void AdamW::step(double lr) {
   } else if (impl_ == AdamWImpl::Foreach) {
     step_foreach(lr);
   } else {
-    step_fused(lr);
+    step_fused(lr, torch::Tensor());
   }
+}
+
+void AdamW::step(double lr, const torch::Tensor& grad_div) {
+  if (impl_ == AdamWImpl::Fused) return step_fused(lr, grad_div);
+  {
+    torch::NoGradGuard no_grad;
+    for (auto& p : params_)
+      if (p.grad().defined()) p.grad().div_(grad_div.to(p.grad().device(), p.grad().scalar_type()));
+  }
+  step(lr);
 }
 
 void AdamW::step_foreach(double lr) {
@@ -128,7 +137,7 @@ void AdamW::step_foreach(double lr) {
   flush();
 }
 
-void AdamW::step_fused(double lr) {
+void AdamW::step_fused(double lr, const torch::Tensor& grad_div) {
 #if PARTUNE_HAS_FUSED_ADAMW
   torch::NoGradGuard no_grad;
   // One call per (device, dtype): the kernel takes homogeneous lists.
@@ -149,10 +158,12 @@ void AdamW::step_fused(double lr) {
   }
   for (auto& [key, l] : groups) {
     at::_foreach_add_(l.steps, 1.0);  // the kernel reads the already-incremented step
-    compat::fused_adamw(l.p, l.g, l.m, l.v, l.steps, lr, opts_.beta1, opts_.beta2, opts_.weight_decay, opts_.eps);
+    // The kernel divides each gradient by grad_scale (fp32, on the lists' device) as it reads it.
+    const torch::Tensor div = grad_div.defined() ? grad_div.to(l.p.front().device(), torch::kFloat32) : torch::Tensor();
+    compat::fused_adamw(l.p, l.g, l.m, l.v, l.steps, lr, opts_.beta1, opts_.beta2, opts_.weight_decay, opts_.eps, div);
   }
 #else
-  (void)lr;
+  (void)lr, (void)grad_div;
   throw std::logic_error("fused AdamW needs LibTorch >= 2.4");
 #endif
 }

@@ -17,11 +17,11 @@
 //             state (GBs of fp32) the passes are memory-bound, so this is
 //             several times less traffic than the other two.
 #pragma once
+#include <torch/torch.h>
+
 #include <memory>
 #include <string>
 #include <vector>
-
-#include <torch/torch.h>
 
 namespace partune::trainer {
 
@@ -53,6 +53,12 @@ class AdamW {
   // One update with learning rate `lr` of every parameter that has a
   // gradient (the others keep their values and their state).
   void step(double lr);
+  // The step with every gradient divided by grad_div (0-dim fp32, e.g.
+  // clip_divisor): fused AdamW does it inside its kernel, the others with a
+  // pass over the gradients first. Equal to dividing, then step(lr).
+  void step(double lr, const torch::Tensor& grad_div);
+  // Whether step(lr, grad_div) costs no extra pass over the gradients.
+  bool divides_in_kernel() const { return impl_ == AdamWImpl::Fused; }
   // Gradients to none (the next backward allocates them afresh).
   void zero_grad();
   AdamWImpl impl() const { return impl_; }
@@ -60,7 +66,7 @@ class AdamW {
  private:
   struct State;
   void step_foreach(double lr);
-  void step_fused(double lr);
+  void step_fused(double lr, const torch::Tensor& grad_div);
 
   std::vector<torch::Tensor> params_;
   AdamWOptions opts_;

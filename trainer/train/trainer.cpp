@@ -167,11 +167,19 @@ StepResult Trainer::train_step() {
 
   std::vector<torch::Tensor> params = model_->parameters();
   parallel_->finish_gradients(params);
-  r.grad_norm = parallel_->clip_grad_norm(params, cfg_.max_norm);
+  // Clipping as torch.nn.utils.clip_grad_norm_; where the optimizer can
+  // divide the gradients as it reads them (fused AdamW), it does, instead of
+  // a separate pass over every gradient (3% of a 30B-A3B-L4 step on an H200).
+  r.grad_norm = parallel_->grad_norm(params);
+  const bool clip_in_step = optimizer_->divides_in_kernel();
+  if (!clip_in_step) clip_gradients_to(params, r.grad_norm, cfg_.max_norm);
   if (cfg_.flavor.moe)  // before the step, as torchtitan's pre-step hook
     model_->update_expert_biases([this](const torch::Tensor& c) { return parallel_->all_reduce_expert_counts(c); });
   loss_sum = all_reduce_sum(loss_sum, parallel_->groups.loss);  // sum of local sums / global valid tokens
-  optimizer_->step(r.lr);
+  if (clip_in_step)
+    optimizer_->step(r.lr, clip_divisor(r.grad_norm, cfg_.max_norm));
+  else
+    optimizer_->step(r.lr);
   r.loss = loss_sum;
   return r;
 }
