@@ -9,7 +9,7 @@
 # Prints one table: MFU as the mean of steps 6..STEPS, memory as the peak
 # over those steps (the step line's reserved GiB and %). Full logs in OUT_DIR.
 # Environment (for a CPU smoke run): FLAVOR (30B-A3B-L4), STEPS (20),
-# DEVICE (cuda), CONFIGS ("seq lbs ac;..." where ac is none or a selective
+# DEVICE (cuda), EXTRA (more trainer arguments), CONFIGS ("seq lbs ac;..." where ac is none or a selective
 # option), LONG ("seq lbs ac", empty to skip).
 set -uo pipefail
 build=${1:?build dir}
@@ -24,6 +24,9 @@ long=${LONG-16384 4 2}
 common=(--model.name qwen3 --model.flavor "$flavor" --training.dataset synthetic --debug.seed 0
         --training.steps "$steps" --metrics.log_freq 1 --optimizer.lr 3e-4 --lr_scheduler.warmup_steps 2
         --device "$device")
+# EXTRA: more trainer arguments for every run (e.g. "--loss-chunk-tokens 7066").
+read -ra extra <<<"${EXTRA:-}"
+common+=("${extra[@]}")
 
 ac_args() {  # "none" or a selective_ac_option
   if [ "$1" = none ]; then echo --activation_checkpoint.mode none

@@ -109,9 +109,9 @@ TEST(ChunkedLossFunction, WithoutGradModeOnlyTheLoss) {
   EXPECT_NEAR(loss.item<double>(), want, 1e-6);
 }
 
-TEST(ChunkedLossFunction, DefaultChunkKeepsAboutTwoGiBOfBf16LogitsAndSoftmax) {
-  EXPECT_EQ(default_loss_chunk_tokens(151936), 3533);
-  EXPECT_EQ(default_loss_chunk_tokens(64), int64_t{1} << 23);
+TEST(ChunkedLossFunction, DefaultChunkKeepsAboutFourGiBOfBf16LogitsAndSoftmax) {
+  EXPECT_EQ(default_loss_chunk_tokens(151936), 7067);
+  EXPECT_EQ(default_loss_chunk_tokens(64), int64_t{1} << 24);
   EXPECT_EQ(default_loss_chunk_tokens(int64_t{1} << 30), 256);
 }
 

@@ -21,8 +21,8 @@
 
 namespace partune::trainer {
 
-// Tokens per chunk when the caller passes 0: chunks of about 2^29 logits
-// (2 GiB for them and their softmax in bf16), at least 256 tokens.
+// Tokens per chunk when the caller passes 0: chunks of about 2^30 logits
+// (4 GiB for them and their softmax in bf16), at least 256 tokens.
 int64_t default_loss_chunk_tokens(int64_t vocab_size);
 
 // hidden [N, dim] (or [B, S, dim]) in the compute dtype; weight [vocab, dim]
