@@ -3,8 +3,10 @@
 #include <charconv>
 #include <filesystem>
 #include <functional>
+#include <limits>
 #include <nlohmann/json.hpp>
 
+#include "common/ac_policy.h"
 #include "common/error.h"
 #include "common/flops.h"
 #include "common/job_keys.h"
@@ -53,22 +55,24 @@ double non_negative(const JobConfig& job, const WhereFn& where, const std::strin
 }
 
 ACConfig parse_ac(const JobConfig& job, const WhereFn& where) {
-  const std::string mode = job.get_string("activation_checkpoint.mode");
-  if (mode == "none") return {ACMode::None, 1};
-  if (mode == "full") return {ACMode::Full, 1};
-  if (mode == "memory_budget")
-    fail(where("activation_checkpoint.mode"), "activation_checkpoint.mode",
-         "'memory_budget' is not implemented by the embedded trainer (use none, full or selective)");
-  if (mode != "selective")
-    fail(where("activation_checkpoint.mode"), "activation_checkpoint.mode", "unknown mode '" + mode + "'");
-  const std::string key = "activation_checkpoint.selective_ac_option";
-  const std::string opt = job.get_string(key);
-  if (opt == "op") return {ACMode::Selective, 1, /*per_op=*/true};
-  int every_n = -1;
-  auto [ptr, ec] = std::from_chars(opt.data(), opt.data() + opt.size(), every_n);
-  if (ec != std::errc() || ptr != opt.data() + opt.size() || every_n < 0)
-    fail(where(key), key, "must be 'op' or a non-negative integer, got '" + opt + "'");
-  return {ACMode::Selective, every_n};
+  AcPolicyError error;
+  const std::optional<AcPolicy> p = ac_policy_of(job, &error);
+  if (!p) fail(where(error.key), error.key, error.message);
+  switch (p->mode) {
+    case AcPolicyMode::None:
+      return {ACMode::None, 1};
+    case AcPolicyMode::Full:
+      return {ACMode::Full, 1};
+    case AcPolicyMode::MemoryBudget:
+      fail(where(keys::kAcMode), keys::kAcMode,
+           "'memory_budget' is not implemented by the embedded trainer (use none, full or selective)");
+    case AcPolicyMode::Selective:
+      break;
+  }
+  if (p->per_op) return {ACMode::Selective, 1, /*per_op=*/true};
+  if (p->every_n > std::numeric_limits<int>::max())
+    fail(where(keys::kAcOption), keys::kAcOption, "block count " + std::to_string(p->every_n) + " is too large");
+  return {ACMode::Selective, static_cast<int>(p->every_n)};
 }
 
 ParallelDims parse_dims(const JobConfig& job, const WhereFn& where, int world_size) {

@@ -1,8 +1,8 @@
 #include "tuner/estimate/memory_terms.h"
 
 #include <algorithm>
-#include <charconv>
 
+#include "common/ac_policy.h"
 #include "common/error.h"
 #include "common/job_keys.h"
 #include "common/loss_chunk.h"
@@ -13,12 +13,20 @@ namespace {
 
 constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;
 
-AcKind ac_kind(const std::string& mode) {
-  if (mode == "none") return AcKind::None;
-  if (mode == "full") return AcKind::Full;
-  // "memory_budget" is refused by the embedded trainer; torchtitan's budget
-  // lands between none and full, and selective is the nearest term set.
-  return AcKind::Selective;
+AcKind ac_kind(const AcPolicy& p) {
+  switch (p.mode) {
+    case AcPolicyMode::None:
+      return AcKind::None;
+    case AcPolicyMode::Full:
+      return AcKind::Full;
+    case AcPolicyMode::MemoryBudget:
+      // refused by the embedded trainer; torchtitan's budget lands between
+      // none and full, and selective is the nearest term set.
+      return AcKind::Selective;
+    case AcPolicyMode::Selective:
+      break;
+  }
+  return p.per_op ? AcKind::PerOp : AcKind::Selective;
 }
 
 // What one rank holds of one transformer block, in elements, before FSDP.
@@ -152,20 +160,12 @@ std::optional<MemoryShape> memory_shape(const JobConfig& config, int world_size,
     throw InputError("memory model: parallelism.*: " + broken.front().message + " (" + broken.front().rule + ")");
   s.local_batch_size = config.get_int(keys::kLbs);
   s.seq_len = config.get_int(keys::kSeqLen);
-  s.ac = ac_kind(config.get_string(keys::kAcMode));
-  if (s.ac == AcKind::Selective) {
-    const std::string opt = config.get_string(keys::kAcOption);
-    if (opt == "op") {
-      s.ac = AcKind::PerOp;
-    } else {
-      int n = 0;
-      auto [ptr, ec] = std::from_chars(opt.data(), opt.data() + opt.size(), n);
-      if (ec != std::errc() || ptr != opt.data() + opt.size() || n < 0)
-        throw InputError("memory model: activation_checkpoint.selective_ac_option '" + opt +
-                         "': expected \"op\" or a block count");
-      s.ac_every_n = n;
-    }
-  }
+  AcPolicyError ac_error;
+  const std::optional<AcPolicy> ac = ac_policy_of(config, &ac_error);
+  if (!ac) throw InputError("memory model: " + ac_error.key + ": " + ac_error.message);
+  s.ac = ac_kind(*ac);
+  if (ac->mode == AcPolicyMode::Selective && !ac->per_op)
+    s.ac_every_n = static_cast<int>(std::min<int64_t>(ac->every_n, 1 << 30));
   s.compile = config.get_bool(keys::kCompile);
   s.compute_bytes = cuda && config.get_string("training.mixed_precision_param") == "bfloat16" ? 2 : 4;
   s.reshard_after_forward = config.get_string("parallelism.fsdp_reshard_after_forward") != "never";

@@ -1,8 +1,8 @@
 #include "tuner/prune/pruner.h"
 
-#include <cstdlib>
 #include <set>
 
+#include "common/ac_policy.h"
 #include "common/job_keys.h"
 
 namespace partune {
@@ -10,17 +10,21 @@ namespace partune {
 using namespace keys;
 
 double ac_memory_rank(const JobConfig& config) {
-  const std::string mode = config.get_string(kAcMode);
-  if (mode == "full") return 0.0;
-  if (mode == "none") return 2.0;
-  if (mode == "selective") {
-    const std::string opt = config.get_string(kAcOption);
-    if (opt == "op") return 1.5;  // saves some ops of every block: between full and none
-    char* end = nullptr;
-    long n = std::strtol(opt.c_str(), &end, 10);
-    if (*end == '\0' && n >= 1) return 1.0 + (1.0 - 1.0 / static_cast<double>(n));  // every Nth block
+  const std::optional<AcPolicy> p = ac_policy_of(config);
+  if (!p) return 1.0;  // unreadable: no order claimed beyond "between"
+  switch (p->mode) {
+    case AcPolicyMode::Full:
+      return 0.0;
+    case AcPolicyMode::None:
+      return 2.0;
+    case AcPolicyMode::MemoryBudget:
+      return 1.0;  // between full and none, no finer order claimed
+    case AcPolicyMode::Selective:
+      break;
   }
-  return 1.0;  // memory_budget and unknown forms: no order claimed beyond "between"
+  if (p->per_op) return 1.5;  // saves some ops of every block: between full and none
+  if (p->every_n >= 1) return 1.0 + (1.0 - 1.0 / static_cast<double>(p->every_n));  // every Nth block
+  return 0.0;  // selective 0 checkpoints every block, as full
 }
 
 bool needs_more_memory(const Candidate& trial, const Candidate& other) {

@@ -8,6 +8,7 @@
 #include <stdexcept>
 #include <variant>
 
+#include "common/ac_policy.h"
 #include "common/job_keys.h"
 
 namespace partune {
@@ -63,15 +64,20 @@ std::vector<std::vector<double>> inverse_from_cholesky(const std::vector<std::ve
 }  // namespace
 
 double recompute_fraction(const JobConfig& config) {
-  const std::string mode = config.get_string(keys::kAcMode);
-  if (mode == "full") return 1.0;
-  if (mode != "selective") return 0.0;
-  const std::string option = config.get_string(keys::kAcOption);
-  if (option == "op") return 0.5;  // torchtitan's policy re-runs every other matmul and the elementwise ops
-  char* end = nullptr;
-  const long n = std::strtol(option.c_str(), &end, 10);
-  if (*end != '\0' || n < 0) return 0.5;
-  return n == 0 ? 1.0 : 1.0 / static_cast<double>(n);  // every Nth block (0: all)
+  const std::optional<AcPolicy> p = ac_policy_of(config);
+  if (!p) return 0.5;  // unreadable: halfway, the model learns the rest
+  switch (p->mode) {
+    case AcPolicyMode::Full:
+      return 1.0;
+    case AcPolicyMode::None:
+      return 0.0;
+    case AcPolicyMode::MemoryBudget:
+      return 0.5;
+    case AcPolicyMode::Selective:
+      break;
+  }
+  if (p->per_op) return 0.5;  // torchtitan's policy re-runs every other matmul and the elementwise ops
+  return p->every_n == 0 ? 1.0 : 1.0 / static_cast<double>(p->every_n);  // every Nth block (0: all)
 }
 
 bool is_memory_axis(const std::string& key) {
