@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "common/error.h"
+#include "common/job_keys.h"
 
 namespace partune {
 
@@ -17,20 +18,12 @@ std::string fmt(const char* format, double v) {
   return buf;
 }
 
-std::string short_key(const std::string& key) {
-  const auto dot = key.rfind('.');
-  std::string k = dot == std::string::npos ? key : key.substr(dot + 1);
-  if (k == "local_batch_size") return "lbs";
-  if (k == "mode" && key.rfind("activation_checkpoint.", 0) == 0) return "ac";
-  return k;
-}
-
 std::string config_label(const TrialRecord& t) {
   std::string s;
   for (const auto& [key, value] : t.axes) {
     std::string v = value_to_string(value);
     if (v.size() >= 2 && v.front() == '"') v = v.substr(1, v.size() - 2);
-    s += (s.empty() ? "" : " ") + short_key(key) + "=" + v;
+    s += (s.empty() ? "" : " ") + keys::short_name(key) + "=" + v;
   }
   return s;
 }

@@ -38,7 +38,7 @@ TEST(MemoryCheck, ReadsAStudyCalibratesOnItsFirstTrialsAndFlagsTheOutOfMemoryCon
   const MemoryCheck c = check_memory(space, store);
 
   ASSERT_EQ(c.rows.size(), 8u);
-  EXPECT_EQ(c.rows[0].config, "ac=none lbs=1 seq_len=1024");
+  EXPECT_EQ(c.rows[0].config, "ac=none lbs=1 seq=1024");
   ASSERT_TRUE(c.capacity_gib);
   EXPECT_NEAR(*c.capacity_gib, 12.0, 0.05);  // learned from memory_gib / memory_pct
   EXPECT_EQ(c.calibration_trials, 3);
@@ -46,7 +46,7 @@ TEST(MemoryCheck, ReadsAStudyCalibratesOnItsFirstTrialsAndFlagsTheOutOfMemoryCon
   for (size_t i = 3; i < c.rows.size(); ++i) EXPECT_FALSE(c.rows[i].calibrated_on) << i;
 
   const MemoryCheckRow& oom = c.rows[3];
-  EXPECT_EQ(oom.config, "ac=none lbs=2 seq_len=2048");
+  EXPECT_EQ(oom.config, "ac=none lbs=2 seq=2048");
   EXPECT_EQ(oom.status, "oom");
   EXPECT_FALSE(oom.measured_gib);
   EXPECT_TRUE(oom.over_headroom);
@@ -63,7 +63,7 @@ TEST(MemoryCheck, ReadsAStudyCalibratesOnItsFirstTrialsAndFlagsTheOutOfMemoryCon
   EXPECT_LT(c.held_out.median, 0.10);
 
   const std::string table = format_memory_check(c);
-  EXPECT_NE(table.find("ac=none lbs=2 seq_len=2048  oom"), std::string::npos) << table;
+  EXPECT_NE(table.find("ac=none lbs=2 seq=2048  oom"), std::string::npos) << table;
   EXPECT_NE(table.find("capacity: 12.0 GiB, headroom 90%"), std::string::npos) << table;
   EXPECT_NE(table.find("over headroom: 1 (measured or out of memory), predicted to fit: 0"), std::string::npos)
       << table;
