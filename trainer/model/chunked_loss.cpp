@@ -4,7 +4,7 @@
 #include <limits>
 
 #include "common/loss_chunk.h"
-#include "trainer/model/model.h"
+#include "trainer/model/ops.h"
 
 namespace partune::trainer {
 
@@ -23,7 +23,7 @@ struct ChunkedLinearCrossEntropy : torch::autograd::Function<ChunkedLinearCrossE
     const auto dt = hidden.scalar_type();
     const auto acc = accum_dtype(dt);
     const int64_t n = hidden.size(0);
-    const torch::Tensor w = weight.scalar_type() == dt ? weight : weight.to(dt);
+    const torch::Tensor w = cast(weight, dt);
     // Valid tokens stay on the device: no host sync for the normaliser.
     const torch::Tensor valid_total = labels.ne(kIgnoreIndex).sum().to(acc);
     torch::Tensor loss_sum = torch::zeros({}, hidden.options().dtype(acc));

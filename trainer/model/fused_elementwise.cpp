@@ -1,13 +1,13 @@
 #include "trainer/model/fused_elementwise.h"
 
+#include "trainer/model/ops.h"
+
 namespace partune::trainer {
 
 namespace {
 
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
-
-torch::Tensor cast(const torch::Tensor& t, torch::Dtype dt) { return t.scalar_type() == dt ? t : t.to(dt); }
 
 struct SwiGLU : torch::autograd::Function<SwiGLU> {
   static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& a, const torch::Tensor& b) {
