@@ -132,6 +132,31 @@ TEST(FusedElementwise, SwiGLUMatchesReference) {
   }
 }
 
+TEST(FusedElementwise, RotaryMatchesReference) {
+  // A cache longer than the sequence (the model's is built for seq_len), fp64
+  // exactly, bf16 within its rounding; values and the gradient of x.
+  const auto cache = precompute_rope_cache(8, 11, 10000.0);
+  for (auto dt : {torch::kFloat64, torch::kBFloat16}) {
+    torch::manual_seed(37);
+    auto x = torch::randn({2, 7, 3, 8}, torch::kFloat64).to(dt).requires_grad_();
+    auto g = torch::randn({2, 7, 3, 8}, torch::kFloat64).to(dt);
+    auto want = apply_rotary_emb(x, cache);
+    auto want_grad = torch::autograd::grad({want}, {x}, {g})[0];
+    auto got = rotary_emb(x, cache);
+    auto got_grad = torch::autograd::grad({got}, {x}, {g})[0];
+    EXPECT_EQ(got.scalar_type(), dt);
+    const double tol = dt == torch::kFloat64 ? 1e-12 : 2e-2;
+    EXPECT_TRUE(torch::allclose(got.to(torch::kFloat64), want.to(torch::kFloat64), tol, tol));
+    EXPECT_TRUE(torch::allclose(got_grad.to(torch::kFloat64), want_grad.to(torch::kFloat64), tol, tol));
+  }
+  // A non-contiguous incoming gradient (the attention's transpose gives one).
+  auto x = torch::randn({2, 5, 4, 8}, torch::kFloat64).requires_grad_();
+  auto g = torch::randn({2, 4, 5, 8}, torch::kFloat64).transpose(1, 2);
+  auto want_grad = torch::autograd::grad({apply_rotary_emb(x, cache)}, {x}, {g})[0];
+  auto got_grad = torch::autograd::grad({rotary_emb(x, cache)}, {x}, {g})[0];
+  EXPECT_TRUE(torch::allclose(got_grad, want_grad, 1e-12, 1e-12));
+}
+
 TEST(FusedElementwise, WeightedExpertSumMatchesReference) {
   torch::manual_seed(36);
   auto gates = torch::rand({5, 3}, torch::kFloat64).requires_grad_();
@@ -208,6 +233,7 @@ TEST(CompiledMode, PassSetsEveryFusedPathAndBack) {
     EXPECT_TRUE(b->moe->fused);
     EXPECT_TRUE(b->moe->experts->fused);
     EXPECT_TRUE(b->attention_norm->fused && b->ffn_norm->fused && b->attention->q_norm->fused);
+    EXPECT_TRUE(b->attention->fused);
   }
   apply_compile(model, {/*model=*/false, /*loss=*/true});  // compile.components = ["loss"]
   EXPECT_TRUE(model->chunked_loss);
@@ -217,7 +243,7 @@ TEST(CompiledMode, PassSetsEveryFusedPathAndBack) {
   for (auto& b : model->layers()) EXPECT_TRUE(b->moe->fused && b->moe->experts->fused);
   apply_compile(model, {});
   EXPECT_FALSE(model->chunked_loss);
-  for (auto& b : model->layers()) EXPECT_FALSE(b->moe->fused || b->moe->experts->fused);
+  for (auto& b : model->layers()) EXPECT_FALSE(b->moe->fused || b->moe->experts->fused || b->attention->fused);
 }
 
 }  // namespace

@@ -46,7 +46,41 @@ struct WeightedExpertSum : torch::autograd::Function<WeightedExpertSum> {
   }
 };
 
+// (x1, x2) rotated by the angles whose cos and sin are given ([1, S, 1, D/2]
+// in x's dtype); sign -1 rotates back (the transpose, for the gradient).
+torch::Tensor rotate_halves(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin, double sign) {
+  const int64_t h = x.size(-1) / 2;
+  const torch::Tensor x1 = x.narrow(-1, 0, h), x2 = x.narrow(-1, h, h);
+  torch::Tensor out = torch::empty(x.sizes(), x.options());
+  torch::Tensor o1 = out.narrow(-1, 0, h), o2 = out.narrow(-1, h, h);
+  torch::mul_out(o1, x1, cos).addcmul_(x2, sin, -sign);
+  torch::mul_out(o2, x2, cos).addcmul_(x1, sin, sign);
+  return out;
+}
+
+struct RotaryEmb : torch::autograd::Function<RotaryEmb> {
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x, const torch::Tensor& cos,
+                               const torch::Tensor& sin) {
+    ctx->save_for_backward({cos, sin});
+    return rotate_halves(x, cos, sin, 1.0);
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    return {rotate_halves(grads[0], saved[0], saved[1], -1.0), torch::Tensor(), torch::Tensor()};
+  }
+};
+
 }  // namespace
+
+torch::Tensor rotary_emb(const torch::Tensor& x, const torch::Tensor& rope_cache) {
+  const int64_t s = x.size(1), d = x.size(3);
+  TORCH_CHECK(d % 2 == 0 && rope_cache.size(0) >= s && rope_cache.size(1) == 2 * d, "rope cache [", rope_cache.size(0),
+              ", ", rope_cache.size(1), "] does not cover seq_len ", s, " head_dim ", d);
+  const auto cache = rope_cache.slice(0, 0, s).to(x.device(), x.scalar_type());
+  const auto cos = cache.slice(1, 0, d / 2).view({1, s, 1, d / 2});
+  const auto sin = cache.slice(1, d, d + d / 2).view({1, s, 1, d / 2});
+  return RotaryEmb::apply(x, cos, sin);
+}
 
 torch::Tensor swiglu(const torch::Tensor& a, const torch::Tensor& b) {
   TORCH_CHECK(a.sizes() == b.sizes() && a.scalar_type() == b.scalar_type(), "swiglu: a ", a.sizes(), " ",

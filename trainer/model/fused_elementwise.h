@@ -21,6 +21,15 @@ torch::Tensor swiglu_reference(const torch::Tensor& a, const torch::Tensor& b);
 // saves that accum-dtype copy for the gates' gradient; this saves y in its
 // own dtype (half the bytes in bf16) and upcasts in backward.
 torch::Tensor weighted_expert_sum(const torch::Tensor& gates, const torch::Tensor& y);
+
+// Rotate-half RoPE (apply_rotary_emb in ops.h is the reference) written as
+// the rotation it is: out = (x1 cos - x2 sin, x2 cos + x1 sin), two
+// multiply-adds per half straight into the output, and its backward the
+// rotation by the opposite angle. The eager form negates, concatenates, and
+// multiplies and adds whole tensors (about twice the memory traffic); a
+// compiled graph fuses it. Needs the cache's cos and sin halves equal, as
+// precompute_rope_cache makes them.
+torch::Tensor rotary_emb(const torch::Tensor& x, const torch::Tensor& rope_cache);
 torch::Tensor weighted_expert_sum_reference(const torch::Tensor& gates, const torch::Tensor& y);
 
 }  // namespace partune::trainer

@@ -70,8 +70,9 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor
     q = q_norm(q);
     k = k_norm(k);
   }
-  q = apply_rotary_emb(q, rope_cache).transpose(1, 2);  // [B, H, S, hd]
-  k = apply_rotary_emb(k, rope_cache).transpose(1, 2);
+  const auto rope = fused ? rotary_emb : apply_rotary_emb;
+  q = rope(q, rope_cache).transpose(1, 2);  // [B, H, S, hd]
+  k = rope(k, rope_cache).transpose(1, 2);
   v = v.transpose(1, 2);
   const bool fast = opts_.fast_paths && sdpa_available() && q.is_cuda();
   auto o = saved_op(

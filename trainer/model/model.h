@@ -99,6 +99,7 @@ class AttentionImpl : public torch::nn::Module {
 
   Linear wq{nullptr}, wk{nullptr}, wv{nullptr}, wo{nullptr};
   RMSNorm q_norm{nullptr}, k_norm{nullptr};  // null without qk_norm
+  bool fused = false;                        // rotary_emb() for RoPE (compiled memory mode)
 
  private:
   AttentionOptions opts_;

@@ -10,6 +10,7 @@ void apply_compile(Qwen3Model& model, const CompileOptions& options) {
   for (auto& block : model->layers()) {
     for (auto* norm : {&block->attention_norm, &block->ffn_norm, &block->attention->q_norm, &block->attention->k_norm})
       if (!norm->is_empty()) (*norm)->fused = options.model;
+    block->attention->fused = options.model;
     if (block->is_moe()) {
       block->moe->fused = options.model;
       block->moe->experts->fused = options.model;
