@@ -68,11 +68,8 @@ Opened open_db(const DbArgs& a) {
   }
   auto row = store.study(study);
   if (!row) throw InputError(db + ": no study named '" + study + "'");
-  Opened o{std::move(store), study, HealthRule{}, "mfu"};
   // The study's own rule, as its run recorded it.
-  if (row->facts.contains("memory_headroom")) o.health.memory_headroom = row->facts["memory_headroom"].get<double>();
-  if (row->facts.contains("alloc_retries_over_limit"))
-    o.health.alloc_retries_over_limit = row->facts["alloc_retries_over_limit"].get<bool>();
+  Opened o{std::move(store), study, row->health, "mfu"};
   if (!row->objective.empty()) o.objective = row->objective;
   return o;
 }
