@@ -174,6 +174,42 @@ TEST(Report, CpuSmokeStudyWithTheEmbeddedTrainer) {
   EXPECT_NE(page.dom.find("Best healthy config: "), std::string::npos);
 }
 
+// The guided search confirms its best by running it again: the summary's
+// top-k table shows the runs, their mean and their spread.
+TEST(Report, RepeatedRunsShowTheirMeanAndSpread) {
+  TempDir dir;
+  SpaceOptions o;
+  o.name = "guided";
+  o.objective = "mfu";
+  o.devices = 2;
+  o.base = "[base.metrics]\nlog_freq = 1\n";
+  o.axes = "\"parallelism.tensor_parallel_degree\" = [1, 2]\n\"training.local_batch_size\" = [1, 2, 4]\n";
+  o.search = "strategy = \"guided\"\n";
+  const Study s = write_space(dir, o);
+  ASSERT_EQ(tune({"--space", s.space, "--plain"}, dir.path(), 120).exit_code, 0);
+  const auto repeated = query(s.db,
+                              "SELECT id, json_array_length(facts_json, '$.search.runs'), facts_json ->> "
+                              "'$.search.mean', facts_json ->> '$.search.spread' FROM trials WHERE "
+                              "json_array_length(facts_json, '$.search.runs') >= 2");
+  ASSERT_FALSE(repeated.empty()) << "the guided search confirmed nothing";
+  Result made = tune({"report", "--space", s.space, "-o", dir.file("g.html")}, dir.path());
+  ASSERT_EQ(made.exit_code, 0) << made.describe();
+  const std::string html = read_file(dir.file("g.html"));
+  const std::string summary = html.substr(0, html.find("<section id=\"memory\">"));
+  for (const auto& r : repeated) {
+    const size_t at = summary.find("<td>" + r[0] + "</td>");
+    ASSERT_NE(at, std::string::npos) << r[0] << " is not in the top-k table";
+    const std::string row = summary.substr(at, summary.find("</tr>", at) - at);
+    char mean[32], spread[32];
+    std::snprintf(mean, sizeof mean, "%.2f%%", std::stod(r[2]));
+    std::snprintf(spread, sizeof spread, "%.1f%%", 100 * std::stod(r[3]));
+    EXPECT_NE(row.find("<td class=\"num\">" + r[1] + "</td><td class=\"num\">" + mean + "</td><td class=\"num\">" +
+                       spread + "</td>"),
+              std::string::npos)
+        << row;
+  }
+}
+
 TEST(Report, BadInputIsExitTwoNamingIt) {
   TempDir dir;
   Result missing = tune({"report", "--db", dir.file("none.db")}, dir.path());

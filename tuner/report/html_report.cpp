@@ -270,7 +270,8 @@ std::string effects_section(const Context& c) {
     chart.x_categories(name + " (" + key + ")", names);
     chart.y_axis(objective_label(in.objective));
     chart.include_y(0);
-    bool any_held = false, any_marginal = false;
+    std::set<std::string> classes;
+    bool any_marginal = false;
     for (size_t i = 0; i < values.size(); ++i) {
       const TrialRecord* held = nullptr;
       const TrialRecord* marginal = nullptr;
@@ -290,16 +291,21 @@ std::string effects_section(const Context& c) {
       }
       const TrialRecord* shown = held ? held : marginal;
       if (!shown) continue;
-      const std::string cls = held ? "held" : "marginal";
-      Style style{held ? "#2c7bb6" : "#2c7bb6", Shape::Circle, !held};
-      chart.point(static_cast<double>(i), *objective_metric(shown->metrics, in.objective), style, cls,
-                  tooltip(*shown, in.objective, c.rule) + (held ? "\nother axes as the best config" : "\nmarginal"),
+      // Coloured by outcome: a faster config over the headroom is not a better one.
+      const std::string outcome = outcome_class(*shown, c.rule);
+      Style style = look_of(outcome).style;
+      style.hollow = !held;
+      chart.point(static_cast<double>(i), *objective_metric(shown->metrics, in.objective), style,
+                  std::string(held ? "held " : "marginal ") + outcome,
+                  tooltip(*shown, in.objective, c.rule) +
+                      (held ? "\nother axes as the best config" : "\nmarginal: the best trial with this value"),
                   shown->id);
-      any_held = any_held || held;
+      classes.insert(outcome);
       any_marginal = any_marginal || !held;
     }
-    if (any_held) chart.legend("others as the best", {"#2c7bb6", Shape::Circle, false});
-    if (any_marginal) chart.legend("marginal", {"#2c7bb6", Shape::Circle, true});
+    for (const auto& l : outcome_looks())
+      if (classes.count(l.cls)) chart.legend(l.label, l.style);
+    if (any_marginal) chart.legend("hollow: marginal", {"#666666", Shape::Circle, true});
     body += "<div class=\"effect\">" + chart.render() + "</div>\n";
     ++charts;
   }
