@@ -306,6 +306,7 @@ std::string effects_section(const Context& c) {
     for (const auto& l : outcome_looks())
       if (classes.count(l.cls)) chart.legend(l.label, l.style);
     if (any_marginal) chart.legend("hollow: marginal", {"#666666", Shape::Circle, true});
+    if (classes.empty()) continue;  // no finished trial has this axis yet
     body += "<div class=\"effect\">" + chart.render() + "</div>\n";
     ++charts;
   }
