@@ -73,12 +73,20 @@ Run run_program(const std::vector<std::string>& args, const std::string& work_di
 }
 
 std::vector<std::string> chromium_args(const std::string& work_dir) {
-  return {kChromium, "--headless",
-          "--no-sandbox",  // tests run as root in CI containers
-          "--disable-gpu", "--no-first-run", "--disable-extensions", "--hide-scrollbars",
-          "--user-data-dir=" + work_dir + "/profile",
-          // Nothing may be fetched: a lookup fails and the page logs it.
-          "--host-resolver-rules=MAP * ~NOTFOUND", "--enable-logging=stderr", "--v=0"};
+  return {
+      kChromium,
+      "--headless",
+      "--no-sandbox",  // tests run as root in CI containers
+      "--disable-gpu",
+      "--disable-dev-shm-usage",  // containers often have a small /dev/shm
+      "--no-first-run",
+      "--disable-extensions",
+      "--hide-scrollbars",
+      "--user-data-dir=" + work_dir + "/profile",
+      "--host-resolver-rules=MAP * ~NOTFOUND",  // nothing may be fetched: a lookup fails and the page logs it
+      "--enable-logging=stderr",
+      "--v=0",
+  };
 }
 
 }  // namespace

@@ -10,7 +10,7 @@ Study write_night_study(const TempDir& dir) {
   o.objective = "mfu";
   o.devices = 2;
   o.fake_memory_gib = 10;
-  o.hang_timeout_s = 1;
+  o.hang_timeout_s = 2;  // the hang; a loaded machine still prints a step every 30 ms
   o.prune = "memory_headroom = 0.85\n";
   // Slow enough steps that the over-time chart has a time axis; one config hangs.
   o.trainer_args = {"--step-ms",    "30",

@@ -64,7 +64,7 @@ TEST(Why, GivesTheRightReasonForOneCandidateOfEachKind) {
   EXPECT_NE(text.find("the lines that show it:"), std::string::npos) << text;
   EXPECT_NE(text.find("CUDA out of memory. Tried to allocate"), std::string::npos) << text;
   const std::string hid = pick(s, "status = 'failed' AND failure = 'hang'");
-  EXPECT_EQ(why(dir, s, hid, &text), hid + ": failed (hang): no output for 1 s") << text;
+  EXPECT_EQ(why(dir, s, hid, &text), hid + ": failed (hang): no output for 2 s") << text;
   EXPECT_NE(text.find("step:  3"), std::string::npos) << text;
 
   // Done but not healthy: the rule it broke.
