@@ -82,7 +82,7 @@ Study write_space(const TempDir& dir, const SpaceOptions& o) {
   for (const auto& a : o.trainer_args) argv += ", " + quoted(a);
   std::ostringstream t;
   t << "[study]\nname = " << quoted(o.name) << "\ndb = " << quoted(s.db) << "\nobjective = " << quoted(o.objective)
-    << "\n\n[hardware]\ndevice_type = \"cpu\"\ndevices = 1\n\n"
+    << "\n\n[hardware]\ndevice_type = \"cpu\"\ndevices = " << o.devices << "\n\n"
     << "[backend]\nkind = \"command\"\nargv = [" << argv << "]\n"
     << "env = { PARTUNE_FAKE_MEMORY_GIB = \"" << o.fake_memory_gib << "\" }\n\n"
     << "[trial]\nsteps = " << o.steps << "\nwarmup_steps = " << o.warmup_steps << "\ntimeout_s = " << o.timeout_s

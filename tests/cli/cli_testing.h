@@ -44,6 +44,7 @@ struct SpaceOptions {
   std::string objective = "tps";
   std::vector<std::string> trainer_args;  // extra fake_trainer flags
   double fake_memory_gib = 80;            // fake_trainer's device memory
+  int devices = 1;                        // [hardware] devices (fake_trainer is one process whatever the count)
   int steps = 6;
   int warmup_steps = 2;
   double timeout_s = 20;

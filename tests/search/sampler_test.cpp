@@ -70,7 +70,7 @@ strategy = ")" + strategy + "\"\n",
         planned(plan(space)),
         store(Store::open(dir + "/small.db")),
         executor(1, space.trial) {
-    store.ensure_study({"small", "", "", "mfu", "", nlohmann::json::object()});
+    store.ensure_study({"small", "", "", "mfu", "", nlohmann::json::object(), HealthRule{}});
     store.add_candidates("small", planned.candidates);
     study = std::make_unique<Study>(
         space, planned.candidates, store, std::make_unique<sim::SimMemoryModel>(), [this] { return executor.now_s(); },
@@ -121,7 +121,7 @@ TEST_F(Sampling, GuidedKeepsAnsweringWhileTrialsAreOutstanding) {
   const Space space = sim::sim_space(PARTUNE_SOURCE_DIR, dir("g") + "/sim.db", "guided", 1);
   const PlanResult planned = plan(space);
   Store store = Store::open(space.study.db_path);
-  store.ensure_study({space.study.name, "", "", "mfu", "", nlohmann::json::object()});
+  store.ensure_study({space.study.name, "", "", "mfu", "", nlohmann::json::object(), HealthRule{}});
   store.add_candidates(space.study.name, planned.candidates);
   sim::SimExecutor executor(1, space.trial);
   Study study(

@@ -125,7 +125,7 @@ TEST(Store, MigratesAVersion1DatabaseAndKeepsTrialCosts) {
     sqlite3_close(db);
   }
   Store store = Store::open(path);
-  EXPECT_EQ(RawDb(path).scalar("PRAGMA user_version"), "2");
+  EXPECT_EQ(RawDb(path).scalar("PRAGMA user_version"), std::to_string(kStoreSchemaVersion));
   auto old = store.trial("moe", "old");
   ASSERT_TRUE(old);
   EXPECT_DOUBLE_EQ(*old->metrics.mfu, 31.5);

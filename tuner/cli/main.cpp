@@ -12,6 +12,7 @@
 
 #include "common/error.h"
 #include "tuner/cli/plan_output.h"
+#include "tuner/cli/report_commands.h"
 #include "tuner/plan/planner.h"
 #include "tuner/report/exporter.h"
 #include "tuner/report/report.h"
@@ -68,11 +69,8 @@ Opened open_db(const DbArgs& a) {
   }
   auto row = store.study(study);
   if (!row) throw InputError(db + ": no study named '" + study + "'");
-  Opened o{std::move(store), study, HealthRule{}, "mfu"};
   // The study's own rule, as its run recorded it.
-  if (row->facts.contains("memory_headroom")) o.health.memory_headroom = row->facts["memory_headroom"].get<double>();
-  if (row->facts.contains("alloc_retries_over_limit"))
-    o.health.alloc_retries_over_limit = row->facts["alloc_retries_over_limit"].get<bool>();
+  Opened o{std::move(store), study, row->health, "mfu"};
   if (!row->objective.empty()) o.objective = row->objective;
   return o;
 }
@@ -147,6 +145,8 @@ int main(int argc, char** argv) {
   auto* plan_cmd = app.add_subcommand("plan", "list the legal candidates; launches nothing");
   plan_cmd->add_option("--space", space_path, "search-space file")->required();
   plan_cmd->add_option("--format", format, "table | json");
+  bool plan_rejected = false;
+  plan_cmd->add_flag("--rejected", plan_rejected, "list every rejected point with the rule it broke");
 
   DbArgs db_args;
   auto* list = app.add_subcommand("list", "every trial of a study");
@@ -179,6 +179,17 @@ int main(int argc, char** argv) {
   exp->add_option("--objective", objective, "mfu | tps | tflops, for --best (default: the study's)");
   exp->add_option("--format", format, "toml | cli | json (default toml)");
   exp->add_option("-o,--output", out_path, "write to this file instead of stdout");
+
+  std::string report_path;
+  size_t report_top = 10;
+  auto* report = app.add_subcommand("report", "the morning report: one self-contained HTML file with plots");
+  add_db_args(report, db_args);
+  report->add_option("-o,--output", report_path, "HTML file to write (default: <db>-report.html beside the db)");
+  report->add_option("--top", report_top, "rows of the top-k table")->check(non_negative());
+
+  auto* why = app.add_subcommand("why", "why one candidate is where it is: rejected, pruned, failed, or its rank");
+  add_db_args(why, db_args);
+  why->add_option("id", trial_id, "candidate id (a unique prefix is enough)")->required();
 
   IngestOptions ingest;
   auto* ing = app.add_subcommand("ingest", "record runs done outside tune as finished trials");
@@ -214,6 +225,10 @@ int main(int argc, char** argv) {
     if (*plan_cmd) {
       check_format(format, {"table", "json"});
       Space space = load_space(space_path);
+      if (plan_rejected) {
+        std::cout << (format == "json" ? plan_rejected_json(space) : plan_rejected_table(space));
+        return kExitOk;
+      }
       PlanResult r = plan(space);
       if (format == "json")
         std::cout << plan_output_json(space, r).dump(2) << "\n";
@@ -282,6 +297,19 @@ int main(int argc, char** argv) {
                          : format == "cli" ? export_cli(r) + "\n"
                                            : export_json(r).dump(2) + "\n";
       write_output(text, out_path);
+      return kExitOk;
+    }
+    if (*report || *why) {
+      Opened o = open_db(db_args);
+      std::optional<Space> space;
+      if (!db_args.space.empty()) space = load_space(db_args.space);
+      std::string db_path = db_args.db.empty() && space ? space->study.db_path : db_args.db;
+      OpenStudy s{o.store, db_path, o.study, o.health, o.objective, space ? &*space : nullptr};
+      if (*why) {
+        std::cout << why_command(s, trial_id);
+        return kExitOk;
+      }
+      write_output(report_command(s, report_top), report_path.empty() ? default_report_path(db_path) : report_path);
       return kExitOk;
     }
     if (*ing) {

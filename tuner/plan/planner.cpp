@@ -97,7 +97,7 @@ JobConfig identity_form(const JobConfig& config) {
 
 std::string config_id(const JobConfig& canonical) { return fnv1a64_hex(identity_form(canonical).to_toml()); }
 
-PlanResult plan(const Space& space) {
+PlanResult plan(const Space& space, bool keep_rejected) {
   PlanResult result;
   const int world = space.hardware.world_size();
   const auto& axes = space.axes;
@@ -116,6 +116,13 @@ PlanResult plan(const Space& space) {
   std::unordered_map<std::string, size_t> by_id;
 
   std::vector<size_t> idx(axes.size(), 0);
+  auto reject = [&](const JobConfig& cfg, const RuleViolation& v) {
+    ++result.rejected[v.rule];
+    if (!keep_rejected) return;
+    RejectedPoint p{config_id(cfg), {}, v.rule, v.message};
+    for (size_t i = 0; i < axes.size(); ++i) p.axes[axes[i].key] = axes[i].values[idx[i]];
+    result.rejected_points.push_back(std::move(p));
+  };
   for (int64_t n = 0; n < points; ++n) {
     // Odometer: the last axis turns fastest.
     if (n > 0) {
@@ -130,7 +137,7 @@ PlanResult plan(const Space& space) {
 
     ParallelDims dims = parallel_dims_of(cfg);
     if (auto v = check_parallel_dims(dims, world); !v.empty()) {
-      ++result.rejected[v.front().rule];
+      reject(cfg, v.front());
       continue;
     }
 
@@ -162,7 +169,7 @@ PlanResult plan(const Space& space) {
         if (needs_no_model(v.rule)) model_violations.push_back(std::move(v));
     }
     if (!model_violations.empty()) {
-      ++result.rejected[model_violations.front().rule];
+      reject(cfg, model_violations.front());
       continue;
     }
 
@@ -197,7 +204,17 @@ nlohmann::json plan_to_json(const PlanResult& result) {
   }
   nlohmann::json rejected = nlohmann::json::object();
   for (const auto& [rule, count] : result.rejected) rejected[rule] = count;
-  return {{"candidates", std::move(candidates)}, {"rejected", std::move(rejected)}};
+  nlohmann::json j = {{"candidates", std::move(candidates)}, {"rejected", std::move(rejected)}};
+  if (!result.rejected_points.empty()) {
+    nlohmann::json points = nlohmann::json::array();
+    for (const auto& p : result.rejected_points) {
+      nlohmann::json config = nlohmann::json::object();
+      for (const auto& [key, value] : p.axes) config[key] = value_to_json(value);
+      points.push_back({{"id", p.id}, {"config", std::move(config)}, {"rule", p.rule}, {"message", p.message}});
+    }
+    j["rejected_points"] = std::move(points);
+  }
+  return j;
 }
 
 std::string plan_to_table(const PlanResult& result, const Space& space, const std::vector<PlanColumn>& extra,

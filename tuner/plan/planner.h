@@ -22,19 +22,32 @@
 
 namespace partune {
 
+// A point of the space that breaks a rule: what `tune plan --rejected` and
+// `tune why` show. Its id is config_id() of the config as enumerated (it
+// cannot be canonicalised: its parallel dims are not legal).
+struct RejectedPoint {
+  std::string id;
+  std::map<std::string, Value> axes;  // every axis key -> value
+  std::string rule;                   // the first rule it breaks (partune::rules)
+  std::string message;                // that rule's message: what and why
+};
+
 struct PlanResult {
-  std::vector<Candidate> candidates;        // legal, distinct, in enumeration order
-  std::map<std::string, int64_t> rejected;  // rule name (partune::rules) -> count
-  std::vector<std::string> notes;           // e.g. model rules skipped for an unknown flavor
-  int64_t enumerated = 0;                   // size of the cartesian product
-  int64_t duplicates = 0;                   // legal points equal to an earlier one after canonicalising
+  std::vector<Candidate> candidates;           // legal, distinct, in enumeration order
+  std::map<std::string, int64_t> rejected;     // rule name (partune::rules) -> count
+  std::vector<RejectedPoint> rejected_points;  // each one, in enumeration order (keep_rejected only)
+  std::vector<std::string> notes;              // e.g. model rules skipped for an unknown flavor
+  int64_t enumerated = 0;                      // size of the cartesian product
+  int64_t duplicates = 0;                      // legal points equal to an earlier one after canonicalising
 };
 
 // Throws InputError when the model's flavor is unknown and the backend is
 // "embedded" (the trainer could not build it); for the other backends the
 // model-side rules (heads, kv heads, experts) are skipped with a note, and the
 // mesh, seq_len and batch rules still apply.
-PlanResult plan(const Space& space);
+// keep_rejected: also list every rejected point (rejected_points); off by
+// default, as a large space may reject millions.
+PlanResult plan(const Space& space, bool keep_rejected = false);
 
 // The canonical form of a job config whose parallel dims are legal for
 // `world_size` ranks: the config that runs, with what has no effect removed
@@ -63,7 +76,8 @@ const std::vector<std::string>& canonical_explicit_keys();
 std::string config_id(const JobConfig& canonical);
 
 // {"candidates": [{"id": "...", "config": {"section.key": value, ...}}, ...],
-//  "rejected": {"rule_name": count, ...}}; config holds every axis key.
+//  "rejected": {"rule_name": count, ...}}; config holds every axis key. With
+// rejected points, "rejected_points": [{"id", "config", "rule", "message"}].
 nlohmann::json plan_to_json(const PlanResult& result);
 
 // A column another part adds to the plan table (e.g. predicted memory): one

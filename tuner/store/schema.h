@@ -85,6 +85,31 @@ ALTER TABLE trials ADD COLUMN startup_s REAL;
 ALTER TABLE trials ADD COLUMN host_peak_rss_gib REAL;
 )sql";
 
-inline constexpr std::array<const char*, 2> kMigrations = {kVersion1, kVersion2};
+// Version 3: the study's health rule as typed columns (it was only in
+// facts_json, so a query had to dig it out), and a view of the trials that
+// rule calls healthy. The view's condition is the rule of
+// tuner/trial/health.h (unhealthy_because), written in SQL: done, no OOM as
+// the failure or in the counters, no allocation retries when the rule counts
+// them, peak memory within the headroom when known. tests/store checks that
+// the two agree on every trial of real study databases.
+inline constexpr const char* kVersion3 = R"sql(
+ALTER TABLE studies ADD COLUMN memory_headroom REAL NOT NULL DEFAULT 0.9
+  CHECK (memory_headroom > 0 AND memory_headroom <= 1);
+ALTER TABLE studies ADD COLUMN alloc_retries_over_limit INTEGER NOT NULL DEFAULT 1
+  CHECK (alloc_retries_over_limit IN (0, 1));
+UPDATE studies SET
+  memory_headroom = coalesce(json_extract(facts_json, '$.memory_headroom'), 0.9),
+  alloc_retries_over_limit = coalesce(json_extract(facts_json, '$.alloc_retries_over_limit'), 1);
+CREATE VIEW healthy_trials AS
+SELECT t.*
+FROM trials t JOIN studies s ON s.name = t.study
+WHERE t.status = 'done'
+  AND coalesce(t.failure, '') <> 'oom'
+  AND coalesce(t.oom_errors, 0) = 0
+  AND (s.alloc_retries_over_limit = 0 OR coalesce(t.alloc_retries, 0) = 0)
+  AND (t.memory_pct IS NULL OR t.memory_pct <= 100.0 * s.memory_headroom);
+)sql";
+
+inline constexpr std::array<const char*, 3> kMigrations = {kVersion1, kVersion2, kVersion3};
 
 }  // namespace partune::schema

@@ -370,13 +370,15 @@ void Store::ensure_study(const StudyRow& study) {
   std::lock_guard lock(impl_->mutex);
   Impl::Transaction tx(*impl_);
   auto s = impl_->prepare(
-      "INSERT INTO studies (name, space_path, space_text, objective, created_at, facts_json) "
-      "VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (name) DO UPDATE SET "
+      "INSERT INTO studies (name, space_path, space_text, objective, created_at, facts_json, memory_headroom, "
+      "alloc_retries_over_limit) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (name) DO UPDATE SET "
       "space_path = excluded.space_path, space_text = excluded.space_text, "
-      "objective = excluded.objective, facts_json = excluded.facts_json");
+      "objective = excluded.objective, facts_json = excluded.facts_json, "
+      "memory_headroom = excluded.memory_headroom, alloc_retries_over_limit = excluded.alloc_retries_over_limit");
   s.bind(1, study.name).bind(2, study.space_path).bind(3, study.space_text);
   s.bind(4, study.objective).bind(5, study.created_at.empty() ? utc_now_iso8601() : study.created_at);
   s.bind(6, study.facts.is_null() ? std::string("{}") : study.facts.dump());
+  s.bind(7, study.health.memory_headroom).bind(8, static_cast<int64_t>(study.health.alloc_retries_over_limit ? 1 : 0));
   s.run();
   tx.commit();
 }
@@ -384,8 +386,8 @@ void Store::ensure_study(const StudyRow& study) {
 std::optional<StudyRow> Store::study(const std::string& name) {
   std::lock_guard lock(impl_->mutex);
   auto s = impl_->prepare(
-      "SELECT name, space_path, space_text, objective, created_at, facts_json FROM studies "
-      "WHERE name = ?1");
+      "SELECT name, space_path, space_text, objective, created_at, facts_json, memory_headroom, "
+      "alloc_retries_over_limit FROM studies WHERE name = ?1");
   s.bind(1, name);
   if (!s.step()) return std::nullopt;
   StudyRow r;
@@ -396,6 +398,8 @@ std::optional<StudyRow> Store::study(const std::string& name) {
   r.created_at = s.text(4);
   r.facts = impl_->parse_json(s.text(5), "study '" + name + "' facts_json");
   if (r.facts.is_null()) r.facts = nlohmann::json::object();
+  r.health.memory_headroom = s.opt_double(6).value_or(kDefaultMemoryHeadroom);
+  r.health.alloc_retries_over_limit = s.int64(7) != 0;
   return r;
 }
 

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "common/job_config.h"
+#include "tuner/trial/health.h"
 #include "tuner/trial/trial.h"
 
 namespace partune {
@@ -28,7 +29,7 @@ class StoreError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-inline constexpr int kStoreSchemaVersion = 2;  // PRAGMA user_version of a current db
+inline constexpr int kStoreSchemaVersion = 3;  // PRAGMA user_version of a current db
 
 struct StudyRow {
   std::string name;
@@ -37,6 +38,9 @@ struct StudyRow {
   std::string objective;                            // "mfu" | "tps" | "tflops"
   std::string created_at;                           // set by the store (ISO 8601 UTC) on first insert
   nlohmann::json facts = nlohmann::json::object();  // hardware / software facts
+  // The study's health rule (typed columns memory_headroom and
+  // alloc_retries_over_limit; the healthy_trials view applies it).
+  HealthRule health;
 };
 
 struct TrialRecord {

@@ -368,6 +368,7 @@ RunSummary run_study(const Space& space, const RunOptions& opts, std::ostream& o
                {"strategy", space.search.strategy},
                {"memory_headroom", space.prune.memory_headroom},
                {"alloc_retries_over_limit", space.prune.alloc_retries_over_limit}};
+  row.health = space.prune;
   store.ensure_study(row);
   store.add_candidates(study, planned.candidates);
 

@@ -124,8 +124,20 @@ std::vector<TrialReport> Study::history() const {
   return out;
 }
 
+void Study::record_prediction(size_t i) {
+  const MemoryPrediction p = prediction(i);
+  nlohmann::json j = {{"memory_gib", p.known ? nlohmann::json(p.memory_gib) : nlohmann::json(nullptr)},
+                      {"sigma_gib", p.known ? nlohmann::json(p.sigma_gib) : nlohmann::json(nullptr)},
+                      {"observations", memory_->observations()},
+                      {"headroom", space_.prune.memory_headroom},
+                      {"capacity_gib", optional_to_json(capacity_)}};
+  if (capacity_ && p.known) j["fits"] = partune::predicted_to_fit(p, *capacity_, space_.prune.memory_headroom);
+  store_.set_facts(space_.study.name, candidates_[i].id, {{"prediction", j}});
+}
+
 void Study::mark_running(size_t i, const std::string& log_dir) {
   store_.mark_running(space_.study.name, candidates_[i].id, 0, log_dir);
+  record_prediction(i);
   state_[i].status = TrialStatus::Running;
   ++state_[i].attempt;
 }
@@ -205,6 +217,7 @@ Study::Finished Study::finish(size_t i, const TrialRequest& request, const Trial
 bool Study::prune(size_t i, const std::string& reason, const std::string& caused_by) {
   if (state_[i].status != TrialStatus::Pending) return false;
   if (!store_.mark_pruned(space_.study.name, candidates_[i].id, reason, caused_by)) return false;
+  record_prediction(i);
   state_[i].status = TrialStatus::Pruned;
   return true;
 }

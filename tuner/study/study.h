@@ -83,6 +83,10 @@ class Study : public StudyView {
   };
   bool healthy(const TrialMetrics& m, FailureClass f, TrialStatus s) const;
   void observe_memory(size_t i, const TrialMetrics& m);
+  // Keeps the memory model's prediction for candidate i as it stands now (at
+  // launch, or when pruned) in its facts_json.prediction, so the report can
+  // set it against the measured peak and `tune why` can quote it.
+  void record_prediction(size_t i);
 
   const Space& space_;
   std::vector<Candidate> candidates_;
