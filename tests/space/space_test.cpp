@@ -88,6 +88,8 @@ devices = 4
 nodes = 2
 memory_gib = 80
 peak_tflops = 989.5
+[launcher]
+kind = "slurm"
 [backend]
 kind = "command"
 argv = ["prog", "--config", "{config_file}", "--n={devices}", "{log_dir}/{trial_id}.txt"]
