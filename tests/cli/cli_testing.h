@@ -54,6 +54,8 @@ struct SpaceOptions {
 "activation_checkpoint.mode" = ["none", "full"]
 )";
   std::string search = "strategy = \"grid\"\n";
+  std::string hardware = "device_type = \"cpu\"\ndevices = 1\n";  // the [hardware] lines
+  std::string launcher;                                            // lines of [launcher], if any
 };
 
 struct Study {

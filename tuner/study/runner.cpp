@@ -80,7 +80,7 @@ struct Placement {
 int strip_task_label(std::string_view& line) {
   size_t i = 0;
   while (i < line.size() && i < 6 && line[i] >= '0' && line[i] <= '9') ++i;
-  if (i == 0 || i + 1 >= line.size() + 1 || line.substr(i, 2) != ": ") return -1;
+  if (i == 0 || line.substr(i, 2) != ": ") return -1;
   const int task = std::stoi(std::string(line.substr(0, i)));
   line.remove_prefix(i + 2);
   return task;
@@ -170,7 +170,15 @@ class TrialRunner {
       ctx.node_rank = "{node_rank}";
     }
     const auto* embedded = dynamic_cast<const EmbeddedBackend*>(backend.get());
-    std::vector<ProcessSpec> procs = embedded ? embedded->processes(ctx, master_port) : backend->processes(ctx);
+    std::vector<ProcessSpec> procs;
+    if (embedded && slurm) {
+      // One node's worth is the template of every task; Slurm spreads them.
+      TrialLaunchContext one_node = ctx;
+      one_node.nodes = 1;
+      procs = embedded->processes(one_node, master_port);
+    } else {
+      procs = embedded ? embedded->processes(ctx, master_port) : backend->processes(ctx);
+    }
     if (slurm)
       procs = {slurm_step(procs, ctx, slot, master_port)};
     else
@@ -200,9 +208,14 @@ class TrialRunner {
           if (slurm && srun_error.empty() && line.rfind("srun: error:", 0) == 0) srun_error = line;
           // srun --label numbers lines by task: a rank for one task per rank
           // (the parser reads "3: " as rank 3), a node for torchrun's, whose
-          // own "[rankN]:" follows.
-          if (torchrun_per_node) strip_task_label(line);
-          ParsedLine p = a.log.feed(line, per_rank_pipes ? static_cast<int>(proc) : -1);
+          // own "[rankN]:" may follow; an unprefixed line of node t counts as
+          // its first rank (node 0's as rank 0).
+          int default_rank = per_rank_pipes ? static_cast<int>(proc) : -1;
+          if (torchrun_per_node) {
+            const int task = strip_task_label(line);
+            if (task > 0) default_rank = task * space_.hardware.devices;
+          }
+          ParsedLine p = a.log.feed(line, default_rank);
           switch (p.kind) {
             case ParsedLine::Kind::Step:
               if (p.rank <= 0 && (!per_rank_pipes || proc == 0)) {
