@@ -55,7 +55,7 @@ struct SpaceOptions {
 )";
   std::string search = "strategy = \"grid\"\n";
   std::string hardware = "device_type = \"cpu\"\ndevices = 1\n";  // the [hardware] lines
-  std::string launcher;                                            // lines of [launcher], if any
+  std::string launcher;                                           // lines of [launcher], if any
 };
 
 struct Study {

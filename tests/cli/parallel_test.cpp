@@ -3,12 +3,15 @@
 // about a quarter of the serial time with the same result for every trial;
 // cuda slots get disjoint CUDA_VISIBLE_DEVICES sets.
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cstdlib>
 #include <set>
 
 #include "cli_testing.h"
+#include "tuner/study/runner.h"
 
 namespace partune::cli_testing {
 namespace {
@@ -61,6 +64,32 @@ TEST(ParallelTrials, FourLocalSlotsTakeAQuarterOfTheSerialTimeWithTheSameResults
     EXPECT_EQ(b.at(id)["metrics"], t["metrics"]) << id;
   }
   EXPECT_EQ(query(parallel.db, "SELECT COUNT(*) FROM steps")[0][0], "48");
+}
+
+TEST(ParallelTrials, KillNineWithFourRunningEndsThemAllAndResumeFinishes) {
+  TempDir dir;
+  SpaceOptions o = eight_slow_trials("killed");
+  o.launcher = "parallel_trials = 4\n";
+  const Study s = write_space(dir, o);
+  const std::string token = study_token(s.db, s.name);
+  Process first({"--space", s.space}, dir.path());
+  ASSERT_TRUE(first.wait_for_output([](const std::string& out) { return out.find("[4/8]") != std::string::npos; }, 15))
+      << first.finish(1).describe();
+  // "[4/8]" is printed as the fourth starts; its row says running a moment later.
+  std::string running;
+  for (int i = 0; i < 50 && running != "4"; ++i) {
+    running = query(s.db, "SELECT COUNT(*) FROM trials WHERE status = 'running'")[0][0];
+    if (running != "4") ::usleep(20000);
+  }
+  ASSERT_EQ(running, "4");
+  first.kill(SIGKILL);
+  EXPECT_EQ(first.finish(5).signal, SIGKILL);
+  EXPECT_TRUE(live_processes_with(token, 5).empty()) << "trial processes outlived tune";
+  const Result again = tune({"--space", s.space}, dir.path(), 60);
+  ASSERT_EQ(again.exit_code, 0) << again.describe();
+  EXPECT_EQ(query(s.db, "SELECT COUNT(*) FROM trials WHERE status = 'done'")[0][0], "8");
+  // The four killed trials ran again (attempt 2), the others once.
+  EXPECT_EQ(query(s.db, "SELECT COUNT(*) FROM trials WHERE attempt = 2")[0][0], "4");
 }
 
 TEST(ParallelTrials, CudaSlotsGetDisjointDeviceSets) {

@@ -21,9 +21,8 @@ TEST(Slurm, SrunArgvSizesTheStepAndAppendsTheCommand) {
   shape.gpus_per_node = 8;
   EXPECT_EQ(srun_argv(l, shape, {"/bin/trainer", "--job.config_file", "c.toml"}),
             (std::vector<std::string>{"srun", "--label", "--job-name=partune.tok.abc", "--nodes=2",
-                                      "--nodelist=gpu1,gpu2", "--ntasks-per-node=8", "--gpus-per-node=8",
-                                      "--exclusive", "--kill-on-bad-exit=1", "/bin/trainer", "--job.config_file",
-                                      "c.toml"}));
+                                      "--nodelist=gpu1,gpu2", "--ntasks-per-node=8", "--gpus-per-node=8", "--exclusive",
+                                      "--kill-on-bad-exit=1", "/bin/trainer", "--job.config_file", "c.toml"}));
   l.partition = "h200";
   l.account = "ml";
   l.time_limit_s = 90;  // whole minutes, rounded up
@@ -32,16 +31,14 @@ TEST(Slurm, SrunArgvSizesTheStepAndAppendsTheCommand) {
   shape.nodes = {"n1"};
   EXPECT_EQ(srun_argv(l, shape, {"x"}),
             (std::vector<std::string>{"srun", "--label", "--job-name=partune.tok.abc", "--nodes=1", "--nodelist=n1",
-                                      "--ntasks-per-node=8", "--exclusive", "--kill-on-bad-exit=1",
-                                      "--partition=h200", "--account=ml", "--time=2", "--mpi=none",
-                                      "--cpu-bind=none", "x"}));
+                                      "--ntasks-per-node=8", "--exclusive", "--kill-on-bad-exit=1", "--partition=h200",
+                                      "--account=ml", "--time=2", "--mpi=none", "--cpu-bind=none", "x"}));
   EXPECT_EQ(step_name_prefix("tok"), "partune.tok.");
 }
 
 TEST(Slurm, SlotsTakeDisjointNodesWhileThereAreEnough) {
   const std::vector<std::string> nodes = {"a", "b", "c", "d"};
-  EXPECT_EQ(slurm_slot_nodes(nodes, 2, 2, "s.toml"),
-            (std::vector<std::vector<std::string>>{{"a", "b"}, {"c", "d"}}));
+  EXPECT_EQ(slurm_slot_nodes(nodes, 2, 2, "s.toml"), (std::vector<std::vector<std::string>>{{"a", "b"}, {"c", "d"}}));
   EXPECT_EQ(slurm_slot_nodes(nodes, 4, 1, "s.toml"),
             (std::vector<std::vector<std::string>>{{"a"}, {"b"}, {"c"}, {"d"}}));
   // More slots than nodes: round-robin, Slurm keeps the steps' devices apart.

@@ -23,7 +23,6 @@
 // to +-8% and a global +5%, 8% uncertainty, recalibrated (one scale) on every
 // measured trial, as the real model is.
 #pragma once
-#include <tuple>
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -33,6 +32,7 @@
 #include <optional>
 #include <random>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "common/hash.h"

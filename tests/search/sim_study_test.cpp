@@ -78,7 +78,6 @@ TEST_F(SimStudy, DefaultStrategyFindsTheBestInAFractionOfTheGridsTime) {
   EXPECT_GE(median(ratio), 0.99);
 }
 
-
 // Parallel slots (issue 13): the loop keeps every slot busy, runs each grid
 // candidate once with the same result as the serial loop, and finishes in
 // about 1/slots of the serial simulated time.
@@ -120,8 +119,7 @@ TEST_F(SimStudy, GuidedSearchWithFourSlots) {
   const SimRun serial = run_sim(PARTUNE_SOURCE_DIR, dir("guided1"), "guided", 2);
   EXPECT_LT(guided.wall_s, 0.5 * serial.wall_s) << guided.wall_s << " s vs " << serial.wall_s << " s";
   std::cout << "guided, 4 slots: " << guided.counts.launched << " trials in " << guided.wall_s << " s (serial "
-            << serial.counts.launched << " in " << serial.wall_s << " s), best " << 100 * guided.final_ratio
-            << "%\n";
+            << serial.counts.launched << " in " << serial.wall_s << " s), best " << 100 * guided.final_ratio << "%\n";
 
   SimOptions budget = o;
   budget.budget_s = 600;

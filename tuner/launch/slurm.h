@@ -16,7 +16,7 @@ namespace partune {
 // The allocation tune runs in.
 struct SlurmAllocation {
   std::string job_id;
-  std::vector<std::string> nodes;               // node names, in Slurm's order
+  std::vector<std::string> nodes;              // node names, in Slurm's order
   std::map<std::string, std::string> address;  // node name -> NodeAddr (what MASTER_ADDR must be)
 };
 

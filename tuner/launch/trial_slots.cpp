@@ -35,10 +35,9 @@ std::vector<TrialSlot> local_slots(int parallel, int devices, const std::string&
         if (!id.empty()) pool.push_back(id);
     }
     if (pool.size() < static_cast<size_t>(parallel) * static_cast<size_t>(devices))
-      throw InputError(space_path + ": key 'launcher.parallel_trials': " + std::to_string(parallel) +
-                       " trials of " + std::to_string(devices) + " devices need " +
-                       std::to_string(parallel * devices) + " devices; CUDA_VISIBLE_DEVICES=" + visible + " has " +
-                       std::to_string(pool.size()));
+      throw InputError(space_path + ": key 'launcher.parallel_trials': " + std::to_string(parallel) + " trials of " +
+                       std::to_string(devices) + " devices need " + std::to_string(parallel * devices) +
+                       " devices; CUDA_VISIBLE_DEVICES=" + visible + " has " + std::to_string(pool.size()));
     for (auto& s : slots) {
       std::string list;
       for (int d = 0; d < devices; ++d)

@@ -166,7 +166,7 @@ class Reader {
 };
 
 const std::vector<std::string> kSections = {"study", "trial", "hardware", "backend", "prune",
-                                            "base",  "space", "search", "confirm", "launcher"};
+                                            "base",  "space", "search",   "confirm", "launcher"};
 
 void Reader::read(const toml::table& root, Space& s) const {
   const toml::table* study = nullptr;

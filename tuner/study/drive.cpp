@@ -89,6 +89,12 @@ DriveSummary drive_study(Study& study, Sampler& sampler, TrialExecutor& executor
       const TrialRequest& req = ask.request;
       const size_t i = req.index;
       const Candidate& c = study.candidate(i);
+      // One candidate never runs twice at once (its trial folder and rows
+      // are one): a sampler asking for a running one waits for it to end.
+      if (study.status(i) == TrialStatus::Running) {
+        if (running.empty()) stop_launching("the sampler asked for " + c.id + ", which is running", false);
+        break;
+      }
       if (study.status(i) == TrialStatus::Pending && !study.predicted_to_fit(i)) {
         const std::string why = study.prune_reason(i);
         if (study.prune(i, why)) progress.pruned(c.id, why);
@@ -116,9 +122,8 @@ DriveSummary drive_study(Study& study, Sampler& sampler, TrialExecutor& executor
       ++sum.launched;
       // The check reads the sampler's state: the executor calls it only while
       // this loop waits in wait_any.
-      executor.start(ticket, c, req, [&sampler, req](const std::vector<double>& counted) {
-        return sampler.should_stop(req, counted);
-      });
+      executor.start(ticket, c, req,
+                     [&sampler, req](const std::vector<double>& counted) { return sampler.should_stop(req, counted); });
     }
     if (running.empty()) break;
 

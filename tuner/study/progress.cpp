@@ -43,9 +43,9 @@ void Progress::redraw() {
 
 std::string Progress::eta() const {
   if (trials_timed_ == 0 && !budget_left_) return "?";
-  double s = trials_timed_ ? trial_wall_sum_ / static_cast<double>(trials_timed_) * static_cast<double>(remaining_) /
-                                 parallel_
-                           : *budget_left_;
+  double s = trials_timed_
+                 ? trial_wall_sum_ / static_cast<double>(trials_timed_) * static_cast<double>(remaining_) / parallel_
+                 : *budget_left_;
   if (budget_left_) s = std::min(s, *budget_left_);
   char buf[32];
   if (s >= 3600)

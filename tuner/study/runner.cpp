@@ -4,13 +4,13 @@
 
 #include <algorithm>
 #include <atomic>
-#include <cstdlib>
-#include <functional>
 #include <chrono>
 #include <condition_variable>
+#include <cstdlib>
 #include <exception>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <mutex>
 #include <thread>
 
@@ -329,8 +329,8 @@ class TrialRunner {
   // MASTER_ADDR is the first node. torchtitan and command: one task per node
   // (torchtitan's through tune's slurm-task helper, which puts the node's
   // SLURM_NODEID in for {node_rank}).
-  ProcessSpec slurm_step(const std::vector<ProcessSpec>& procs, const TrialLaunchContext& ctx,
-                         const TrialSlot& slot, int master_port) const {
+  ProcessSpec slurm_step(const std::vector<ProcessSpec>& procs, const TrialLaunchContext& ctx, const TrialSlot& slot,
+                         int master_port) const {
     const bool task_per_rank = space_.backend.kind == "embedded";
     ProcessSpec step = procs.front();
     for (const char* k : {"RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE"}) step.env.erase(k);
@@ -572,8 +572,8 @@ RunSummary run_study(const Space& space, const RunOptions& opts, std::ostream& o
   } else {
     std::vector<std::string> notes;
     const char* visible = std::getenv("CUDA_VISIBLE_DEVICES");
-    placement.slots = local_slots(parallel, space.hardware.devices, space.hardware.device_type,
-                                  visible ? visible : "", allowed_cpus(), space.path, notes);
+    placement.slots = local_slots(parallel, space.hardware.devices, space.hardware.device_type, visible ? visible : "",
+                                  allowed_cpus(), space.path, notes);
     for (const auto& n : notes) progress.note("note: " + n);
     if (parallel > 1)
       for (const auto& slot : placement.slots) {
