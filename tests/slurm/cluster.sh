@@ -21,9 +21,12 @@ cluster_need() {
 }
 
 # munged runs as the munge user with its socket under /run/munge; one munged
-# serves every test (a second one would find the socket taken).
+# serves every cluster (a second one would find the socket taken). One this
+# script started is stopped by cluster_munge_stop.
+MUNGE_STARTED=""
 cluster_munge() {
   if munge -n 2>/dev/null | unmunge >/dev/null 2>&1; then return 0; fi
+  MUNGE_STARTED=1
   [ -s /etc/munge/munge.key ] || { dd if=/dev/urandom bs=1 count=1024 of=/etc/munge/munge.key 2>/dev/null; chown munge:munge /etc/munge/munge.key; chmod 0400 /etc/munge/munge.key; }
   install -d -o munge -g munge -m 0755 /run/munge
   runuser -u munge -- /usr/sbin/munged
@@ -113,15 +116,25 @@ cluster_start() {
 }
 
 cluster_stop() {
-  local dir=$1 f
+  local dir=$1 f pids=()
   for f in "$dir"/slurmd*.pid "$dir"/slurmctld.pid; do
-    [ -s "$f" ] && kill "$(cat "$f")" 2>/dev/null
+    [ -s "$f" ] && pids+=("$(cat "$f" 2>/dev/null)")
   done
-  for f in "$dir"/slurmd*.pid "$dir"/slurmctld.pid; do
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null; done
+  for pid in "${pids[@]}"; do
     for _ in $(seq 50); do
-      [ -s "$f" ] && kill -0 "$(cat "$f")" 2>/dev/null || break
+      kill -0 "$pid" 2>/dev/null || break
+      # A stopped daemon nobody reaps lingers as a zombie: gone all the same.
+      [ "$(awk '/^State:/ {print $2}' "/proc/$pid/status" 2>/dev/null)" = Z ] && break
       sleep 0.1
     done
   done
+  return 0
+}
+
+cluster_munge_stop() {
+  if [ -n "$MUNGE_STARTED" ] && [ -s /run/munge/munged.pid ]; then
+    kill "$(cat /run/munge/munged.pid)" 2>/dev/null
+  fi
   return 0
 }

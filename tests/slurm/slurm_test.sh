@@ -30,6 +30,7 @@ WORK=$(mktemp -d /tmp/partune-slurm.XXXXXX)
 CLUSTER=""
 cleanup() {
   [ -n "$CLUSTER" ] && cluster_stop "$CLUSTER"
+  cluster_munge_stop
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -159,6 +160,8 @@ for _ in $(seq 100); do
 done
 sleep 1
 check "2 steps running before the kill" test "$(partune_steps)" -eq 2
+# The steps' names: partune.<study token>.<trial id>.
+prefix=$(squeue --steps --noheader --format=%j | grep -m1 '^partune\.' | cut -d. -f1-2).
 kill -9 $tune_pid
 wait $tune_pid 2>/dev/null
 left=99
@@ -169,8 +172,20 @@ for _ in $(seq 100); do
 done
 check "no step left after kill -9 of tune (squeue: $left)" test "$left" -eq 0
 check "trials left running in the database" test "$(sql results/kill.db "select count(*) from trials where status = 'running'")" -eq 2
+# A step of the study that outlived its tune (its srun alive elsewhere): the
+# next tune cancels it before starting anything.
+SLURM_JOB_ID=$job timeout 120 srun --job-name="${prefix}leftover" sleep 100 >/dev/null 2>&1 &
+leftover=$!
+for _ in $(seq 50); do
+  [ "$(partune_steps)" -ge 1 ] && break
+  sleep 0.1
+done
+check "a leftover step of the study is running" test "$(partune_steps)" -eq 1
 SLURM_JOB_ID=$job SLURM_JOB_NODELIST=$nodes timeout 300 "$TUNE" --space kill.toml >out2.txt 2>&1
 check "the resumed study finishes" grep -q "6 done, 0 failed" out2.txt || cat out2.txt
+check "tune cancelled the leftover step (scancel)" grep -q "cancelled 1 leftover Slurm step" out2.txt
+wait $leftover 2>/dev/null
+check "the leftover step's srun ended with it" test $? -ne 0
 check "the killed trials ran again" test "$(sql results/kill.db "select count(*) from trials where attempt = 2")" -eq 2
 
 # A step srun cannot create (more memory than the node has) fails its trial

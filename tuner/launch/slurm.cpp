@@ -106,7 +106,7 @@ std::string step_name_prefix(const std::string& study_token) { return "partune."
 int cancel_steps(const std::string& job_id, const std::string& name_prefix) {
   std::vector<std::string> argv = {"squeue", "--steps", "--noheader", "--format=%i %j"};
   if (!job_id.empty()) argv.push_back("--jobs=" + job_id);
-  const ClientResult steps = run_client(argv);
+  const ClientResult steps = run_client(argv, 10);
   if (steps.exit_code != 0) return 0;
   std::vector<std::string> cancel = {"scancel"};
   for (const auto& line : steps.lines) {
@@ -115,7 +115,7 @@ int cancel_steps(const std::string& job_id, const std::string& name_prefix) {
     if (words >> id >> name && name.rfind(name_prefix, 0) == 0) cancel.push_back(id);
   }
   if (cancel.size() == 1) return 0;
-  run_client(cancel);
+  run_client(cancel, 10);
   return static_cast<int>(cancel.size() - 1);
 }
 

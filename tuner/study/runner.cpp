@@ -602,9 +602,11 @@ RunSummary run_study(const Space& space, const RunOptions& opts, std::ostream& o
   // A killed tuner's trial processes hold devices: end them before anything
   // starts (its guard may have been killed with it).
   summary.leftovers_killed = kill_leftovers(kStudyTokenEnv, token);
-  if (placement.slurm) summary.leftovers_killed += cancel_steps("", step_name_prefix(token));
   if (summary.leftovers_killed)
     progress.note("ended " + std::to_string(summary.leftovers_killed) + " leftover process(es) of an earlier run");
+  if (placement.slurm)
+    if (int steps = cancel_steps("", step_name_prefix(token)))
+      progress.note("cancelled " + std::to_string(steps) + " leftover Slurm step(s) of an earlier run");
   for (const auto& r : store.running_trials(study)) {
     store.reset_to_pending(study, r.id, "left running by a tune that stopped before it finished; run again");
     ++summary.reset;
