@@ -546,6 +546,8 @@ RunSummary run_study(const Space& space, const RunOptions& opts, std::ostream& o
                {"devices", space.hardware.devices},
                {"nodes", space.hardware.nodes},
                {"backend", space.backend.kind},
+               {"launcher", space.launcher.kind},
+               {"parallel_trials", space.launcher.parallel_trials},
                {"strategy", space.search.strategy},
                {"memory_headroom", space.prune.memory_headroom},
                {"alloc_retries_over_limit", space.prune.alloc_retries_over_limit}};
