@@ -247,11 +247,11 @@ class TrialRunner {
           auto lock = hold();
           store_.set_pgid(study, c.id, pgid);
         });
-    auto lock = hold();  // the rest writes the store
     // A step whose srun did not end cleanly (timeout, hang, stop, a node) may
     // still hold its nodes.
     if (slurm && (trial_exit(a.launch) != std::pair<int, int>{0, 0} || a.launch.stopped))
       cancel_steps(placement_.slurm->job_id, step_name(token_, c.id));
+    auto lock = hold();  // the rest writes the store
 
     // The embedded trainer's metrics files (every rank's memory and retries)
     // are preferred over scraped text when present.
