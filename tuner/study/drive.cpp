@@ -37,19 +37,22 @@ DriveSummary drive_study(Study& study, Sampler& sampler, TrialExecutor& executor
   const int64_t finished_before = at_start.done + at_start.failed;
   const int64_t total = static_cast<int64_t>(study.size());
 
+  // Trials running now, by ticket: what was asked.
+  std::map<size_t, TrialRequest> running;
   auto status_line = [&] {
     const StudyCounts c = study.counts();
     std::string line = "study: elapsed " + duration(executor.now_s());
     if (auto left = study.remaining_s()) line += ", budget left " + duration(*left);
-    line += ", trials run " + std::to_string(sum.launched) + " (" + std::to_string(c.done + c.failed) +
-            " in the study), pruned " + std::to_string(c.pruned) + ", predicted to fit " +
-            std::to_string(c.predicted_to_fit) + " of " + std::to_string(c.pending) + " pending";
+    // Trials still running (several slots) are not "run" yet.
+    const int64_t ended = sum.launched - static_cast<int64_t>(running.size());
+    line += ", trials run " + std::to_string(ended) + " (" + std::to_string(c.done + c.failed) + " in the study)";
+    if (!running.empty()) line += ", " + std::to_string(running.size()) + " running";
+    line += ", pruned " + std::to_string(c.pruned) + ", predicted to fit " + std::to_string(c.predicted_to_fit) +
+            " of " + std::to_string(c.pending) + " pending";
     progress.budget_left(study.remaining_s());
     progress.status(line);
   };
 
-  // Trials running now, by ticket: the candidate and what was asked.
-  std::map<size_t, TrialRequest> running;
   size_t next_ticket = 0;
   const size_t slots = static_cast<size_t>(std::max(1, executor.slots()));
   bool launching = true;  // false once the loop ends: what runs is waited for, nothing new starts
