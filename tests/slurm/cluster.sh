@@ -75,6 +75,8 @@ cluster_start() {
     echo "SlurmdLogFile=$dir/log/slurmd-%n.log"
     echo "ReturnToService=2"
     echo "KillWait=2"
+    # A dead slurmd is a DOWN node after seconds, not the default 5 minutes.
+    echo "SlurmdTimeout=5"
     echo "MinJobAge=10"
     echo "GresTypes=gpu"
     if [ "$nodes" -eq 1 ]; then

@@ -16,7 +16,9 @@
 # Two "nodes" (two slurmd with -N on this host, 4 fake GPUs each):
 #   4. a 2-node torchtitan trial: one torchrun per node through tune's
 #      slurm-task helper, distinct SLURM_NODEID and --node_rank, the
-#      rendezvous on the first node.
+#      rendezvous on the first node;
+#   5. a node dying mid-study: its trial fails with srun's reason, the study
+#      goes on.
 set -uo pipefail
 TUNE=$(realpath "$1")
 TRAINER=$(realpath "$2")
@@ -236,7 +238,30 @@ check "node 0: --nnodes=2 --node_rank=0 --rdzv_endpoint on the first node" \
 check "node 1: --node_rank=1, the same endpoint" \
   grep -qE "^1: torchrun args: --nproc_per_node=4 --nnodes=2 --node_rank=1 --rdzv_endpoint=127.0.0.1:[0-9]+ " "$log"
 check "steps counted once (node 0's)" test "$(sql results/two.db "select count(*) from steps")" -eq 4
-echo "two-node test: ${SECONDS}s"
+
+# 5. A node dies mid-study (its slurmd killed; the allocation survives with
+# --no-kill): the trials of its slot fail with srun's reason, the other
+# slot's finish, the study ends normally.
+mkdir -p "$WORK/down" && cd "$WORK/down"
+sed -e 's/name = "par"/name = "down"/' -e 's/devices = 2/devices = 1/' -e 's/parallel_trials = 3/parallel_trials = 2/' \
+  -e 's/"--step-ms", "400"/"--step-ms", "700"/' "$WORK/par/par.toml" >down.toml
+job=$(salloc --no-shell --no-kill --exclusive -N2 --gres=gpu:4 2>&1 | sed -n 's/.*Granted job allocation \([0-9]*\).*/\1/p')
+SLURM_JOB_ID=$job SLURM_JOB_NODELIST=n[1-2] timeout 120 "$TUNE" --space down.toml >out.txt 2>&1 &
+tune_pid=$!
+for _ in $(seq 100); do
+  [ "$(partune_steps)" -ge 2 ] && break
+  sleep 0.1
+done
+kill -9 "$(cat "$CLUSTER/slurmd-n2.pid")"
+wait $tune_pid
+check "the study ends normally after a node died (exit $?)" grep -q "search finished" out.txt || cat out.txt
+check "a trial on the dead node failed with srun's reason" \
+  test "$(sql results/down.db "select count(*) from trials where status = 'failed' and reason like 'srun: error:%'")" -ge 1
+check "the other node's trials finished" \
+  test "$(sql results/down.db "select count(*) from trials where status = 'done'")" -ge 2
+check "nothing left running" test "$(sql results/down.db "select count(*) from trials where status = 'running'")" -eq 0
+scancel "$job"
+echo "two-node tests: ${SECONDS}s"
 
 if [ "$failures" -gt 0 ]; then
   echo "$failures check(s) failed" >&2
