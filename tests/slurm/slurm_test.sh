@@ -17,7 +17,8 @@
 #   4. a 2-node torchtitan trial: one torchrun per node through tune's
 #      slurm-task helper, distinct SLURM_NODEID and --node_rank, the
 #      rendezvous on the first node;
-#   5. a node dying mid-study: its trial fails with srun's reason, the study
+#   5. an embedded-trainer trial of nodes = 2, one rank on each node;
+#   6. a node dying mid-study: its trial fails with srun's reason, the study
 #      goes on.
 set -uo pipefail
 TUNE=$(realpath "$1")
@@ -239,7 +240,16 @@ check "node 1: --node_rank=1, the same endpoint" \
   grep -qE "^1: torchrun args: --nproc_per_node=4 --nnodes=2 --node_rank=1 --rdzv_endpoint=127.0.0.1:[0-9]+ " "$log"
 check "steps counted once (node 0's)" test "$(sql results/two.db "select count(*) from steps")" -eq 4
 
-# 5. A node dies mid-study (its slurmd killed; the allocation survives with
+# 5. The embedded trainer across the two nodes: one rank on each, Gloo
+# through MASTER_ADDR (the first node's NodeAddr).
+mkdir -p "$WORK/emb2" && cd "$WORK/emb2"
+sed -e 's/name = "emb"/name = "emb2"/' -e 's/^devices = 2/devices = 1\nnodes = 2/' "$WORK/emb/emb.toml" >emb2.toml
+timeout 400 salloc --exclusive -N2 "$TUNE" --space emb2.toml >out.txt 2>&1
+check "2-node embedded study exits 0" grep -q "1 done, 0 failed" out.txt || cat out.txt
+check "2-node embedded: a world of 2, one rank a node" grep -q "^0: .*global batch size 2," results/emb2/trial-*/output.log
+check "2-node embedded: rank 1 (on n2) wrote its metrics" test -s "$(ls results/emb2/trial-*/metrics-rank1.jsonl)"
+
+# 6. A node dies mid-study (its slurmd killed; the allocation survives with
 # --no-kill): the trials of its slot fail with srun's reason, the other
 # slot's finish, the study ends normally.
 mkdir -p "$WORK/down" && cd "$WORK/down"
