@@ -83,13 +83,13 @@ TEST_F(SimStudy, DefaultStrategyFindsTheBestInAFractionOfTheGridsTime) {
 // about 1/slots of the serial simulated time.
 TEST_F(SimStudy, FourSlotsRunTheSameGridInAQuarterOfTheTime) {
   SimOptions serial, parallel;
-  serial.max_trials = parallel.max_trials = 200;
+  serial.max_trials = parallel.max_trials = 120;
   parallel.slots = 4;
   const SimRun one = run_sim(PARTUNE_SOURCE_DIR, dir("serial"), "grid", 3, serial);
   const SimRun four = run_sim(PARTUNE_SOURCE_DIR, dir("parallel"), "grid", 3, parallel);
   EXPECT_EQ(one.max_running, 1u);
   EXPECT_EQ(four.max_running, 4u);
-  EXPECT_EQ(four.drive.launched, 200);
+  EXPECT_EQ(four.drive.launched, 120);
   EXPECT_TRUE(four.drive.stopped_by_max_trials);
   // Each candidate once, the same ones in the same order of starts.
   std::set<std::string> ids;
