@@ -82,12 +82,14 @@ Study write_space(const TempDir& dir, const SpaceOptions& o) {
   for (const auto& a : o.trainer_args) argv += ", " + quoted(a);
   std::ostringstream t;
   t << "[study]\nname = " << quoted(o.name) << "\ndb = " << quoted(s.db) << "\nobjective = " << quoted(o.objective)
-    << "\n\n[hardware]\ndevice_type = \"cpu\"\ndevices = " << o.devices << "\n\n"
+    << "\n\n[hardware]\n"
+    << o.hardware << "\n"
     << "[backend]\nkind = \"command\"\nargv = [" << argv << "]\n"
     << "env = { PARTUNE_FAKE_MEMORY_GIB = \"" << o.fake_memory_gib << "\" }\n\n"
     << "[trial]\nsteps = " << o.steps << "\nwarmup_steps = " << o.warmup_steps << "\ntimeout_s = " << o.timeout_s
     << "\nhang_timeout_s = " << o.hang_timeout_s << "\n\n";
   if (!o.prune.empty()) t << "[prune]\n" << o.prune << "\n";
+  if (!o.launcher.empty()) t << "[launcher]\n" << o.launcher << "\n";
   t << "[base.model]\nname = \"qwen3\"\nflavor = \"debugmodel_moe\"\n\n" << o.base << "\n";
   if (!o.axes.empty()) t << "[space]\n" << o.axes << "\n";
   t << "[search]\n" << o.search;

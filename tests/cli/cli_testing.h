@@ -44,7 +44,6 @@ struct SpaceOptions {
   std::string objective = "tps";
   std::vector<std::string> trainer_args;  // extra fake_trainer flags
   double fake_memory_gib = 80;            // fake_trainer's device memory
-  int devices = 1;                        // [hardware] devices (fake_trainer is one process whatever the count)
   int steps = 6;
   int warmup_steps = 2;
   double timeout_s = 20;
@@ -55,6 +54,8 @@ struct SpaceOptions {
 "activation_checkpoint.mode" = ["none", "full"]
 )";
   std::string search = "strategy = \"grid\"\n";
+  std::string hardware = "device_type = \"cpu\"\ndevices = 1\n";  // the [hardware] lines
+  std::string launcher;                                           // lines of [launcher], if any
 };
 
 struct Study {

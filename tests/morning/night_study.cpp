@@ -8,7 +8,7 @@ Study write_night_study(const TempDir& dir) {
   SpaceOptions o;
   o.name = "night";
   o.objective = "mfu";
-  o.devices = 2;
+  o.hardware = "device_type = \"cpu\"\ndevices = 2\n";
   o.fake_memory_gib = 10;
   o.hang_timeout_s = 2;  // the hang; a loaded machine still prints a step every 30 ms
   o.prune = "memory_headroom = 0.85\n";

@@ -181,7 +181,7 @@ TEST(Report, RepeatedRunsShowTheirMeanAndSpread) {
   SpaceOptions o;
   o.name = "guided";
   o.objective = "mfu";
-  o.devices = 2;
+  o.hardware = "device_type = \"cpu\"\ndevices = 2\n";
   o.base = "[base.metrics]\nlog_freq = 1\n";
   o.axes = "\"parallelism.tensor_parallel_degree\" = [1, 2]\n\"training.local_batch_size\" = [1, 2, 4]\n";
   o.search = "strategy = \"guided\"\n";

@@ -32,6 +32,7 @@
 #include <optional>
 #include <random>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "common/hash.h"
@@ -142,8 +143,31 @@ struct SimCounts {
 
 class SimExecutor : public TrialExecutor {
  public:
-  SimExecutor(uint64_t seed, const TrialSpec& trial) : rng_(seed * 7919 + 17), trial_(trial) {}
+  // `slots`: trials at once. A trial's outcome is drawn when it starts (so
+  // the same starts give the same outcomes, serial or not) and it ends
+  // wall_s later on the simulated clock.
+  SimExecutor(uint64_t seed, const TrialSpec& trial, int slots = 1)
+      : rng_(seed * 7919 + 17), trial_(trial), slots_(slots) {}
   double now_s() const override { return clock_s_; }
+  int slots() const override { return slots_; }
+  void start(size_t ticket, const Candidate& c, const TrialRequest& request, StopCheck stop) override {
+    const double began = clock_s_;
+    TrialOutcome o = run(c, request, stop);
+    clock_s_ = began;
+    ends_.push_back({began + o.wall_s, ticket, std::move(o)});
+  }
+  std::pair<size_t, TrialOutcome> wait_any() override {
+    auto first = std::min_element(ends_.begin(), ends_.end(), [](const Running& a, const Running& b) {
+      return std::tie(a.end_s, a.ticket) < std::tie(b.end_s, b.ticket);
+    });
+    clock_s_ = std::max(clock_s_, first->end_s);
+    std::pair<size_t, TrialOutcome> out{first->ticket, std::move(first->outcome)};
+    ends_.erase(first);
+    max_running_ = std::max(max_running_, ends_.size() + 1);
+    return out;
+  }
+  // The most trials that ran at once.
+  size_t max_running() const { return max_running_; }
   std::string log_dir(const Candidate&) const override { return ""; }
   const SimCounts& counts() const { return counts_; }
 
@@ -205,10 +229,18 @@ class SimExecutor : public TrialExecutor {
   }
 
  private:
+  struct Running {
+    double end_s;
+    size_t ticket;
+    TrialOutcome outcome;
+  };
   Rng rng_;
   TrialSpec trial_;
+  int slots_ = 1;
   double clock_s_ = 0;
   SimCounts counts_;
+  std::vector<Running> ends_;
+  size_t max_running_ = 0;
 };
 
 // The shipped 8xH200 space with the simulation's device memory, its own

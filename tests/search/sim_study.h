@@ -2,6 +2,7 @@
 // study loop, with a real SQLite store in `dir`: what the test asserts and
 // the bench prints.
 #pragma once
+#include <map>
 #include <optional>
 #include <sstream>
 #include <string>
@@ -26,6 +27,8 @@ struct SimRun {
   double best_truth = 0;
   std::vector<std::pair<std::string, TrialRequest>> asked;  // candidate id, request
   std::vector<std::string> notes;                           // the sampler's decisions
+  size_t max_running = 0;                                   // the most trials at once
+  std::map<std::string, TrialMetrics> metrics;              // every done trial's stored metrics, by id
 
   // The best-so-far ratio at time t (0 before the first healthy result).
   double ratio_at(double t) const {
@@ -68,6 +71,7 @@ struct SimOptions {
   std::optional<double> budget_s;
   std::optional<int64_t> max_trials;
   std::optional<uint64_t> shuffle_seed;  // of the axis values; default: the seed
+  int slots = 1;                         // trials at once
 };
 
 // Runs the simulated study, or resumes it when `dir` holds it already.
@@ -83,7 +87,7 @@ inline SimRun run_sim(const std::string& source_dir, const std::string& dir, con
   store.ensure_study(row);
   store.add_candidates(space.study.name, planned.candidates);
 
-  SimExecutor executor(seed, space.trial);
+  SimExecutor executor(seed, space.trial, o.slots);
   Study study(
       space, planned.candidates, store, std::make_unique<SimMemoryModel>(), [&executor] { return executor.now_s(); },
       budget_s);
@@ -103,6 +107,9 @@ inline SimRun run_sim(const std::string& source_dir, const std::string& dir, con
   run.notes = sampler.notes;
   run.wall_s = executor.now_s();
   run.counts = executor.counts();
+  run.max_running = executor.max_running();
+  for (const auto& r : store.trials(space.study.name))
+    if (r.status == TrialStatus::Done) run.metrics[r.id] = r.metrics;
   for (const auto& p : run.drive.curve)
     run.curve.emplace_back(p.time_s, p.best ? truth(study.candidate(*p.best)).mfu / run.best_truth : 0.0);
   if (auto best = study.best()) {

@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <set>
 
 namespace partune::sim {
 namespace {
@@ -75,6 +76,59 @@ TEST_F(SimStudy, DefaultStrategyFindsTheBestInAFractionOfTheGridsTime) {
   }
   EXPECT_LE(median(time_fraction), 0.12);
   EXPECT_GE(median(ratio), 0.99);
+}
+
+// Parallel slots (issue 13): the loop keeps every slot busy, runs each grid
+// candidate once with the same result as the serial loop, and finishes in
+// about 1/slots of the serial simulated time.
+TEST_F(SimStudy, FourSlotsRunTheSameGridInAQuarterOfTheTime) {
+  SimOptions serial, parallel;
+  serial.max_trials = parallel.max_trials = 120;
+  parallel.slots = 4;
+  const SimRun one = run_sim(PARTUNE_SOURCE_DIR, dir("serial"), "grid", 3, serial);
+  const SimRun four = run_sim(PARTUNE_SOURCE_DIR, dir("parallel"), "grid", 3, parallel);
+  EXPECT_EQ(one.max_running, 1u);
+  EXPECT_EQ(four.max_running, 4u);
+  EXPECT_EQ(four.drive.launched, 120);
+  EXPECT_TRUE(four.drive.stopped_by_max_trials);
+  // Each candidate once, the same ones in the same order of starts.
+  std::set<std::string> ids;
+  for (const auto& [id, req] : four.asked) EXPECT_TRUE(ids.insert(id).second) << id << " asked twice";
+  ASSERT_EQ(one.asked.size(), four.asked.size());
+  for (size_t k = 0; k < one.asked.size(); ++k) EXPECT_EQ(one.asked[k].first, four.asked[k].first);
+  // The same results, trial by trial.
+  ASSERT_EQ(one.metrics.size(), four.metrics.size());
+  for (const auto& [id, m] : one.metrics) {
+    ASSERT_TRUE(four.metrics.count(id)) << id;
+    EXPECT_EQ(m.mfu, four.metrics.at(id).mfu) << id;
+    EXPECT_EQ(m.memory_gib, four.metrics.at(id).memory_gib) << id;
+  }
+  EXPECT_NEAR(four.wall_s / one.wall_s, 0.25, 0.03) << four.wall_s << " s vs " << one.wall_s << " s";
+}
+
+// The default (guided) sampler with 4 slots: it keeps asking while trials
+// are outstanding, never has one candidate running twice, still finds the
+// best, and the time budget stops new starts (what runs is waited for).
+TEST_F(SimStudy, GuidedSearchWithFourSlots) {
+  SimOptions o;
+  o.slots = 4;
+  const SimRun guided = run_sim(PARTUNE_SOURCE_DIR, dir("guided"), "guided", 2, o);
+  EXPECT_EQ(guided.max_running, 4u);
+  EXPECT_GE(guided.final_ratio, 0.98);
+  EXPECT_LE(guided.counts.oom, 8);
+  const SimRun serial = run_sim(PARTUNE_SOURCE_DIR, dir("guided1"), "guided", 2);
+  EXPECT_LT(guided.wall_s, 0.5 * serial.wall_s) << guided.wall_s << " s vs " << serial.wall_s << " s";
+  std::cout << "guided, 4 slots: " << guided.counts.launched << " trials in " << guided.wall_s << " s (serial "
+            << serial.counts.launched << " in " << serial.wall_s << " s), best " << 100 * guided.final_ratio << "%\n";
+
+  SimOptions budget = o;
+  budget.budget_s = 600;
+  const SimRun cut = run_sim(PARTUNE_SOURCE_DIR, dir("budget"), "guided", 2, budget);
+  EXPECT_TRUE(cut.drive.stopped_by_budget);
+  EXPECT_GE(cut.wall_s, 600);
+  // Every trial was started before the budget ran out: the last ones end
+  // within a trial's length after it.
+  EXPECT_LT(cut.wall_s, 600 + 400) << cut.wall_s;
 }
 
 }  // namespace

@@ -88,6 +88,8 @@ devices = 4
 nodes = 2
 memory_gib = 80
 peak_tflops = 989.5
+[launcher]
+kind = "slurm"
 [backend]
 kind = "command"
 argv = ["prog", "--config", "{config_file}", "--n={devices}", "{log_dir}/{trial_id}.txt"]
@@ -306,7 +308,7 @@ struct BadInput {
 const BadInput kBadInputs[] = {
     {"unknown_section", "[study]\nname = \"x\"\n[studdy]\nname = \"y\"\n",
      "bad.toml:3:2: key 'studdy': unknown section (known: study, trial, hardware, backend, prune, base, space, "
-     "search, confirm)"},
+     "search, confirm, launcher)"},
     {"unknown_key", "[study]\nname = \"x\"\nnmae = \"y\"\n",
      "bad.toml:3:1: key 'study.nmae': unknown key (known: name, db, objective)"},
     {"wrong_type", "[study]\nname = \"x\"\n[hardware]\ndevices = \"8\"\n",

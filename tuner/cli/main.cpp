@@ -9,10 +9,12 @@
 #include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <string_view>
 
 #include "common/error.h"
 #include "tuner/cli/plan_output.h"
 #include "tuner/cli/report_commands.h"
+#include "tuner/cli/slurm_task.h"
 #include "tuner/plan/planner.h"
 #include "tuner/report/exporter.h"
 #include "tuner/report/report.h"
@@ -122,6 +124,8 @@ void write_output(const std::string& text, const std::string& path) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // The Slurm launcher's per-node helper: an exec, before any parsing.
+  if (argc >= 2 && std::string_view(argv[1]) == "slurm-task") return slurm_task_main(argc - 2, argv + 2);
   CLI::App app{"tune: find the fastest parallelism configuration for a training job"};
   app.require_subcommand(0, 1);
 

@@ -22,6 +22,11 @@ struct TrialLaunchContext {
   int nodes = 1;
   std::string device_type = "cuda";              // "cuda" | "cpu"
   std::map<std::string, std::string> extra_env;  // added to every process (e.g. PARTUNE_STUDY_TOKEN); wins
+  // Through Slurm (one launcher per node): the rendezvous "host:port" on the
+  // trial's first node and the node rank argument as the node's task sees it
+  // (tune's slurm-task helper puts SLURM_NODEID in for "{node_rank}").
+  std::string rdzv_endpoint;
+  std::string node_rank;
 };
 
 class Backend {

@@ -11,7 +11,7 @@ std::vector<ProcessSpec> EmbeddedBackend::processes(const TrialLaunchContext& ct
 std::vector<ProcessSpec> EmbeddedBackend::processes(const TrialLaunchContext& ctx, int master_port) const {
   if (ctx.nodes != 1)
     throw InputError("embedded backend: nodes = " + std::to_string(ctx.nodes) +
-                     ": only single-node trials are supported (use the torchtitan backend through Slurm)");
+                     ": the local launcher runs single-node trials only (use [launcher] kind = \"slurm\")");
   if (ctx.devices < 1)
     throw InputError("embedded backend: devices = " + std::to_string(ctx.devices) + ": must be >= 1");
   std::vector<ProcessSpec> out;

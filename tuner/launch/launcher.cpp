@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
@@ -42,12 +43,18 @@ double seconds_since(Clock::time_point t) { return std::chrono::duration<double>
 struct ChildSetup : bp::extend::handler {
   pid_t join_pgid = 0;  // 0: lead a new group
   pid_t parent = 0;
+  cpu_set_t cpus;  // set before the fork; applied when use_cpus
+  bool use_cpus = false;
   mutable pid_t failed_pid = 0;  // a child that reported a start error, to be reaped
 
   template <class Executor>
   void on_exec_setup(Executor& e) const {
     if (::setpgid(0, join_pgid) != 0) {
       e.set_error(std::error_code(errno, std::system_category()), "setpgid");
+      ::_exit(127);
+    }
+    if (use_cpus && ::sched_setaffinity(0, sizeof cpus, &cpus) != 0) {
+      e.set_error(std::error_code(errno, std::system_category()), "sched_setaffinity");
       ::_exit(127);
     }
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -212,6 +219,10 @@ class Run {
     ChildSetup setup;
     setup.join_pgid = result_.pgid;
     setup.parent = ::getpid();
+    CPU_ZERO(&setup.cpus);
+    for (int cpu : spec.cpus)
+      if (cpu >= 0 && cpu < CPU_SETSIZE) CPU_SET(cpu, &setup.cpus);
+    setup.use_cpus = !spec.cpus.empty();
     std::error_code ec;
     std::vector<std::string> args(spec.argv.begin() + 1, spec.argv.end());
     bp::child c(bp::exe = program, bp::args = args, env, bp::std_in<bp::null, (bp::std_out & bp::std_err)> out,

@@ -25,6 +25,7 @@ struct ProcessSpec {
   std::vector<std::string> argv;           // argv[0]: a path, or a name looked up on PATH
   std::map<std::string, std::string> env;  // added to (overriding) the inherited environment
   std::string cwd;                         // "" : the tuner's working directory
+  std::vector<int> cpus;                   // the CPUs it may run on (sched_setaffinity); empty: inherited
 };
 
 struct LaunchOptions {

@@ -1,5 +1,6 @@
 // The torchtitan backend: one process, torchrun --nproc_per_node=<devices>
-// [--nnodes=<nodes>] <torchrun_args...> -m <module> --job.config_file
+// [--nnodes=<nodes>] [--node_rank=<node_rank> --rdzv_endpoint=<host:port>,
+// through Slurm] <torchrun_args...> -m <module> --job.config_file
 // <config_file> (placeholders in torchrun_args filled in as the command
 // backend does), in `workdir` ("": inherited), env
 // PYTORCH_ALLOC_CONF=expandable_segments:True (as torchtitan's run_train.sh)

@@ -14,6 +14,7 @@
 #include "tuner/launch/placeholders.h"
 #include "tuner/search/strategy.h"
 #include "tuner/space/duration.h"
+#include "tuner/space/launcher_section.h"
 
 namespace partune {
 
@@ -165,7 +166,7 @@ class Reader {
 };
 
 const std::vector<std::string> kSections = {"study", "trial", "hardware", "backend", "prune",
-                                            "base",  "space", "search", "confirm"};
+                                            "base",  "space", "search",   "confirm", "launcher"};
 
 void Reader::read(const toml::table& root, Space& s) const {
   const toml::table* study = nullptr;
@@ -188,6 +189,9 @@ void Reader::read(const toml::table& root, Space& s) const {
     s.confirm.emplace();
     read_backend(*n->as_table(), "confirm", s.confirm->backend, &s.confirm->top_k);
   }
+  if (const toml::node* n = root.get("launcher")) read_launcher_section(*n->as_table(), path_, s.launcher);
+  const toml::node* nodes = root.at_path("hardware.nodes").node();
+  check_launcher_fits(s.launcher, s.hardware, where(nodes ? nodes->source() : toml::source_region{}));
   if (const toml::node* n = root.get("trial")) read_trial(*n->as_table(), s);
   if (const toml::node* n = root.get("prune")) read_prune(*n->as_table(), s);
   if (const toml::node* n = root.get("base")) read_base(*n->as_table(), s);

@@ -86,11 +86,23 @@ struct Axis {
   std::vector<Value> values;
 };
 
+// [launcher]: where trials run and how many at once (docs/cluster.md).
+struct LauncherSpec {
+  std::string kind = "local";  // "local" | "slurm"
+  // slurm: passed to every srun when set.
+  std::string partition;
+  std::string account;
+  std::optional<double> time_limit_s;   // srun --time, whole minutes rounded up
+  std::vector<std::string> extra_args;  // added to every srun's options (an argv, never a shell string)
+  int parallel_trials = 1;              // trials running at once
+};
+
 struct Space {
   std::string path;  // the space file, as given
   StudySpec study;
   HardwareSpec hardware;
   BackendSpec backend;
+  LauncherSpec launcher;
   TrialSpec trial;
   PruneSpec prune;
   JobConfig base;          // [base] config_file merged under the inline [base.<section>] tables

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <map>
 
 namespace partune {
 
@@ -36,70 +37,105 @@ DriveSummary drive_study(Study& study, Sampler& sampler, TrialExecutor& executor
   const int64_t finished_before = at_start.done + at_start.failed;
   const int64_t total = static_cast<int64_t>(study.size());
 
+  // Trials running now, by ticket: what was asked.
+  std::map<size_t, TrialRequest> running;
   auto status_line = [&] {
     const StudyCounts c = study.counts();
     std::string line = "study: elapsed " + duration(executor.now_s());
     if (auto left = study.remaining_s()) line += ", budget left " + duration(*left);
-    line += ", trials run " + std::to_string(sum.launched) + " (" + std::to_string(c.done + c.failed) +
-            " in the study), pruned " + std::to_string(c.pruned) + ", predicted to fit " +
-            std::to_string(c.predicted_to_fit) + " of " + std::to_string(c.pending) + " pending";
+    // Trials still running (several slots) are not "run" yet.
+    const int64_t ended = sum.launched - static_cast<int64_t>(running.size());
+    line += ", trials run " + std::to_string(ended) + " (" + std::to_string(c.done + c.failed) + " in the study)";
+    if (!running.empty()) line += ", " + std::to_string(running.size()) + " running";
+    line += ", pruned " + std::to_string(c.pruned) + ", predicted to fit " + std::to_string(c.predicted_to_fit) +
+            " of " + std::to_string(c.pending) + " pending";
     progress.budget_left(study.remaining_s());
     progress.status(line);
   };
 
+  size_t next_ticket = 0;
+  const size_t slots = static_cast<size_t>(std::max(1, executor.slots()));
+  bool launching = true;  // false once the loop ends: what runs is waited for, nothing new starts
+
+  auto stop_launching = [&](std::string why, bool is_note) {
+    launching = false;
+    sum.end = std::move(why);
+    if (is_note) progress.note(sum.end);
+  };
+
   while (true) {
-    if (options.max_trials && sum.launched >= *options.max_trials) {
-      sum.stopped_by_max_trials = true;
-      sum.end = "max_trials (" + std::to_string(*options.max_trials) + ") reached";
-      progress.note(sum.end);
-      break;
+    // Fill the free slots.
+    while (launching && running.size() < slots) {
+      if (options.max_trials && sum.launched >= *options.max_trials) {
+        sum.stopped_by_max_trials = true;
+        stop_launching("max_trials (" + std::to_string(*options.max_trials) + ") reached", true);
+        break;
+      }
+      if (options.budget_s && executor.now_s() >= *options.budget_s) {
+        sum.stopped_by_budget = true;
+        stop_launching(
+            "time budget of " + duration(*options.budget_s) + " reached; run the same command again to resume", true);
+        break;
+      }
+      const Ask ask = sampler.ask(study);
+      notes();
+      if (ask.kind == Ask::Kind::Finished && running.empty()) {
+        progress.note("search finished: " + ask.why);
+        stop_launching(ask.why, false);
+        break;
+      }
+      if (ask.kind != Ask::Kind::Trial) {
+        // Nothing to start now: what finishes next may change that.
+        if (running.empty()) stop_launching("the sampler waits with no trial running (" + ask.why + ")", false);
+        break;
+      }
+      const TrialRequest& req = ask.request;
+      const size_t i = req.index;
+      const Candidate& c = study.candidate(i);
+      // One candidate never runs twice at once (its trial folder and rows
+      // are one): a sampler asking for a running one waits for it to end.
+      if (study.status(i) == TrialStatus::Running) {
+        if (running.empty()) stop_launching("the sampler asked for " + c.id + ", which is running", false);
+        break;
+      }
+      if (study.status(i) == TrialStatus::Pending && !study.predicted_to_fit(i)) {
+        const std::string why = study.prune_reason(i);
+        if (study.prune(i, why)) progress.pruned(c.id, why);
+        ++sum.pruned_before_launch;
+        TrialReport rep;
+        rep.request = req;
+        rep.status = TrialStatus::Pruned;
+        rep.reason = why;
+        sampler.tell(study, rep);
+        continue;
+      }
+      if (req.fidelity != Fidelity::Full || !req.why.empty())
+        progress.note(std::string(to_string(req.fidelity)) + " trial of " + c.id + " (" + std::to_string(req.steps) +
+                      " steps)" + (req.why.empty() ? "" : ": " + req.why));
+      // The ETA: what grid/random would still run, capped by max_trials (the
+      // time budget caps it too, in Progress).
+      int64_t remaining = sampler.remaining_trials().value_or(study.counts().predicted_to_fit);
+      if (options.max_trials) remaining = std::min(remaining, *options.max_trials - sum.launched);
+      progress.remaining(remaining);
+      progress.trial_start(finished_before + sum.launched + 1, sampler.one_trial_per_candidate() ? total : 0, c,
+                           study.attempt(i) + 1, req.steps);
+      study.mark_running(i, executor.log_dir(c));
+      const size_t ticket = next_ticket++;
+      running.emplace(ticket, req);
+      ++sum.launched;
+      // The check reads the sampler's state: the executor calls it only while
+      // this loop waits in wait_any.
+      executor.start(ticket, c, req,
+                     [&sampler, req](const std::vector<double>& counted) { return sampler.should_stop(req, counted); });
     }
-    if (options.budget_s && executor.now_s() >= *options.budget_s) {
-      sum.stopped_by_budget = true;
-      sum.end = "time budget of " + duration(*options.budget_s) + " reached; run the same command again to resume";
-      progress.note(sum.end);
-      break;
-    }
-    const Ask ask = sampler.ask(study);
-    notes();
-    if (ask.kind == Ask::Kind::Finished) {
-      sum.end = ask.why;
-      progress.note("search finished: " + ask.why);
-      break;
-    }
-    if (ask.kind == Ask::Kind::Wait) {
-      // One trial slot: nothing is running, so there is nothing to wait for.
-      sum.end = "the sampler waits with no trial running (" + ask.why + ")";
-      break;
-    }
-    const TrialRequest& req = ask.request;
+    if (running.empty()) break;
+
+    auto [ticket, o] = executor.wait_any();
+    const auto it = running.find(ticket);
+    const TrialRequest req = it->second;
+    running.erase(it);
     const size_t i = req.index;
     const Candidate& c = study.candidate(i);
-    if (study.status(i) == TrialStatus::Pending && !study.predicted_to_fit(i)) {
-      const std::string why = study.prune_reason(i);
-      if (study.prune(i, why)) progress.pruned(c.id, why);
-      ++sum.pruned_before_launch;
-      TrialReport rep;
-      rep.request = req;
-      rep.status = TrialStatus::Pruned;
-      rep.reason = why;
-      sampler.tell(study, rep);
-      continue;
-    }
-    if (req.fidelity != Fidelity::Full || !req.why.empty())
-      progress.note(std::string(to_string(req.fidelity)) + " trial of " + c.id + " (" + std::to_string(req.steps) +
-                    " steps)" + (req.why.empty() ? "" : ": " + req.why));
-    // The ETA: what grid/random would still run, capped by max_trials (the
-    // time budget caps it too, in Progress).
-    int64_t remaining = sampler.remaining_trials().value_or(study.counts().predicted_to_fit);
-    if (options.max_trials) remaining = std::min(remaining, *options.max_trials - sum.launched);
-    progress.remaining(remaining);
-    progress.trial_start(finished_before + sum.launched + 1, sampler.one_trial_per_candidate() ? total : 0, c,
-                         study.attempt(i) + 1, req.steps);
-    study.mark_running(i, executor.log_dir(c));
-    const StopCheck stop = [&](const std::vector<double>& counted) { return sampler.should_stop(req, counted); };
-    const TrialOutcome o = executor.run(c, req, stop);
-    ++sum.launched;
     sum.trial_wall_s += o.wall_s;
     if (o.stopped_early) ++sum.stopped_early;
     Study::Finished fin = study.finish(i, req, o);

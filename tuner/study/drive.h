@@ -4,6 +4,12 @@
 // after it; the study resumes on the next run), or after max_trials launches
 // by this run. Progress shows every trial, every decision and, after each
 // trial, the study's status line.
+//
+// With several slots (TrialExecutor::slots) the loop keeps asking while a
+// slot is free, so up to that many trials run at once; a sampler's Wait
+// means "after the next trial ends". At the end (budget, max_trials, the
+// sampler finished) nothing new starts and the running trials are waited
+// for; their results count like any other.
 #pragma once
 #include <cstdint>
 #include <optional>

@@ -15,7 +15,8 @@ namespace partune {
 
 namespace {
 
-[[noreturn]] void guard_main(int watch_fd, const std::string& env_key, const std::string& value) {
+[[noreturn]] void guard_main(int watch_fd, const std::string& env_key, const std::string& value,
+                             const std::function<void()>& also) {
   ::setsid();
   for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGPIPE}) ::signal(sig, SIG_IGN);
   // Held descriptors would keep tune's output pipes (and the study lock's
@@ -35,19 +36,20 @@ namespace {
   kill_leftovers(env_key, value);
   std::this_thread::sleep_for(std::chrono::milliseconds(100));
   kill_leftovers(env_key, value);
+  if (also) also();
   ::_exit(0);
 }
 
 }  // namespace
 
-pid_t start_guard(const std::string& env_key, const std::string& value) {
+pid_t start_guard(const std::string& env_key, const std::string& value, const std::function<void()>& also) {
   int fds[2];
   if (::pipe2(fds, O_CLOEXEC) != 0) throw std::system_error(errno, std::system_category(), "guard pipe");
   pid_t pid = ::fork();
   if (pid < 0) throw std::system_error(errno, std::system_category(), "fork of the guard");
   if (pid == 0) {
     ::close(fds[1]);
-    guard_main(fds[0], env_key, value);
+    guard_main(fds[0], env_key, value, also);
   }
   ::close(fds[0]);
   // fds[1] stays open (close-on-exec) for the rest of tune's life: its

@@ -8,6 +8,7 @@
 #pragma once
 #include <sys/types.h>
 
+#include <functional>
 #include <string>
 
 namespace partune {
@@ -17,6 +18,9 @@ namespace partune {
 // no descriptor of tune's but the pipe (not the db, not the study lock, not
 // stdout), leaves tune's session so a terminal's Ctrl-C or hang-up reaches
 // tune and not it, and ignores termination signals. Returns its pid.
-pid_t start_guard(const std::string& env_key, const std::string& value);
+// `also`, when given, runs in the guard after the sweep (the Slurm launcher
+// cancels the study's job steps there: they run under slurmd, maybe on other
+// machines).
+pid_t start_guard(const std::string& env_key, const std::string& value, const std::function<void()>& also = {});
 
 }  // namespace partune

@@ -43,8 +43,9 @@ void Progress::redraw() {
 
 std::string Progress::eta() const {
   if (trials_timed_ == 0 && !budget_left_) return "?";
-  double s = trials_timed_ ? trial_wall_sum_ / static_cast<double>(trials_timed_) * static_cast<double>(remaining_)
-                           : *budget_left_;
+  double s = trials_timed_
+                 ? trial_wall_sum_ / static_cast<double>(trials_timed_) * static_cast<double>(remaining_) / parallel_
+                 : *budget_left_;
   if (budget_left_) s = std::min(s, *budget_left_);
   char buf[32];
   if (s >= 3600)
@@ -73,13 +74,13 @@ void Progress::trial_start(int64_t index, int64_t total, const Candidate& c, int
     out_ << trial_label_ << ": started\n" << std::flush;
 }
 
-void Progress::step(const StepRow& row) {
+void Progress::step(const StepRow& row, const std::string& trial_id) {
   last_step_ = row;
   if (live_) {
     redraw();
     return;
   }
-  out_ << "  step " << row.step << "/" << steps_;
+  out_ << "  " << (trial_id.empty() ? "" : trial_id + " ") << "step " << row.step << "/" << steps_;
   if (row.loss) out_ << " loss " << fixed(*row.loss, 4);
   if (row.mfu) out_ << " mfu " << fixed(*row.mfu, 2) << "%";
   if (row.tps) out_ << " tps " << thousands(*row.tps);

@@ -3,15 +3,25 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
+#include <condition_variable>
+#include <cstdlib>
+#include <exception>
 #include <filesystem>
 #include <fstream>
+#include <functional>
+#include <mutex>
+#include <thread>
 
 #include "common/error.h"
 #include "common/hash.h"
 #include "tuner/launch/backend.h"
 #include "tuner/launch/command_backend.h"
+#include "tuner/launch/embedded_backend.h"
 #include "tuner/launch/launcher.h"
+#include "tuner/launch/slurm.h"
+#include "tuner/launch/trial_slots.h"
 #include "tuner/parse/log_parser.h"
 #include "tuner/plan/planner.h"
 #include "tuner/prune/pruner.h"
@@ -49,12 +59,31 @@ JobConfig trial_config(const Candidate& c, int steps) {
   return cfg;
 }
 
-std::string trainer_path(const Space& space, const RunOptions& opts) {
-  if (!space.backend.trainer.empty()) return space.backend.trainer;
+fs::path tune_path(const RunOptions& opts) {
   std::error_code ec;
   fs::path self = fs::read_symlink("/proc/self/exe", ec);
-  if (ec) self = fs::absolute(opts.tune_exe);
-  return (self.parent_path() / "trainer").string();
+  return ec ? fs::absolute(opts.tune_exe) : self;
+}
+
+std::string trainer_path(const Space& space, const RunOptions& opts) {
+  if (!space.backend.trainer.empty()) return space.backend.trainer;
+  return (tune_path(opts).parent_path() / "trainer").string();
+}
+
+// Where trials run: this machine, or job steps of the allocation tune runs in.
+struct Placement {
+  std::vector<TrialSlot> slots;
+  std::optional<SlurmAllocation> slurm;
+};
+
+// srun's label "12: " (the task number) off a line; -1 when there is none.
+int strip_task_label(std::string_view& line) {
+  size_t i = 0;
+  while (i < line.size() && i < 6 && line[i] >= '0' && line[i] <= '9') ++i;
+  if (i == 0 || line.substr(i, 2) != ": ") return -1;
+  const int task = std::stoi(std::string(line.substr(0, i)));
+  line.remove_prefix(i + 2);
+  return task;
 }
 
 // One launch of a trial: processes, live parsing, store writes.
@@ -81,13 +110,14 @@ class TrialRunner {
   // `dir_prefix` names the trial folders: "trial-" (the study's backend),
   // "confirm-" ([confirm]'s production backend).
   TrialRunner(const Space& space, Store& store, Progress& progress, const RunOptions& opts, std::string token,
-              std::string run_mark, std::string dir_prefix = "trial-")
+              std::string run_mark, const Placement& placement, std::string dir_prefix = "trial-")
       : space_(space),
         store_(store),
         progress_(progress),
         opts_(opts),
         token_(std::move(token)),
         run_mark_(std::move(run_mark)),
+        placement_(placement),
         dir_prefix_(std::move(dir_prefix)) {
     results_dir_ = fs::path(space.study.db_path).parent_path() / space.study.name;
   }
@@ -96,8 +126,12 @@ class TrialRunner {
 
   // `stop` sees the objective of every counted step as it comes; a reason
   // ends the trial (early stopping), which then counts as done on the steps
-  // it ran.
-  Attempt run_once(const Candidate& c, int steps, const StopCheck& stop) {
+  // it ran. `slot`: where it runs. With several trials at once, `shared`
+  // is the lock of the store, the progress and `stop` (taken around each
+  // use), and `abort` ends the trial when set.
+  Attempt run_once(const Candidate& c, int steps, const StopCheck& stop, const TrialSlot& slot,
+                   std::mutex* shared = nullptr, const std::atomic<bool>* abort = nullptr) {
+    auto hold = [shared] { return shared ? std::unique_lock<std::mutex>(*shared) : std::unique_lock<std::mutex>(); };
     const std::string& study = space_.study.name;
     const fs::path dir = dir_of(c);
     fs::create_directories(dir);
@@ -129,7 +163,26 @@ class TrialRunner {
       ctx.extra_env["PARTUNE_PEAK_FLOPS"] = std::to_string(*space_.hardware.peak_tflops * 1e12);
 
     const std::unique_ptr<Backend> backend = make_backend(space_.backend, trainer_path(space_, opts_));
-    const std::vector<ProcessSpec> procs = backend->processes(ctx);
+    const bool slurm = placement_.slurm.has_value();
+    const int master_port = free_tcp_port();
+    if (slurm && space_.backend.kind == "torchtitan") {
+      ctx.rdzv_endpoint = slot.master_addr + ":" + std::to_string(master_port);
+      ctx.node_rank = "{node_rank}";
+    }
+    const auto* embedded = dynamic_cast<const EmbeddedBackend*>(backend.get());
+    std::vector<ProcessSpec> procs;
+    if (embedded && slurm) {
+      // One node's worth is the template of every task; Slurm spreads them.
+      TrialLaunchContext one_node = ctx;
+      one_node.nodes = 1;
+      procs = embedded->processes(one_node, master_port);
+    } else {
+      procs = embedded ? embedded->processes(ctx, master_port) : backend->processes(ctx);
+    }
+    if (slurm)
+      procs = {slurm_step(procs, ctx, slot, master_port)};
+    else
+      pin(procs, slot);
 
     LaunchOptions lo;
     lo.timeout_s = space_.trial.timeout_s;
@@ -140,17 +193,34 @@ class TrialRunner {
     const bool per_rank_pipes = backend->one_process_per_rank() && procs.size() > 1;
     int failure_events = 0;
     std::optional<std::string> stop_reason;
-    lo.stop_requested = [&] { return stop_reason.has_value(); };
+    lo.stop_requested = [&] {
+      auto lock = hold();
+      return stop_reason.has_value() || (abort && abort->load());
+    };
+    std::string srun_error;  // srun's first error line: why a step failed when nothing else says
+    const bool torchrun_per_node = slurm && space_.backend.kind == "torchtitan";
+    const std::string shown_id = space_.launcher.parallel_trials > 1 ? c.id : "";
     const auto launched_at = Clock::now();
     a.launch = launch(
         procs, lo,
         [&](size_t proc, std::string_view line) {
-          ParsedLine p = a.log.feed(line, per_rank_pipes ? static_cast<int>(proc) : -1);
+          auto lock = hold();
+          if (slurm && srun_error.empty() && line.rfind("srun: error:", 0) == 0) srun_error = line;
+          // srun --label numbers lines by task: a rank for one task per rank
+          // (the parser reads "3: " as rank 3), a node for torchrun's, whose
+          // own "[rankN]:" may follow; an unprefixed line of node t counts as
+          // its first rank (node 0's as rank 0).
+          int default_rank = per_rank_pipes ? static_cast<int>(proc) : -1;
+          if (torchrun_per_node) {
+            const int task = strip_task_label(line);
+            if (task > 0) default_rank = task * space_.hardware.devices;
+          }
+          ParsedLine p = a.log.feed(line, default_rank);
           switch (p.kind) {
             case ParsedLine::Kind::Step:
               if (p.rank <= 0 && (!per_rank_pipes || proc == 0)) {
                 store_.add_step(study, c.id, p.step, 0);
-                progress_.step(p.step);
+                progress_.step(p.step, shown_id);
                 if (!a.startup_s) a.startup_s = seconds_since(launched_at);
                 if (p.step.step > space_.trial.warmup_steps)
                   if (auto v = step_objective(p.step, space_.study.objective)) {
@@ -173,7 +243,15 @@ class TrialRunner {
               break;
           }
         },
-        [&](int pgid) { store_.set_pgid(study, c.id, pgid); });
+        [&](int pgid) {
+          auto lock = hold();
+          store_.set_pgid(study, c.id, pgid);
+        });
+    // A step whose srun did not end cleanly (timeout, hang, stop, a node) may
+    // still hold its nodes.
+    if (slurm && (trial_exit(a.launch) != std::pair<int, int>{0, 0} || a.launch.stopped))
+      cancel_steps(placement_.slurm->job_id, step_name(token_, c.id));
+    auto lock = hold();  // the rest writes the store
 
     // The embedded trainer's metrics files (every rank's memory and retries)
     // are preferred over scraped text when present.
@@ -224,6 +302,8 @@ class TrialRunner {
         a.reason = a.log.failure_message();
       else if (have_files && !from_files.failure_message().empty())
         a.reason = from_files.failure_message();
+      else if (!srun_error.empty())
+        a.reason = srun_error;
       else if (signal)
         a.reason = "killed by signal " + std::to_string(signal);
       else
@@ -234,30 +314,124 @@ class TrialRunner {
   }
 
  private:
+  // Locally: the slot's devices or CPUs (what [backend] env sets wins).
+  void pin(std::vector<ProcessSpec>& procs, const TrialSlot& slot) const {
+    for (auto& p : procs) {
+      for (const auto& [k, v] : slot.env)
+        if (!space_.backend.env.count(k)) p.env[k] = v;
+      p.cpus = slot.cpus;
+    }
+  }
+
+  // Through Slurm: the whole trial is one srun step on the slot's nodes.
+  // Embedded: one task per device; Slurm gives each its rank, world and
+  // local rank (the trainer reads SLURM_PROCID, SLURM_NTASKS, SLURM_LOCALID),
+  // MASTER_ADDR is the first node. torchtitan and command: one task per node
+  // (torchtitan's through tune's slurm-task helper, which puts the node's
+  // SLURM_NODEID in for {node_rank}).
+  ProcessSpec slurm_step(const std::vector<ProcessSpec>& procs, const TrialLaunchContext& ctx, const TrialSlot& slot,
+                         int master_port) const {
+    const bool task_per_rank = space_.backend.kind == "embedded";
+    ProcessSpec step = procs.front();
+    for (const char* k : {"RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE"}) step.env.erase(k);
+    // The tasks may run on other machines: scancel ends them, not the local
+    // sweeps, which must not find them either (srun itself dies with tune).
+    step.env.erase(kStudyTokenEnv);
+    step.env.erase(kRunMarkEnv);
+    step.env["MASTER_ADDR"] = slot.master_addr;
+    step.env["MASTER_PORT"] = std::to_string(master_port);
+    SrunShape shape;
+    shape.name = step_name(token_, ctx.trial_id);
+    shape.nodes = slot.nodes;
+    shape.tasks_per_node = task_per_rank ? ctx.devices : 1;
+    shape.gpus_per_node = space_.hardware.device_type == "cuda" ? ctx.devices : 0;
+    std::vector<std::string> command = step.argv;
+    if (space_.backend.kind == "torchtitan")
+      command.insert(command.begin(), {tune_path(opts_).string(), "slurm-task", "--"});
+    step.argv = srun_argv(space_.launcher, shape, command);
+    return step;
+  }
+
   const Space& space_;
   Store& store_;
   Progress& progress_;
   const RunOptions& opts_;
   std::string token_;
   std::string run_mark_;
+  const Placement& placement_;
   std::string dir_prefix_;
   fs::path results_dir_;
 };
 
 // Real trials: processes, through TrialRunner. [trial] repeats > 1 runs a
 // request that many times and keeps the medians (a failure ends the repeats).
+// One slot: each trial runs on the loop's thread. Several: each on a thread
+// of its own; the loop holds `mu_` (the store, the progress, the sampler)
+// except while it waits in wait_any, and the trials' threads take it for
+// every line they parse and every write.
 class ProcessExecutor : public TrialExecutor {
  public:
-  ProcessExecutor(const Space& space, TrialRunner& runner, Clock::time_point t0)
-      : space_(space), runner_(runner), t0_(t0) {}
+  ProcessExecutor(const Space& space, TrialRunner& runner, Clock::time_point t0, const std::vector<TrialSlot>& slots)
+      : space_(space), runner_(runner), t0_(t0), slots_(slots), busy_(slots.size(), false), held_(mu_) {}
+  ~ProcessExecutor() override {
+    // Only reached with trials running when the loop threw: end them.
+    abort_ = true;
+    if (held_.owns_lock()) held_.unlock();
+    for (auto& [ticket, t] : threads_) t.join();
+  }
   double now_s() const override { return seconds_since(t0_); }
   std::string log_dir(const Candidate& c) const override { return runner_.dir_of(c).string(); }
+  int slots() const override { return static_cast<int>(slots_.size()); }
+
+  void start(size_t ticket, const Candidate& c, const TrialRequest& request, StopCheck stop) override {
+    if (slots_.size() == 1) return TrialExecutor::start(ticket, c, request, std::move(stop));
+    const size_t slot = static_cast<size_t>(std::find(busy_.begin(), busy_.end(), false) - busy_.begin());
+    busy_[slot] = true;
+    threads_.emplace(ticket, std::thread([this, ticket, &c, request, stop = std::move(stop), slot] {
+                       TrialOutcome o;
+                       std::exception_ptr error;
+                       try {
+                         o = run_in(c, request, stop, slots_[slot], &mu_);
+                       } catch (...) {
+                         error = std::current_exception();
+                       }
+                       std::lock_guard<std::mutex> lock(mu_);
+                       done_.push_back({ticket, slot, std::move(o), error});
+                       cv_.notify_all();
+                     }));
+  }
+
+  std::pair<size_t, TrialOutcome> wait_any() override {
+    if (slots_.size() == 1) return TrialExecutor::wait_any();
+    cv_.wait(held_, [this] { return !done_.empty(); });
+    Done d = std::move(done_.front());
+    done_.erase(done_.begin());
+    busy_[d.slot] = false;
+    threads_.at(d.ticket).join();
+    threads_.erase(d.ticket);
+    if (d.error) std::rethrow_exception(d.error);
+    return {d.ticket, std::move(d.outcome)};
+  }
+
   TrialOutcome run(const Candidate& c, const TrialRequest& request, const StopCheck& stop) override {
+    return run_in(c, request, stop, slots_.front(), nullptr);
+  }
+
+ private:
+  struct Done {
+    size_t ticket;
+    size_t slot;
+    TrialOutcome outcome;
+    std::exception_ptr error;
+  };
+
+  TrialOutcome run_in(const Candidate& c, const TrialRequest& request, const StopCheck& stop, const TrialSlot& slot,
+                      std::mutex* shared) {
     std::vector<TrialMetrics> runs;
     Attempt last;
     TrialOutcome o;
     for (int rep = 0; rep < space_.trial.repeats; ++rep) {
-      last = runner_.run_once(c, request.steps, stop);
+      last = runner_.run_once(c, request.steps, stop, slot, shared, &abort_);
       o.wall_s += last.launch.wall_s;
       if (!last.ok) break;
       runs.push_back(last.metrics);
@@ -274,10 +448,17 @@ class ProcessExecutor : public TrialExecutor {
     return o;
   }
 
- private:
   const Space& space_;
   TrialRunner& runner_;
   Clock::time_point t0_;
+  const std::vector<TrialSlot>& slots_;
+  std::vector<bool> busy_;
+  std::mutex mu_;
+  std::unique_lock<std::mutex> held_;
+  std::condition_variable cv_;
+  std::map<size_t, std::thread> threads_;
+  std::vector<Done> done_;
+  std::atomic<bool> abort_{false};
 };
 
 // [confirm]: the top_k healthy trials, ranked by the study's own measurement,
@@ -287,11 +468,11 @@ class ProcessExecutor : public TrialExecutor {
 // that has a production measurement already is not re-run (resume).
 int64_t run_production_checks(const Space& space, Store& store, const std::vector<Candidate>& candidates,
                               Progress& progress, const RunOptions& opts, const std::string& token,
-                              const std::string& run_mark) {
+                              const std::string& run_mark, const Placement& placement) {
   const std::string& study = space.study.name;
   Space production = space;
   production.backend = space.confirm->backend;
-  TrialRunner runner(production, store, progress, opts, token, run_mark, "confirm-");
+  TrialRunner runner(production, store, progress, opts, token, run_mark, placement, "confirm-");
   std::vector<TrialRecord> own = store.trials(study);
   for (auto& r : own) r.facts.erase("production");  // rank by the study's measurement
   const HealthRule& limit = space.prune;
@@ -305,7 +486,7 @@ int64_t run_production_checks(const Space& space, Store& store, const std::vecto
     progress.note("production check of " + r.id + " on the " + production.backend.kind + " backend ([confirm])");
     store.mark_running(study, r.id, 0, runner.dir_of(*c).string());
     progress.trial_start(++ran, static_cast<int64_t>(top.size()), *c, now.attempt + 1, space.trial.steps);
-    Attempt a = runner.run_once(*c, space.trial.steps, {});
+    Attempt a = runner.run_once(*c, space.trial.steps, {}, placement.slots.front());
     const TrialStatus status = a.ok ? TrialStatus::Done : TrialStatus::Failed;
     const bool healthy = a.ok && !over_memory_limit(a.failure, a.metrics, limit);
     const TrialMetrics& m = a.metrics;
@@ -365,6 +546,8 @@ RunSummary run_study(const Space& space, const RunOptions& opts, std::ostream& o
                {"devices", space.hardware.devices},
                {"nodes", space.hardware.nodes},
                {"backend", space.backend.kind},
+               {"launcher", space.launcher.kind},
+               {"parallel_trials", space.launcher.parallel_trials},
                {"strategy", space.search.strategy},
                {"memory_headroom", space.prune.memory_headroom},
                {"alloc_retries_over_limit", space.prune.alloc_retries_over_limit}};
@@ -372,17 +555,61 @@ RunSummary run_study(const Space& space, const RunOptions& opts, std::ostream& o
   store.ensure_study(row);
   store.add_candidates(study, planned.candidates);
 
-  // What this run starts dies with it, grandchildren included (see guard.h).
+  // Where the trials run: slots on this machine, or on the nodes of the
+  // Slurm allocation tune runs in.
+  const std::string token = study_token(space.study.db_path, study);
+  Placement placement;
+  const int parallel = space.launcher.parallel_trials;
+  if (space.launcher.kind == "slurm") {
+    placement.slurm = current_allocation(space.path);
+    const auto sets = slurm_slot_nodes(placement.slurm->nodes, parallel, space.hardware.nodes, space.path);
+    for (int k = 0; k < parallel; ++k) {
+      TrialSlot slot;
+      slot.index = k;
+      slot.nodes = sets[static_cast<size_t>(k)];
+      slot.master_addr = placement.slurm->address.at(slot.nodes.front());
+      placement.slots.push_back(slot);
+    }
+    progress.note("slurm: job " + placement.slurm->job_id + ", " + std::to_string(placement.slurm->nodes.size()) +
+                  " node(s), " + std::to_string(parallel) + " trial(s) at once as srun steps");
+  } else {
+    std::vector<std::string> notes;
+    const char* visible = std::getenv("CUDA_VISIBLE_DEVICES");
+    placement.slots = local_slots(parallel, space.hardware.devices, space.hardware.device_type, visible ? visible : "",
+                                  allowed_cpus(), space.path, notes);
+    for (const auto& n : notes) progress.note("note: " + n);
+    if (parallel > 1)
+      for (const auto& slot : placement.slots) {
+        std::string where;
+        for (const auto& [k, v] : slot.env) where += (where.empty() ? "" : " ") + k + "=" + v;
+        if (!slot.cpus.empty()) {
+          where += " CPUs";
+          for (int cpu : slot.cpus) where += " " + std::to_string(cpu);
+        }
+        progress.note("slot " + std::to_string(slot.index) + ": " + where);
+      }
+  }
+  progress.parallel(parallel);
+
+  // What this run starts dies with it, grandchildren included (see guard.h);
+  // through Slurm the guard also cancels the study's steps.
   const std::string run_mark =
       std::to_string(::getpid()) + "-" + std::to_string(std::chrono::system_clock::now().time_since_epoch().count());
-  start_guard(kRunMarkEnv, run_mark);
+  std::function<void()> cancel_study_steps;
+  if (placement.slurm)
+    cancel_study_steps = [job = placement.slurm->job_id, prefix = step_name_prefix(token)] {
+      cancel_steps(job, prefix);
+    };
+  start_guard(kRunMarkEnv, run_mark, cancel_study_steps);
 
   // A killed tuner's trial processes hold devices: end them before anything
   // starts (its guard may have been killed with it).
-  const std::string token = study_token(space.study.db_path, study);
   summary.leftovers_killed = kill_leftovers(kStudyTokenEnv, token);
   if (summary.leftovers_killed)
     progress.note("ended " + std::to_string(summary.leftovers_killed) + " leftover process(es) of an earlier run");
+  if (placement.slurm)
+    if (int steps = cancel_steps("", step_name_prefix(token)))
+      progress.note("cancelled " + std::to_string(steps) + " leftover Slurm step(s) of an earlier run");
   for (const auto& r : store.running_trials(study)) {
     store.reset_to_pending(study, r.id, "left running by a tune that stopped before it finished; run again");
     ++summary.reset;
@@ -397,8 +624,8 @@ RunSummary run_study(const Space& space, const RunOptions& opts, std::ostream& o
   progress.study_start(study, static_cast<int64_t>(planned.candidates.size()), summary.finished_before, before.pending);
 
   auto sampler = make_sampler(space.search);
-  TrialRunner runner(space, store, progress, opts, token, run_mark);
-  ProcessExecutor executor(space, runner, t0);
+  TrialRunner runner(space, store, progress, opts, token, run_mark, placement);
+  ProcessExecutor executor(space, runner, t0, placement.slots);
   DriveOptions drive;
   drive.budget_s = budget;
   drive.max_trials = opts.max_trials ? opts.max_trials : space.search.max_trials;
@@ -406,10 +633,11 @@ RunSummary run_study(const Space& space, const RunOptions& opts, std::ostream& o
   summary.ran = d.launched;
   summary.trial_wall_s = d.trial_wall_s;
   summary.stopped_by_budget = d.stopped_by_budget;
+  summary.parallel = parallel;
   // The production check needs the study's final ranking: not after a stop
   // by budget or max_trials (the next run does it when the study ends).
   if (space.confirm && !d.stopped_by_budget && !d.stopped_by_max_trials)
-    summary.ran += run_production_checks(space, store, planned.candidates, progress, opts, token, run_mark);
+    summary.ran += run_production_checks(space, store, planned.candidates, progress, opts, token, run_mark, placement);
 
   const StudyCounts after = state.counts();
   summary.done = after.done;

@@ -5,6 +5,7 @@
 // the memory model or a trial over the memory limit makes pointless. Killing tune at any moment loses nothing: running it again
 // resumes (finished trials are not rerun; interrupted ones are).
 #pragma once
+#include <algorithm>
 #include <cstdint>
 #include <optional>
 #include <ostream>
@@ -31,9 +32,14 @@ struct RunSummary {
   double wall_s = 0;            // this run
   double trial_wall_s = 0;      // summed wall time of the launched processes
   bool stopped_by_budget = false;
+  int parallel = 1;  // trials at once ([launcher] parallel_trials)
   // Tuner time per trial that is not the trial's processes: planning share,
-  // config writing, store writes, parsing, process start/stop bookkeeping.
-  double overhead_per_trial_s() const { return ran ? (wall_s - trial_wall_s) / static_cast<double>(ran) : 0; }
+  // config writing, store writes, parsing, process start/stop bookkeeping
+  // (with trials at once: the wall time beyond their summed time over the
+  // slots, which counts slots left idle too).
+  double overhead_per_trial_s() const {
+    return ran ? std::max(0.0, wall_s - trial_wall_s / parallel) / static_cast<double>(ran) : 0;
+  }
 };
 
 // Runs (or resumes) the study. Throws InputError for bad input (exit 2) and
