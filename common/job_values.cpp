@@ -15,9 +15,8 @@ namespace {
 constexpr int64_t kMaxCount = std::numeric_limits<int32_t>::max();
 
 constexpr std::string_view kPositiveCounts[] = {
-    "training.local_batch_size", "training.seq_len",         "training.steps",
-    "metrics.log_freq",          "comm.init_timeout_seconds", "comm.train_timeout_seconds",
-    "lr_scheduler.total_steps",  "training.gc_freq",
+    "training.local_batch_size", "training.seq_len",           "training.steps",           "metrics.log_freq",
+    "comm.init_timeout_seconds", "comm.train_timeout_seconds", "lr_scheduler.total_steps", "training.gc_freq",
 };
 constexpr std::string_view kNonNegativeInts[] = {"lr_scheduler.warmup_steps", "debug.seed"};
 constexpr std::string_view kNonNegativeFloats[] = {"optimizer.lr", "optimizer.eps", "optimizer.weight_decay"};
@@ -58,8 +57,8 @@ std::optional<std::string> job_value_problem(std::string_view key, const Value& 
       return "must be in [1, " + std::to_string(kMaxCount) + "], got " + shown(v);
     if (one_of(kNonNegativeInts, key) && *i < 0) return "must be >= 0, got " + shown(v);
     if (key == "training.global_batch_size" && (*i == 0 || *i < -1 || *i > kMaxCount))
-      return "must be -1 (local batch size x data-parallel degree) or in [1, " + std::to_string(kMaxCount) +
-             "], got " + shown(v);
+      return "must be -1 (local batch size x data-parallel degree) or in [1, " + std::to_string(kMaxCount) + "], got " +
+             shown(v);
   }
   if (const auto* d = std::get_if<double>(&v)) {
     if (one_of(kNonNegativeFloats, key) && !(*d >= 0)) return "must be >= 0, got " + shown(v);

@@ -47,16 +47,22 @@ void append_utf8(std::string& out, char32_t cp) {
 // Valid UTF-8 (TOML text is UTF-8), weighted towards what breaks writers:
 // every control character, DEL, quotes, backslashes, TOML syntax.
 std::string hostile_string(std::mt19937_64& rng, size_t max_len) {
-  static const char32_t kNasty[] = {U'\n', U'\r', U'\t', U'\0', 0x7f, U'"', U'\'', U'\\', U'=', U'[', U']',
+  static const char32_t kNasty[] = {U'\n', U'\r', U'\t', U'\0', 0x7f, U'"', U'\'', U'\\',  U'=',   U'[',   U']',
                                     U'#',  U'.',  U' ',  U'{',  U'}', 0x1b, 0x85,  0x2028, 0xfeff, 0x1F600};
   std::uniform_int_distribution<size_t> len(0, max_len);
   std::uniform_int_distribution<int> pick(0, 3);
   std::string out;
   for (size_t i = 0, n = len(rng); i < n; ++i) {
     switch (pick(rng)) {
-      case 0: append_utf8(out, kNasty[rng() % std::size(kNasty)]); break;
-      case 1: append_utf8(out, static_cast<char32_t>(rng() % 0x20)); break;
-      case 2: append_utf8(out, static_cast<char32_t>(0x20 + rng() % 0x5f)); break;
+      case 0:
+        append_utf8(out, kNasty[rng() % std::size(kNasty)]);
+        break;
+      case 1:
+        append_utf8(out, static_cast<char32_t>(rng() % 0x20));
+        break;
+      case 2:
+        append_utf8(out, static_cast<char32_t>(0x20 + rng() % 0x5f));
+        break;
       default: {
         char32_t cp = static_cast<char32_t>(0x80 + rng() % 0x10ff80);
         if (cp >= 0xD800 && cp <= 0xDFFF) cp = 0xE000;  // surrogates are not characters
@@ -89,15 +95,19 @@ double hostile_double(std::mt19937_64& rng) {
 Value value_for(const KeySpec& spec, std::mt19937_64& rng) {
   if (!spec.choices.empty()) return spec.choices[rng() % spec.choices.size()];
   switch (spec.type) {
-    case ValueType::Bool: return rng() % 2 == 0;
-    case ValueType::Int: return static_cast<int64_t>(rng());
-    case ValueType::Float: return hostile_double(rng);
+    case ValueType::Bool:
+      return rng() % 2 == 0;
+    case ValueType::Int:
+      return static_cast<int64_t>(rng());
+    case ValueType::Float:
+      return hostile_double(rng);
     case ValueType::StringList: {
       StringList l;
       for (size_t i = 0, n = rng() % 4; i < n; ++i) l.push_back(hostile_string(rng, 12));
       return l;
     }
-    default: return hostile_string(rng, 24);
+    default:
+      return hostile_string(rng, 24);
   }
 }
 
@@ -168,14 +178,16 @@ TEST(TomlWriter, KeyThatIsBothValueAndTableIsRefused) {
 TEST(TomlWriter, NonFiniteNumbersAreRefusedNamingTheKey) {
   JobConfig c;
   for (double bad : {std::nan(""), std::numeric_limits<double>::infinity(), -std::numeric_limits<double>::infinity()}) {
-    EXPECT_NE(error_of([&] { c.set("optimizer.lr", bad, "f.toml:3:1"); })
-                  .find("f.toml:3:1: key 'optimizer.lr': must be a finite number"),
+    EXPECT_NE(error_of([&] {
+                c.set("optimizer.lr", bad, "f.toml:3:1");
+              }).find("f.toml:3:1: key 'optimizer.lr': must be a finite number"),
               std::string::npos);
     EXPECT_NE(error_of([&] { c.set("quantize.x", bad, "f.toml:4:1"); }).find("key 'quantize.x': must be a finite"),
               std::string::npos);
   }
-  EXPECT_NE(error_of([] { JobConfig::from_toml_string("[optimizer]\nlr = nan\n", "b.toml"); })
-                .find("b.toml:2:6: key 'optimizer.lr': must be a finite number, got nan"),
+  EXPECT_NE(error_of([] {
+              JobConfig::from_toml_string("[optimizer]\nlr = nan\n", "b.toml");
+            }).find("b.toml:2:6: key 'optimizer.lr': must be a finite number, got nan"),
             std::string::npos);
   EXPECT_FALSE(c.has("optimizer.lr"));
 }

@@ -13,6 +13,7 @@
 #include "common/hash.h"
 #include "common/job_keys.h"
 #include "common/parallel_dims.h"
+#include "common/printable.h"
 
 namespace partune {
 
@@ -27,10 +28,10 @@ constexpr int64_t kMaxPoints = 10'000'000;
 bool needs_no_model(const std::string& rule) { return rule == rules::kSeqLenDivisible || rule == rules::kGlobalBatch; }
 
 std::string cell(const Value& v) {
-  if (const auto* s = std::get_if<std::string>(&v)) return *s;
+  if (const auto* s = std::get_if<std::string>(&v)) return printable(*s);
   if (const auto* l = std::get_if<StringList>(&v)) {
     std::string out;
-    for (const auto& e : *l) out += (out.empty() ? "" : ",") + e;
+    for (const auto& e : *l) out += (out.empty() ? "" : ",") + printable(e);
     return out.empty() ? "[]" : out;
   }
   return value_to_string(v);
@@ -248,7 +249,7 @@ std::string plan_to_table(const PlanResult& result, const Space& space, const st
     for (const auto& [rule, count] : result.rejected)
       out << "  " << rule << std::string(w - rule.size() + 2, ' ') << count << "\n";
   }
-  for (const auto& note : result.notes) out << "note: " << note << "\n";
+  for (const auto& note : result.notes) out << "note: " << printable(note) << "\n";
   for (const auto& line : footer) out << line << "\n";
   return out.str();
 }
