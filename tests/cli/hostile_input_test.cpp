@@ -118,8 +118,8 @@ TEST(HugeAxis, MillionPointSpaceRefusedBeforePlanning) {
     seq += (i > 1 ? ", " : "") + std::to_string(64 * i);
     lr += (i > 1 ? ", " : "") + std::to_string(i) + "e-5";
   }
-  o.axes = "\"training.local_batch_size\" = [" + lbs + "]\n\"training.seq_len\" = [" + seq +
-           "]\n\"optimizer.lr\" = [" + lr + "]\n";
+  o.axes = "\"training.local_batch_size\" = [" + lbs + "]\n\"training.seq_len\" = [" + seq + "]\n\"optimizer.lr\" = [" +
+           lr + "]\n";
   Study s = write_space(dir, o);
   const auto t0 = Clock::now();
   Result r = tune({"plan", "--space", s.space}, dir.path(), 60);

@@ -457,3 +457,33 @@ TEST(Space, ExampleBaseConfigsParse) {
 
 }  // namespace
 }  // namespace partune
+
+namespace partune {
+namespace {
+
+// An axis on a key the embedded trainer ignores would run identical trials
+// under different ids; other backends may use the key.
+TEST(Space, AxisWithNoEffectInTheEmbeddedTrainerIsRefused) {
+  const std::string axis = "[space]\n\"metrics.enable_tensorboard\" = [false, true]\n";
+  EXPECT_NE(load_error("[study]\nname = \"a\"\n[backend]\nkind = \"embedded\"\n" + axis)
+                .find("s.toml:6:32: key 'space.metrics.enable_tensorboard': has no effect in the embedded trainer"),
+            std::string::npos);
+  EXPECT_EQ(load_error("[study]\nname = \"a\"\n[backend]\nkind = \"torchtitan\"\n" + axis), "");
+}
+
+// [base] values from a config_file are range-checked too, named at their line there.
+TEST(Space, BaseConfigFileValuesAreRangeCheckedAtTheirLine) {
+  TempDir dir;
+  const std::string job = dir.write("prod.toml", "[training]\nseq_len = 4096\nsteps = -5\n");
+  const std::string space = dir.write("s.toml", "[study]\nname = \"a\"\n[base]\nconfig_file = \"prod.toml\"\n");
+  try {
+    load_space(space);
+    ADD_FAILURE() << "accepted steps = -5";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find(job + ":3:9: key 'training.steps': must be in [1,"), std::string::npos)
+        << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace partune

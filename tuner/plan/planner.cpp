@@ -42,6 +42,25 @@ std::string cell(const Value& v) {
 
 std::string column_name(const std::string& key) { return keys::short_name(key); }
 
+// Spellings that run the same job, written one way so that they get one id:
+// the AC option "02" is every 2nd layer as "2" is (torchtitan reads it with
+// int(), the trainer with from_chars); compile components are a set, written
+// in torchtitan's order ("model", "loss", then any other by name) so that
+// the usual spelling keeps the id it always had.
+std::string same_run_ac_option(const std::string& option) {
+  const size_t first = option.find_first_not_of('0');
+  const bool digits = !option.empty() && option.find_first_not_of("0123456789") == std::string::npos;
+  if (!digits) return option;
+  return first == std::string::npos ? "0" : option.substr(first);
+}
+StringList same_run_components(StringList components) {
+  auto rank = [](const std::string& c) { return c == "model" ? 0 : c == "loss" ? 1 : 2; };
+  std::sort(components.begin(), components.end(),
+            [&](const std::string& a, const std::string& b) { return rank(a) != rank(b) ? rank(a) < rank(b) : a < b; });
+  components.erase(std::unique(components.begin(), components.end()), components.end());
+  return components;
+}
+
 }  // namespace
 
 const std::vector<std::string>& canonical_explicit_keys() {
@@ -72,8 +91,8 @@ JobConfig canonicalize(const JobConfig& config, int world_size) {
   // State what the job depends on, even where it is torchtitan's default.
   for (const auto& key : canonical_explicit_keys())
     if (auto v = c.get(key)) c.set(key, *v);
-  if (selective) c.set(kAcOption, *c.get(kAcOption));
-  if (compiled) c.set(kCompileComponents, *c.get(kCompileComponents));
+  if (selective) c.set(kAcOption, Value{same_run_ac_option(c.get_string(kAcOption))});
+  if (compiled) c.set(kCompileComponents, Value{same_run_components(c.get_list(kCompileComponents))});
   return c;
 }
 

@@ -402,7 +402,14 @@ void Reader::read_space(const toml::table& t, Space& s) const {
   for (const auto& [node, key] : found) {
     s.origins["space." + key] = where(node->source());
     const std::string name = "space." + key;
-    if (!find_key_spec(key)) fail(node->source(), name, "not a job-config key (see docs/search-space.md)");
+    const KeySpec* spec = find_key_spec(key);
+    if (!spec) fail(node->source(), name, "not a job-config key (see docs/search-space.md)");
+    // The embedded trainer ignores these (paths, logging sinks, names): every
+    // value would run the same trial under a different id.
+    if (s.backend.kind == "embedded" && spec->trainer == TrainerSupport::Inert)
+      fail(node->source(), name,
+           "has no effect in the embedded trainer (docs/trainer.md): each value would run the same trial; "
+           "set it in [base]");
     if (!seen.insert(key).second) fail(node->source(), name, "axis given twice");
     const toml::array* values = node->as_array();
     if (!values) fail(node->source(), name, "an axis is an array of values, got " + node_type_name(*node));
