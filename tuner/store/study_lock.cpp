@@ -53,6 +53,8 @@ std::string holder_of(const std::string& text) {
     at += name.size() + 1;
     return text.substr(at, text.find('\n', at) - at);
   };
+  // Empty while the holder, which has just locked, has not written it yet.
+  if (text.find("pid=") == std::string::npos) return "it has just started";
   return "pid " + field("pid") + " since " + field("since");
 }
 
