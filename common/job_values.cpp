@@ -49,7 +49,28 @@ std::optional<std::string> flavor_depth_problem(const std::string& name) {
   return std::nullopt;
 }
 
+constexpr std::string_view kBookkeeping[] = {
+    "job.config_file",
+    "job.dump_folder",
+    "job.description",
+    "job.print_config",
+    "job.save_config_file",
+    "profiling.save_traces_folder",
+    "profiling.save_memory_snapshot_folder",
+    "metrics.enable_tensorboard",
+    "metrics.disable_color_printing",
+    "metrics.save_tb_folder",
+    "metrics.save_for_all_ranks",
+    "metrics.enable_wandb",
+    "model.print_after_conversion",
+    "checkpoint.folder",
+    "comm.save_traces_folder",
+    "comm.save_traces_file_prefix",
+};
+
 }  // namespace
+
+bool is_bookkeeping_key(std::string_view key) { return one_of(kBookkeeping, key); }
 
 std::optional<std::string> job_value_problem(std::string_view key, const Value& v) {
   if (const auto* i = std::get_if<int64_t>(&v)) {

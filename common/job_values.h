@@ -17,4 +17,10 @@ namespace partune {
 // Why `v` is out of range for `key` ("must be > 0, got 0"), or nullopt.
 std::optional<std::string> job_value_problem(std::string_view key, const Value& v);
 
+// Keys that name, describe or place a run's outputs (job.description, the
+// dump and tensorboard folders, logging sinks, colours) and so cannot change
+// a training step on any backend: as a search axis, each value would run the
+// same job under another id.
+bool is_bookkeeping_key(std::string_view key);
+
 }  // namespace partune

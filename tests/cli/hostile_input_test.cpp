@@ -319,7 +319,7 @@ TEST(ReadOnlyResults, UnreadableDatabaseSaysTheFolderIsReadOnly) {
 TEST(TerminalOutput, ControlBytesInValuesAreEscaped) {
   TempDir dir;
   SpaceOptions o;
-  o.axes = "\"job.description\" = [\"red \\u001b[31m\", \"title \\u001b]0;pwned\\u0007\", \"c1 \\u009b2J\"]\n";
+  o.axes = "\"training.dataset\" = [\"red \\u001b[31m\", \"title \\u001b]0;pwned\\u0007\", \"c1 \\u009b2J\"]\n";
   Study s = write_space(dir, o);
   for (const std::vector<std::string>& args : {std::vector<std::string>{"plan", "--space", s.space},
                                                {"run", "--space", s.space, "--plain"},

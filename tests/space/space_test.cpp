@@ -464,11 +464,24 @@ namespace {
 // An axis on a key the embedded trainer ignores would run identical trials
 // under different ids; other backends may use the key.
 TEST(Space, AxisWithNoEffectInTheEmbeddedTrainerIsRefused) {
-  const std::string axis = "[space]\n\"metrics.enable_tensorboard\" = [false, true]\n";
+  // The trainer reads no data through workers; torchtitan does.
+  const std::string axis = "[space]\n\"training.dataloader.num_workers\" = [0, 4]\n";
   EXPECT_NE(load_error("[study]\nname = \"a\"\n[backend]\nkind = \"embedded\"\n" + axis)
-                .find("s.toml:6:32: key 'space.metrics.enable_tensorboard': has no effect in the embedded trainer"),
-            std::string::npos);
+                .find("s.toml:6:37: key 'space.training.dataloader.num_workers': has no effect in the embedded trainer"),
+            std::string::npos)
+      << load_error("[study]\nname = \"a\"\n[backend]\nkind = \"embedded\"\n" + axis);
   EXPECT_EQ(load_error("[study]\nname = \"a\"\n[backend]\nkind = \"torchtitan\"\n" + axis), "");
+}
+
+// No backend can run two different jobs from two job descriptions.
+TEST(Space, AxisThatCannotChangeAStepIsRefusedOnEveryBackend) {
+  for (const char* kind : {"embedded", "torchtitan"}) {
+    const std::string text = std::string("[study]\nname = \"a\"\n[backend]\nkind = \"") + kind +
+                             "\"\n[space]\n\"job.description\" = [\"a\", \"b\"]\n";
+    EXPECT_NE(load_error(text).find("key 'space.job.description': names or places a run's outputs"),
+              std::string::npos)
+        << kind;
+  }
 }
 
 // [base] values from a config_file are range-checked too, named at their line there.

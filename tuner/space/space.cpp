@@ -404,8 +404,13 @@ void Reader::read_space(const toml::table& t, Space& s) const {
     const std::string name = "space." + key;
     const KeySpec* spec = find_key_spec(key);
     if (!spec) fail(node->source(), name, "not a job-config key (see docs/search-space.md)");
-    // The embedded trainer ignores these (paths, logging sinks, names): every
-    // value would run the same trial under a different id.
+    // Keys that cannot change a step (names, output places, logging sinks),
+    // and for the embedded trainer every key it ignores: each value would run
+    // the same trial under a different id.
+    if (is_bookkeeping_key(key))
+      fail(node->source(), name,
+           "names or places a run's outputs and cannot change a training step: each value would run the same "
+           "trial; set it in [base]");
     if (s.backend.kind == "embedded" && spec->trainer == TrainerSupport::Inert)
       fail(node->source(), name,
            "has no effect in the embedded trainer (docs/trainer.md): each value would run the same trial; "
