@@ -2,6 +2,8 @@
 
 #include <toml++/toml.h>
 
+#include <cctype>
+
 namespace partune {
 
 std::optional<std::string> study_name_problem(std::string_view name) {

@@ -321,8 +321,7 @@ struct Store::Impl {
   // WAL mode, which a fresh database gets from whichever tune opens it first.
   // Two tunes opening one fresh file at once can see the switch fail while
   // the other holds a lock ("delete" comes back, or SQLITE_BUSY): that is a
-  // race, not a bad file, so it is retried (for 3 s) before
-  // it is reported.
+  // race, not a bad file, so it is retried for 3 s before it is reported.
   void set_wal_mode() {
     const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(3);
     std::string mode;
