@@ -268,6 +268,41 @@ void check_finite(std::string_view key, const Value& v, std::string_view where) 
     fail_key(where, key, "must be a finite number, got " + format_double(*d));
 }
 
+bool valid_utf8(std::string_view s) {
+  for (size_t i = 0; i < s.size();) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (c < 0x80) {
+      ++i;
+      continue;
+    }
+    // Lead byte: 110xxxxx, 1110xxxx or 11110xxx, then that many 10xxxxxx.
+    const size_t more = (c >> 5) == 0x6 ? 1 : (c >> 4) == 0xe ? 2 : (c >> 3) == 0x1e ? 3 : 0;
+    if (more == 0 || i + more >= s.size()) return false;
+    char32_t cp = c & (0x3f >> more);
+    for (size_t k = 1; k <= more; ++k) {
+      const auto cc = static_cast<unsigned char>(s[i + k]);
+      if ((cc >> 6) != 0x2) return false;
+      cp = (cp << 6) | (cc & 0x3f);
+    }
+    // Overlong forms, surrogates and code points past U+10FFFF are not UTF-8.
+    static constexpr char32_t kMin[] = {0, 0x80, 0x800, 0x10000};
+    if (cp < kMin[more] || (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff) return false;
+    i += more + 1;
+  }
+  return true;
+}
+
+// Keys and strings are written to TOML and JSON, which carry only UTF-8:
+// anything else could be neither written nor read back.
+void check_utf8(std::string_view key, const Value& v, std::string_view where) {
+  if (!valid_utf8(key)) throw InputError(where_prefix(where) + "a key that is not valid UTF-8");
+  bool ok = true;
+  if (const auto* s = std::get_if<std::string>(&v)) ok = valid_utf8(*s);
+  if (const auto* l = std::get_if<StringList>(&v))
+    for (const auto& s : *l) ok = ok && valid_utf8(s);
+  if (!ok) fail_key(where, key, "value is not valid UTF-8");
+}
+
 // Converts v to the spec's type or explains why not.
 Value coerce(const KeySpec& spec, const Value& v, std::string_view where) {
   auto wrong = [&]() {
@@ -430,6 +465,7 @@ JobConfig JobConfig::from_toml_string(std::string_view text, const std::string& 
 }
 
 void JobConfig::set(const std::string& key, const Value& v, std::string_view where) {
+  check_utf8(key, v, where);
   if (const KeySpec* spec = find_key_spec(key)) {
     values_[key] = coerce(*spec, v, where);
     return;

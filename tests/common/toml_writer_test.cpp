@@ -191,3 +191,32 @@ TEST(TomlWriter, NonFiniteNumbersAreRefusedNamingTheKey) {
             std::string::npos);
   EXPECT_FALSE(c.has("optimizer.lr"));
 }
+
+// Arbitrary bytes (a fuzzer's, or a trainer's command line): what set()
+// accepts is UTF-8 and round-trips; the rest is refused, naming the key.
+TEST(TomlWriter, ArbitraryBytesAreRefusedOrRoundTrip) {
+  std::mt19937_64 rng(7);
+  int refused = 0, kept = 0;
+  for (int i = 0; i < 5000; ++i) {
+    std::string bytes;
+    for (size_t n = rng() % 8; n > 0; --n) bytes += static_cast<char>(rng() % 256);
+    JobConfig c;
+    const std::string err = error_of([&] { c.set("job.description", bytes, "cli"); });
+    const std::string key_err = error_of([&] { c.set("quantize." + bytes, int64_t{1}, "cli"); });
+    if (!err.empty()) {
+      EXPECT_NE(err.find("cli: key 'job.description': value is not valid UTF-8"), std::string::npos) << err;
+      ++refused;
+    }
+    if (!err.empty()) {  // the same bytes as a key part
+      EXPECT_NE(key_err.find("not valid UTF-8"), std::string::npos) << key_err;
+    }
+    if (err.empty() || key_err.empty()) ++kept;
+    EXPECT_EQ(JobConfig::from_toml_string(c.to_toml(), "written"), c) << c.to_toml();
+  }
+  EXPECT_GT(refused, 100);
+  EXPECT_GT(kept, 100);
+  JobConfig c;
+  for (const char* bad : {"\xc0\xaf", "\xed\xa0\x80", "\xf4\x90\x80\x80", "\xe2\x82", "\x80"})
+    EXPECT_NE(error_of([&] { c.set("job.description", std::string(bad)); }), "") << bad;
+  EXPECT_EQ(error_of([&] { c.set("job.description", std::string("\xe2\x82\xac \xf0\x9f\x98\x80")); }), "");
+}
