@@ -287,6 +287,14 @@ void Reader::read_backend(const toml::table& t, const std::string& section, Back
       unknown(k, key, known);
     }
   }
+  // Placeholders are filled in argv, torchrun_args and env values only; a
+  // brace in a path or module would stay literal, so it is refused.
+  const std::pair<const char*, const std::string*> literal[] = {
+      {"trainer", &b.trainer}, {"torchrun", &b.torchrun}, {"module", &b.module}, {"workdir", &b.workdir}};
+  for (const auto& [name, value] : literal)
+    if (value->find('{') != std::string::npos)
+      fail(t.get(name)->source(), section + "." + name,
+           "placeholders are filled in argv, torchrun_args and env values only, not here: \"" + *value + "\"");
   if (b.kind == "command" && b.argv.empty())
     fail(t.source(), section + ".argv", "required key missing (kind = \"command\" runs argv)");
 }
