@@ -277,15 +277,22 @@ Result tune_unprivileged(const std::vector<std::string>& args, const fs::path& c
   return r;
 }
 
+// The unprivileged user must reach the test folder: its parents (the temp
+// folder, not ours to change) must be searchable by others already.
+bool reachable_by_others(const fs::path& dir) {
+  fs::permissions(dir, fs::perms::others_exec, fs::perm_options::add);
+  for (fs::path p = dir.parent_path(); p != p.root_path(); p = p.parent_path())
+    if ((fs::status(p).permissions() & fs::perms::others_exec) == fs::perms::none) return false;
+  return true;
+}
+
 TEST(ReadOnlyResults, QueriesWorkAndDoNotBlameTheFile) {
   TempDir dir;
   SpaceOptions o;
   o.axes = "\"training.local_batch_size\" = [1, 2]\n";
   Study s = write_space(dir, o);
   ASSERT_EQ(tune({"run", "--space", s.space}, dir.path()).exit_code, 0);
-  // The test folder must be reachable by the unprivileged user.
-  for (fs::path p = dir.path(); p != p.root_path(); p = p.parent_path())
-    fs::permissions(p, fs::perms::others_exec, fs::perm_options::add);
+  ASSERT_TRUE(reachable_by_others(dir.path())) << "the temp folder's parents must be searchable by others";
   fs::permissions(s.db, fs::perms::owner_read | fs::perms::group_read | fs::perms::others_read);
   fs::permissions(dir.path(), fs::perms::owner_read | fs::perms::owner_exec | fs::perms::group_read |
                                   fs::perms::group_exec | fs::perms::others_read | fs::perms::others_exec);
@@ -306,8 +313,7 @@ TEST(ReadOnlyResults, UnreadableDatabaseSaysTheFolderIsReadOnly) {
   o.axes = "\"training.local_batch_size\" = [1]\n";
   Study s = write_space(dir, o);
   ASSERT_EQ(tune({"run", "--space", s.space}, dir.path()).exit_code, 0);
-  for (fs::path p = dir.path(); p != p.root_path(); p = p.parent_path())
-    fs::permissions(p, fs::perms::others_exec, fs::perm_options::add);
+  ASSERT_TRUE(reachable_by_others(dir.path())) << "the temp folder's parents must be searchable by others";
   fs::permissions(s.db, fs::perms::owner_write | fs::perms::owner_read);  // only its owner reads it
   fs::permissions(dir.path(),
                   fs::perms::owner_read | fs::perms::owner_exec | fs::perms::others_read | fs::perms::others_exec);
