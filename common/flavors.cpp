@@ -84,7 +84,7 @@ std::optional<Flavor> find_flavor(std::string_view model, std::string_view name)
   auto [ptr, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), layers);
   if (ec != std::errc() || ptr != digits.data() + digits.size() || layers < 1) return std::nullopt;
   auto base = find_flavor(model, name.substr(0, pos));
-  if (!base) return std::nullopt;
+  if (!base || layers > base->n_layers) return std::nullopt;  // reduced depth only
   base->name = std::string(name);
   base->n_layers = layers;
   return base;

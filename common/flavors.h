@@ -35,8 +35,9 @@ struct Flavor {
 };
 
 // Looks a flavor up. A name of the form "<flavor>-L<n>" (e.g. "30B-A3B-L6") is
-// the registered flavor with n_layers = n: the documented reduced-depth
-// variant for benchmarks on 1-2 GPUs. Returns nullopt for unknown names.
+// the registered flavor with n_layers = n, 1 <= n <= its layers: the documented
+// reduced-depth variant for benchmarks on 1-2 GPUs. Returns nullopt for
+// unknown names and depths outside that range.
 std::optional<Flavor> find_flavor(std::string_view model, std::string_view name);
 
 // Registered flavor names of a model, table order; empty for an unknown model.

@@ -1,6 +1,7 @@
 #include "common/job_config.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -202,9 +203,13 @@ std::string format_double(double v) {
   return s;
 }
 
+// A TOML basic string. TOML forbids raw control characters (U+0000-U+001F
+// except tab, and U+007F) in strings: each is escaped, or the file would not
+// parse (DEL) or a newline would end the string and start new keys.
 std::string quote(std::string_view s) {
   std::string out = "\"";
   for (char c : s) {
+    const auto u = static_cast<unsigned char>(c);
     switch (c) {
       case '"': out += "\\\""; break;
       case '\\': out += "\\\\"; break;
@@ -212,9 +217,9 @@ std::string quote(std::string_view s) {
       case '\t': out += "\\t"; break;
       case '\r': out += "\\r"; break;
       default:
-        if (static_cast<unsigned char>(c) < 0x20) {
+        if (u < 0x20 || u == 0x7f) {
           char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", c);
+          std::snprintf(buf, sizeof buf, "\\u%04x", static_cast<unsigned>(u));
           out += buf;
         } else {
           out += c;
@@ -222,6 +227,28 @@ std::string quote(std::string_view s) {
     }
   }
   return out + "\"";
+}
+
+// A key part as TOML writes it: bare when it is only A-Za-z0-9_-, else quoted,
+// so a key holding a newline, '=', '[' or '#' cannot start another line.
+std::string toml_key_part(std::string_view part) {
+  const bool bare = !part.empty() && std::all_of(part.begin(), part.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-';
+  });
+  return bare ? std::string(part) : quote(part);
+}
+
+// A dotted key ("a.b.c") as TOML: each part bare or quoted.
+std::string toml_dotted_key(std::string_view key) {
+  std::string out;
+  size_t start = 0;
+  while (true) {
+    const size_t dot = key.find('.', start);
+    out += toml_key_part(key.substr(start, dot == std::string_view::npos ? std::string_view::npos : dot - start));
+    if (dot == std::string_view::npos) return out;
+    out += '.';
+    start = dot + 1;
+  }
 }
 
 std::string_view type_of(const Value& v) {
@@ -234,6 +261,48 @@ std::string_view type_of(const Value& v) {
   }
 }
 
+// NaN and inf are no job-config value: TOML and JSON writers cannot carry
+// them (JSON stores null), so a study holding one could never be read back.
+void check_finite(std::string_view key, const Value& v, std::string_view where) {
+  if (const double* d = std::get_if<double>(&v); d && !std::isfinite(*d))
+    fail_key(where, key, "must be a finite number, got " + format_double(*d));
+}
+
+bool valid_utf8(std::string_view s) {
+  for (size_t i = 0; i < s.size();) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (c < 0x80) {
+      ++i;
+      continue;
+    }
+    // Lead byte: 110xxxxx, 1110xxxx or 11110xxx, then that many 10xxxxxx.
+    const size_t more = (c >> 5) == 0x6 ? 1 : (c >> 4) == 0xe ? 2 : (c >> 3) == 0x1e ? 3 : 0;
+    if (more == 0 || i + more >= s.size()) return false;
+    char32_t cp = c & (0x3f >> more);
+    for (size_t k = 1; k <= more; ++k) {
+      const auto cc = static_cast<unsigned char>(s[i + k]);
+      if ((cc >> 6) != 0x2) return false;
+      cp = (cp << 6) | (cc & 0x3f);
+    }
+    // Overlong forms, surrogates and code points past U+10FFFF are not UTF-8.
+    static constexpr char32_t kMin[] = {0, 0x80, 0x800, 0x10000};
+    if (cp < kMin[more] || (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff) return false;
+    i += more + 1;
+  }
+  return true;
+}
+
+// Keys and strings are written to TOML and JSON, which carry only UTF-8:
+// anything else could be neither written nor read back.
+void check_utf8(std::string_view key, const Value& v, std::string_view where) {
+  if (!valid_utf8(key)) throw InputError(where_prefix(where) + "a key that is not valid UTF-8");
+  bool ok = true;
+  if (const auto* s = std::get_if<std::string>(&v)) ok = valid_utf8(*s);
+  if (const auto* l = std::get_if<StringList>(&v))
+    for (const auto& s : *l) ok = ok && valid_utf8(s);
+  if (!ok) fail_key(where, key, "value is not valid UTF-8");
+}
+
 // Converts v to the spec's type or explains why not.
 Value coerce(const KeySpec& spec, const Value& v, std::string_view where) {
   auto wrong = [&]() {
@@ -241,6 +310,7 @@ Value coerce(const KeySpec& spec, const Value& v, std::string_view where) {
              "expected " + value_type_name(spec.type) + ", got " + std::string(type_of(v)) + " " + value_to_string(v));
   };
   Value out = v;
+  check_finite(spec.key, v, where);
   switch (spec.type) {
     case T::Bool: if (!std::holds_alternative<bool>(v)) wrong(); break;
     case T::Int: if (!std::holds_alternative<int64_t>(v)) wrong(); break;
@@ -395,11 +465,21 @@ JobConfig JobConfig::from_toml_string(std::string_view text, const std::string& 
 }
 
 void JobConfig::set(const std::string& key, const Value& v, std::string_view where) {
+  check_utf8(key, v, where);
   if (const KeySpec* spec = find_key_spec(key)) {
     values_[key] = coerce(*spec, v, where);
     return;
   }
   if (is_passthrough_key(key)) {
+    check_finite(key, v, where);
+    // A key that is both a value and a table ("quantize.a" and
+    // "quantize.a.b") has no TOML form.
+    auto is_table_of = [](const std::string& table, const std::string& k) {
+      return k.size() > table.size() && k.compare(0, table.size(), table) == 0 && k[table.size()] == '.';
+    };
+    for (const auto& [other, ov] : values_)
+      if (is_table_of(other, key) || is_table_of(key, other))
+        fail_key(where, key, "conflicts with key '" + other + "' (a key cannot be both a value and a table)");
     values_[key] = v;
     return;
   }
@@ -533,13 +613,27 @@ std::string JobConfig::to_toml() const {
   std::string out;
   for (const auto& s : sections) {
     if (!out.empty()) out += "\n";
-    if (!s.empty()) out += "[" + s + "]\n";
+    if (!s.empty()) out += "[" + toml_dotted_key(s) + "]\n";
     for (const auto& [key, v] : ordered) {
       if (section_of(key) != s) continue;
-      out += key.substr(s.empty() ? 0 : s.size() + 1) + " = " + value_to_string(*v) + "\n";
+      out += toml_key_part(std::string_view(key).substr(s.empty() ? 0 : s.size() + 1)) + " = " + value_to_string(*v) +
+             "\n";
     }
   }
   return out;
+}
+
+nlohmann::json JobConfig::to_json() const {
+  nlohmann::json j = nlohmann::json::object();
+  for (const auto& [key, value] : values_) j[key] = value_to_json(value);
+  return j;
+}
+
+JobConfig JobConfig::from_json(const nlohmann::json& j, std::string_view where) {
+  if (!j.is_object()) throw InputError(where_prefix(where) + "expected a JSON object of job-config keys");
+  JobConfig c;
+  for (const auto& [key, value] : j.items()) c.set(key, value_from_json(key, value, where), where);
+  return c;
 }
 
 std::vector<std::string> JobConfig::to_cli() const {

@@ -82,6 +82,10 @@ class JobConfig {
   // TOML text of the explicit values, sections in schema order, each section's
   // keys in schema order; parses back (from_toml_string) to an equal config.
   std::string to_toml() const;
+  // {"section.key": value} of the explicit values, and back (types per the
+  // schema; InputError naming `where` and the key).
+  nlohmann::json to_json() const;
+  static JobConfig from_json(const nlohmann::json& j, std::string_view where);
   // `--section.key value` overrides of the explicit values (booleans as flags).
   std::vector<std::string> to_cli() const;
 

@@ -1,6 +1,7 @@
 // trainer: the embedded Qwen3 dense/MoE trainer (docs/trainer.md).
 //
 //   trainer --job.config_file F [--section.key value ...] [--dry-run] [--device cpu|cuda]
+//   trainer --check [--world-size N] (--job.config_file F [--section.key value ...] | --stdin)
 //
 // Exit codes: 0 ok, 1 the run failed, 2 bad input (nothing was run). Every
 // failure ends in one line on stderr: "trainer: error: <message>", or for a
@@ -20,6 +21,7 @@
 #include <vector>
 
 #include "common/error.h"
+#include "trainer/config/config_check.h"
 #include "trainer/config/trainer_config.h"
 #include "trainer/metrics/metrics.h"
 #include "trainer/parallel/distributed.h"
@@ -32,12 +34,57 @@ constexpr const char* kUsage =
     "  Reads a torchtitan v0.2.x job config (CLI over TOML over defaults) and trains a Qwen3 model.\n"
     "  --dry-run        print parameter and FLOP counts as JSON and exit; builds nothing\n"
     "  --device D       cpu or cuda (default: $PARTUNE_DEVICE_TYPE, else cuda when available)\n"
+    "  --check          validate the config as a run would for --world-size N ranks (default\n"
+    "                   $WORLD_SIZE, else 1), print ok or the reason, exit 0 or 2; builds nothing.\n"
+    "                   With --stdin: JSON lines {\"world_size\": N, \"config\": {...}} in, one\n"
+    "                   {\"ok\": ...} line out each (docs/trainer.md)\n"
     "Environment: PARTUNE_METRICS_DIR (JSON-lines metrics), PARTUNE_PEAK_FLOPS (MFU peak),\n"
     "  PARTUNE_DEVICE_MEMORY_GIB (CPU memory budget). See docs/trainer.md.\n";
 
 bool is_oom(const std::string& msg) {
   return msg.find("out of memory") != std::string::npos ||
          msg.find("DefaultCPUAllocator: can't allocate memory") != std::string::npos;
+}
+
+// `--check` (config_check.h): no metrics file, no device, no process group.
+int run_check(std::vector<std::string> args) {
+  using namespace partune;
+  int world_size = 1;
+  if (const char* w = std::getenv("WORLD_SIZE")) world_size = std::atoi(w);
+  bool from_stdin = false;
+  std::vector<std::string> rest;
+  for (size_t i = 0; i < args.size(); ++i) {
+    if (args[i] == "--check") continue;
+    if (args[i] == "--stdin") {
+      from_stdin = true;
+    } else if (args[i] == "--world-size") {
+      char* end = nullptr;
+      const long v = i + 1 < args.size() ? std::strtol(args[i + 1].c_str(), &end, 10) : 0;
+      if (!end || *end != '\0' || v < 1 || v > (1 << 20)) {
+        std::cerr << "trainer: error: command line: --world-size needs a positive integer" << std::endl;
+        return kExitBadInput;
+      }
+      world_size = static_cast<int>(v);
+      ++i;
+    } else {
+      rest.push_back(args[i]);
+    }
+  }
+  if (from_stdin) {
+    if (!rest.empty()) {
+      std::cerr << "trainer: error: command line: --check --stdin takes no config arguments" << std::endl;
+      return kExitBadInput;
+    }
+    trainer::check_lines(std::cin, std::cout);
+    return kExitOk;
+  }
+  const trainer::CheckResult r = trainer::check_args(rest, world_size);
+  if (r.ok) {
+    std::cout << "ok" << std::endl;
+    return kExitOk;
+  }
+  std::cerr << "trainer: error: " << r.error << std::endl;
+  return kExitBadInput;
 }
 
 }  // namespace
@@ -51,6 +98,8 @@ int main(int argc, char** argv) {
       std::cout << kUsage;
       return kExitOk;
     }
+  for (const auto& a : args)
+    if (a == "--check") return run_check(args);
 
   std::optional<MetricsFile> file;
   std::optional<Distributed> dist;

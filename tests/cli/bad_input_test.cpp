@@ -64,7 +64,31 @@ INSTANTIATE_TEST_SUITE_P(
         BadSpace{"AxisNotAJobConfigKey", [](SpaceOptions& o) { o.axes = "\"training.seqlen\" = [1, 2]\n"; }, "seqlen",
                  "space.training.seqlen", "not a job-config key"},
         BadSpace{"WrongTypeInBase", [](SpaceOptions& o) { o.base = "[base.training]\nseq_len = \"long\"\n"; },
-                 "seq_len = \"long\"", "training.seq_len", "expected an integer"}),
+                 "seq_len = \"long\"", "training.seq_len", "expected an integer"},
+        // Non-finite numbers: TOML has nan and inf; JSON would store null.
+        BadSpace{"NanInBase", [](SpaceOptions& o) { o.base = "[base.optimizer]\nlr = nan\n"; }, "lr = nan",
+                 "optimizer.lr", "must be a finite number, got nan"},
+        BadSpace{"InfInAxis", [](SpaceOptions& o) { o.axes = "\"optimizer.lr\" = [0.1, -inf]\n"; }, "-inf]",
+                 "optimizer.lr", "must be a finite number, got -inf"},
+        // Out-of-range job values, each naming its key.
+        BadSpace{"ZeroSeqLenInAxis", [](SpaceOptions& o) { o.axes = "\"training.seq_len\" = [128, 0]\n"; },
+                 "seq_len\" = [128, 0]", "space.training.seq_len", "must be in [1, 2147483647], got 0"},
+        BadSpace{"ZeroStepsInBase", [](SpaceOptions& o) { o.base = "[base.training]\nsteps = 0\n"; }, "steps = 0",
+                 "training.steps", "must be in [1, 2147483647], got 0"},
+        BadSpace{"NegativeLogFreq", [](SpaceOptions& o) { o.base = "[base.metrics]\nlog_freq = -1\n"; },
+                 "log_freq = -1", "metrics.log_freq", "must be in [1,"},
+        BadSpace{"NegativeLr", [](SpaceOptions& o) { o.base = "[base.optimizer]\nlr = -0.001\n"; }, "lr = -0.001",
+                 "optimizer.lr", "must be >= 0"},
+        BadSpace{"ZeroInitTimeout", [](SpaceOptions& o) { o.base = "[base.comm]\ninit_timeout_seconds = 0\n"; },
+                 "init_timeout_seconds = 0", "comm.init_timeout_seconds", "must be in [1,"},
+        BadSpace{"AbsurdDepth",
+                 [](SpaceOptions& o) { o.axes = "\"model.flavor\" = [\"debugmodel_moe-L99999999999999999999\"]\n"; },
+                 "-L9999", "space.model.flavor", "'-L<n>' reduces the depth of 'debugmodel_moe'"},
+        BadSpace{"StudyNameLongerThanFilesAllow", [](SpaceOptions& o) { o.name = std::string(150, 'n'); },
+                 "name = \"nnn", "study.name", "at most 100"},
+        BadSpace{"NulInAJobConfigString",
+                 [](SpaceOptions& o) { o.base = "[base.job]\ndump_folder = \"out\\u0000/x\"\n"; }, "dump_folder",
+                 "job.dump_folder", "NUL byte"}),
     [](const auto& info) { return std::string(info.param.name); });
 
 // Flags and ids: exit 2 with a message naming what was wrong.

@@ -35,7 +35,7 @@ TEST_P(Failure, IsKilledWithItsChildrenAndRecorded) {
   o.axes = "\"training.local_batch_size\" = [1]\n";
   Study s = write_space(dir, o);
   Result run = tune({"--space", s.space}, dir.path(), 15);
-  ASSERT_EQ(run.exit_code, 0) << run.describe();
+  ASSERT_EQ(run.exit_code, 4) << run.describe();  // every trial failed
   EXPECT_NE(run.out.find("0 done, 1 failed"), std::string::npos) << run.out;
 
   auto list = json_of(tune({"list", "--db", s.db, "--format", "json"}, dir.path()));
@@ -67,7 +67,7 @@ TEST(Failure, ATrainerErrorIsRecordedWithItsExceptionAndTheStudyGoesOn) {
   o.trainer_args = {"--crash-after", "3"};
   Study s = write_space(dir, o);
   Result run = tune({"--space", s.space}, dir.path());
-  ASSERT_EQ(run.exit_code, 0) << run.describe();
+  ASSERT_EQ(run.exit_code, 4) << run.describe();  // every trial failed
   EXPECT_NE(run.out.find("0 done, 4 failed"), std::string::npos) << run.out;
   for (const auto& t : json_of(tune({"list", "--db", s.db, "--format", "json"}, dir.path()))) {
     EXPECT_EQ(t["failure"], "error") << t.dump();

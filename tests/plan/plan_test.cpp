@@ -188,6 +188,25 @@ TEST(Planner, SelectiveOptionMattersOnlyUnderSelectiveAc) {
   EXPECT_EQ(r.candidates[2].config.get_string(kSac), "1");
 }
 
+// Spellings of one job are one candidate, on every backend (torchtitan too).
+TEST(Planner, SpellingsOfOneJobAreOneCandidate) {
+  for (const char* backend : {"embedded", "torchtitan"}) {
+    Space s = make_space(1, "debugmodel_moe", backend);
+    s.base.set(kAc, std::string("selective"));
+    s.axes = {{kSac, {std::string("2"), std::string("02"), std::string("op")}}};
+    PlanResult r = plan(s);
+    EXPECT_EQ(r.candidates.size(), 2u) << backend;
+    EXPECT_EQ(r.duplicates, 1) << backend;
+    Space c = make_space(1, "debugmodel_moe", backend);
+    c.base.set("compile.enable", true);
+    c.axes = {{"compile.components",
+               {StringList{"model", "loss"}, StringList{"loss", "model"}, StringList{"loss", "model", "loss"}}}};
+    r = plan(c);
+    EXPECT_EQ(r.candidates.size(), 1u) << backend;
+    EXPECT_EQ(r.duplicates, 2) << backend;
+  }
+}
+
 TEST(Planner, CompileComponentsMatterOnlyWhenCompiling) {
   Space s = make_space(1, "debugmodel_moe");
   s.axes = {{"compile.enable", {false, true}},

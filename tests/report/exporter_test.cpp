@@ -62,6 +62,39 @@ TEST(ExportToml, NewlinesInNamesCannotBreakTheHeader) {
   EXPECT_EQ(JobConfig::from_toml_string(toml, "export.toml"), r.config) << toml;
 }
 
+// With the study's base: the base's values for what was not tuned, the
+// tuned values, and resolved values left to torchtitan where the base left
+// them (named in the header).
+TEST(ExportToml, FromTheBaseKeepsItsValuesAndLeavesResolvedOnesToTorchtitan) {
+  TrialRecord r = winner();
+  r.config.set("training.global_batch_size", int64_t{64});
+  r.config.set("parallelism.data_parallel_shard_degree", int64_t{4});
+  r.config.erase("compile.components");  // dropped by the planner: compile off
+  JobConfig base;
+  base.set("model.name", std::string("qwen3"));
+  base.set("checkpoint.enable", true);
+  base.set("compile.components", StringList{"loss"});
+  base.set("parallelism.data_parallel_shard_degree", int64_t{-1});
+  base.set("activation_checkpoint.mode", std::string("selective"));
+  const ProductionConfig p = production_config(r, base);
+  EXPECT_TRUE(p.config.get_bool("checkpoint.enable"));
+  EXPECT_EQ(p.config.get_list("compile.components"), StringList{"loss"});
+  EXPECT_EQ(p.config.get_int("parallelism.data_parallel_shard_degree"), -1);
+  EXPECT_FALSE(p.config.has("training.global_batch_size"));
+  EXPECT_EQ(p.config.get_string("activation_checkpoint.mode"), "full");  // tuned
+  for (const auto& [key, value] : r.axes) EXPECT_EQ(p.config.get(key), value) << key;
+  EXPECT_EQ(p.resolved, (std::vector<std::string>{"training.global_batch_size = 64",
+                                                  "parallelism.data_parallel_shard_degree = 4"}));
+  const std::string toml = export_toml(r, base);
+  EXPECT_EQ(JobConfig::from_toml_string(toml, "export.toml"), p.config) << toml;
+  EXPECT_NE(toml.find("left to torchtitan (not written): training.global_batch_size = 64, "
+                      "parallelism.data_parallel_shard_degree = 4\n"),
+            std::string::npos)
+      << toml;
+  // Without a base: the recorded config, as before.
+  EXPECT_EQ(production_config(r, std::nullopt).config, r.config);
+}
+
 TEST(ExportToml, UnmeasuredNumbersSayNA) {
   TrialRecord r = winner();
   r.metrics = {};

@@ -459,3 +459,46 @@ TEST(Space, ExampleBaseConfigsParse) {
 
 }  // namespace
 }  // namespace partune
+
+namespace partune {
+namespace {
+
+// An axis on a key the embedded trainer ignores would run identical trials
+// under different ids; other backends may use the key.
+TEST(Space, AxisWithNoEffectInTheEmbeddedTrainerIsRefused) {
+  // The trainer reads no data through workers; torchtitan does.
+  const std::string axis = "[space]\n\"training.dataloader.num_workers\" = [0, 4]\n";
+  EXPECT_NE(load_error("[study]\nname = \"a\"\n[backend]\nkind = \"embedded\"\n" + axis)
+                .find("s.toml:6:37: key 'space.training.dataloader.num_workers': has no effect in the embedded trainer"),
+            std::string::npos)
+      << load_error("[study]\nname = \"a\"\n[backend]\nkind = \"embedded\"\n" + axis);
+  EXPECT_EQ(load_error("[study]\nname = \"a\"\n[backend]\nkind = \"torchtitan\"\n" + axis), "");
+}
+
+// No backend can run two different jobs from two job descriptions.
+TEST(Space, AxisThatCannotChangeAStepIsRefusedOnEveryBackend) {
+  for (const char* kind : {"embedded", "torchtitan"}) {
+    const std::string text = std::string("[study]\nname = \"a\"\n[backend]\nkind = \"") + kind +
+                             "\"\n[space]\n\"job.description\" = [\"a\", \"b\"]\n";
+    EXPECT_NE(load_error(text).find("key 'space.job.description': names or places a run's outputs"),
+              std::string::npos)
+        << kind;
+  }
+}
+
+// [base] values from a config_file are range-checked too, named at their line there.
+TEST(Space, BaseConfigFileValuesAreRangeCheckedAtTheirLine) {
+  TempDir dir;
+  const std::string job = dir.write("prod.toml", "[training]\nseq_len = 4096\nsteps = -5\n");
+  const std::string space = dir.write("s.toml", "[study]\nname = \"a\"\n[base]\nconfig_file = \"prod.toml\"\n");
+  try {
+    load_space(space);
+    ADD_FAILURE() << "accepted steps = -5";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find(job + ":3:9: key 'training.steps': must be in [1,"), std::string::npos)
+        << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace partune

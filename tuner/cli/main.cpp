@@ -1,6 +1,7 @@
-// tune: the search controller's command line. Every subcommand maps bad input
-// to exit code 2 with a message naming the file, key or flag; a study another
-// tune is running to exit code 3.
+// tune: the search controller's command line. Exit codes: 0 ok; 1 tune itself
+// failed (e.g. the database); 2 bad input, with a message naming the file,
+// key or flag; 3 a study another tune is running; 4 `run` launched trials
+// and none of the study's trials finished (every one failed).
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -12,6 +13,7 @@
 #include <string_view>
 
 #include "common/error.h"
+#include "common/printable.h"
 #include "tuner/cli/plan_output.h"
 #include "tuner/cli/report_commands.h"
 #include "tuner/cli/slurm_task.h"
@@ -23,6 +25,7 @@
 #include "tuner/store/store.h"
 #include "tuner/study/ingest.h"
 #include "tuner/study/runner.h"
+#include "tuner/study/trainer_check.h"
 
 namespace fs = std::filesystem;
 using namespace partune;
@@ -30,6 +33,7 @@ using namespace partune;
 namespace {
 
 constexpr int kExitBusy = 3;
+constexpr int kExitNoTrialFinished = 4;
 
 struct DbArgs {
   std::string db;
@@ -48,6 +52,7 @@ struct Opened {
   std::string study;
   HealthRule health;
   std::string objective = "mfu";
+  std::optional<JobConfig> base;  // the study's [base], as its last run recorded it
 };
 
 Opened open_db(const DbArgs& a) {
@@ -72,8 +77,9 @@ Opened open_db(const DbArgs& a) {
   auto row = store.study(study);
   if (!row) throw InputError(db + ": no study named '" + study + "'");
   // The study's own rule, as its run recorded it.
-  Opened o{std::move(store), study, row->health, "mfu"};
+  Opened o{std::move(store), study, row->health, "mfu", std::nullopt};
   if (!row->objective.empty()) o.objective = row->objective;
+  if (row->facts.contains("base")) o.base = JobConfig::from_json(row->facts["base"], db + ": study facts base");
   return o;
 }
 
@@ -210,7 +216,7 @@ int main(int argc, char** argv) {
   } catch (const CLI::CallForHelp& e) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
-    std::cerr << "tune: error: " << e.what() << "\n";
+    std::cerr << "tune: error: " << printable(e.what()) << "\n";
     return kExitBadInput;
   }
 
@@ -234,6 +240,9 @@ int main(int argc, char** argv) {
         return kExitOk;
       }
       PlanResult r = plan(space);
+      // What the embedded trainer would refuse is refused here, not at launch.
+      if (auto note = check_with_trainer(space, r.candidates, embedded_trainer_path(space, argv[0])))
+        r.notes.push_back(*note);
       if (format == "json")
         std::cout << plan_output_json(space, r).dump(2) << "\n";
       else
@@ -297,9 +306,11 @@ int main(int argc, char** argv) {
       } else {
         r = resolve_trial(o);
       }
-      std::string text = format == "toml"  ? export_toml(r)
+      // An ingested run's config is its own, not the base with axes.
+      const std::optional<JobConfig> base = r.source == "tune" ? o.base : std::nullopt;
+      std::string text = format == "toml"  ? export_toml(r, base)
                          : format == "cli" ? export_cli(r) + "\n"
-                                           : export_json(r).dump(2) + "\n";
+                                           : export_json(r, base).dump(2) + "\n";
       write_output(text, out_path);
       return kExitOk;
     }
@@ -345,13 +356,19 @@ int main(int argc, char** argv) {
       }
     }
     std::cout << "results: " << space.study.db_path << " (tune best --space " << space.path << ")\n";
+    if (s.ran > 0 && s.done == 0) {
+      std::cerr << "tune: error: every trial failed: " << s.ran << " launched by this run, " << s.failed
+                << " failed and " << s.pruned << " pruned in the study, none done (`tune list --space " << space.path
+                << "` shows why); exit code " << kExitNoTrialFinished << "\n";
+      return kExitNoTrialFinished;
+    }
     return kExitOk;
   } catch (const InputError& e) {
     std::string msg = e.what();
-    std::cerr << "tune: error: " << msg << "\n";
+    std::cerr << "tune: error: " << printable(msg) << "\n";
     return msg.find("is being run by another tune") != std::string::npos ? kExitBusy : kExitBadInput;
   } catch (const std::exception& e) {
-    std::cerr << "tune: error: " << e.what() << "\n";
+    std::cerr << "tune: error: " << printable(e.what()) << "\n";
     return kExitFailure;
   }
 }

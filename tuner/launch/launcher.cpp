@@ -29,6 +29,8 @@
 #include <sstream>
 #include <system_error>
 
+#include "tuner/trial/trial_files.h"
+
 namespace bp = boost::process;
 
 namespace partune {
@@ -121,7 +123,7 @@ class Run {
     result_.exit_codes.assign(specs.size(), 127);
     result_.signals.assign(specs.size(), 0);
     if (!opts.log_path.empty()) {
-      log_ = std::fopen(opts.log_path.c_str(), "a");
+      log_ = open_trial_log(opts.log_path);  // not through a planted symlink
       if (!log_) throw std::system_error(errno, std::system_category(), "cannot open trial log " + opts.log_path);
     }
   }

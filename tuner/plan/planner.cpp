@@ -13,6 +13,7 @@
 #include "common/hash.h"
 #include "common/job_keys.h"
 #include "common/parallel_dims.h"
+#include "common/printable.h"
 
 namespace partune {
 
@@ -20,23 +21,45 @@ namespace {
 
 using namespace keys;
 
-// The planner refuses spaces larger than this rather than run for hours.
-constexpr int64_t kMaxPoints = 10'000'000;
+// The planner refuses spaces larger than this before enumerating any point:
+// a plan holds every legal candidate's config (about 4.5 KB each, measured:
+// 1M points took 4.5 GB and a minute), and no study runs more than a few
+// hundred trials.
+constexpr int64_t kMaxPoints = 100'000;
 
 // Unknown models still get the mesh-independent rules that need no model.
 bool needs_no_model(const std::string& rule) { return rule == rules::kSeqLenDivisible || rule == rules::kGlobalBatch; }
 
 std::string cell(const Value& v) {
-  if (const auto* s = std::get_if<std::string>(&v)) return *s;
+  if (const auto* s = std::get_if<std::string>(&v)) return printable(*s);
   if (const auto* l = std::get_if<StringList>(&v)) {
     std::string out;
-    for (const auto& e : *l) out += (out.empty() ? "" : ",") + e;
+    for (const auto& e : *l) out += (out.empty() ? "" : ",") + printable(e);
     return out.empty() ? "[]" : out;
   }
   return value_to_string(v);
 }
 
 std::string column_name(const std::string& key) { return keys::short_name(key); }
+
+// Spellings that run the same job, written one way so that they get one id:
+// the AC option "02" is every 2nd layer as "2" is (torchtitan reads it with
+// int(), the trainer with from_chars); compile components are a set, written
+// in torchtitan's order ("model", "loss", then any other by name) so that
+// the usual spelling keeps the id it always had.
+std::string same_run_ac_option(const std::string& option) {
+  const size_t first = option.find_first_not_of('0');
+  const bool digits = !option.empty() && option.find_first_not_of("0123456789") == std::string::npos;
+  if (!digits) return option;
+  return first == std::string::npos ? "0" : option.substr(first);
+}
+StringList same_run_components(StringList components) {
+  auto rank = [](const std::string& c) { return c == "model" ? 0 : c == "loss" ? 1 : 2; };
+  std::sort(components.begin(), components.end(),
+            [&](const std::string& a, const std::string& b) { return rank(a) != rank(b) ? rank(a) < rank(b) : a < b; });
+  components.erase(std::unique(components.begin(), components.end()), components.end());
+  return components;
+}
 
 }  // namespace
 
@@ -68,8 +91,8 @@ JobConfig canonicalize(const JobConfig& config, int world_size) {
   // State what the job depends on, even where it is torchtitan's default.
   for (const auto& key : canonical_explicit_keys())
     if (auto v = c.get(key)) c.set(key, *v);
-  if (selective) c.set(kAcOption, *c.get(kAcOption));
-  if (compiled) c.set(kCompileComponents, *c.get(kCompileComponents));
+  if (selective) c.set(kAcOption, Value{same_run_ac_option(c.get_string(kAcOption))});
+  if (compiled) c.set(kCompileComponents, Value{same_run_components(c.get_list(kCompileComponents))});
   return c;
 }
 
@@ -105,7 +128,8 @@ PlanResult plan(const Space& space, bool keep_rejected) {
   int64_t points = 1;
   for (const auto& a : axes) {
     if (points > kMaxPoints / static_cast<int64_t>(a.values.size()))
-      throw InputError(space.path + ": [space]: more than " + std::to_string(kMaxPoints) + " points; narrow the axes");
+      throw InputError(space.path + ": [space]: more than " + std::to_string(kMaxPoints) +
+                       " points (the product of the axis lengths); narrow the axes");
     points *= static_cast<int64_t>(a.values.size());
   }
 
@@ -265,7 +289,7 @@ std::string plan_to_table(const PlanResult& result, const Space& space, const st
     for (const auto& [rule, count] : result.rejected)
       out << "  " << rule << std::string(w - rule.size() + 2, ' ') << count << "\n";
   }
-  for (const auto& note : result.notes) out << "note: " << note << "\n";
+  for (const auto& note : result.notes) out << "note: " << printable(note) << "\n";
   for (const auto& line : footer) out << line << "\n";
   return out.str();
 }

@@ -57,7 +57,9 @@ PlanResult plan(const Space& space, bool keep_rejected = false);
 //   - data_parallel_shard_degree = -1 resolved to its value;
 //   - training.global_batch_size = -1 resolved to lbs * dp degree;
 //   - activation_checkpoint.selective_ac_option dropped unless mode = "selective";
-//   - compile.components dropped unless compile.enable;
+//   - compile.components dropped unless compile.enable, else without
+//     repeats in the order model, loss, others by name (a set to torchtitan);
+//   - a numeric selective_ac_option without leading zeros ("02" -> "2");
 //   - the keys of canonical_explicit_keys() (and the AC option / compile
 //     components where they apply) always set explicitly.
 // Every other value is kept as given, so an exported config reads like its base.

@@ -1,5 +1,7 @@
 #include "tuner/report/exporter.h"
 
+#include "common/job_keys.h"
+#include "common/printable.h"
 #include "common/utc.h"
 #include "tuner/report/format.h"
 #include "tuner/report/report.h"
@@ -8,12 +10,12 @@ namespace partune {
 
 namespace {
 
-// A value on one comment line: a newline would end the comment.
-std::string one_line(std::string s) {
-  for (char& c : s)
-    if (c == '\n' || c == '\r') c = ' ';
-  return s;
-}
+// A value on one comment line: a newline would end the comment, and TOML
+// allows no other control character in one either.
+std::string one_line(const std::string& s) { return printable(s); }
+
+// What the planner resolves for one world size (planner.h canonicalize()).
+bool is_resolved_key(const std::string& key) { return key == keys::kDpShard || key == keys::kGbs; }
 
 std::string shell_quote(const std::string& s) {
   const bool safe = !s.empty() && s.find_first_not_of(
@@ -31,10 +33,32 @@ std::vector<std::string> axis_overrides(const TrialRecord& r) {
   return axes.to_cli();
 }
 
-
 }  // namespace
 
-std::string export_toml(const TrialRecord& r) {
+ProductionConfig production_config(const TrialRecord& r, const std::optional<JobConfig>& base) {
+  ProductionConfig p;
+  if (!base) {
+    p.config = r.config;
+    return p;
+  }
+  p.config = *base;
+  for (const auto& [key, value] : r.config.values()) {
+    const bool tuned = r.axes.count(key) != 0;
+    if (!tuned && base->has(key)) continue;  // the production value
+    if (!tuned && is_resolved_key(key)) {
+      p.resolved.push_back(key + " = " + value_to_string(value));
+      continue;
+    }
+    p.config.set(key, value);
+  }
+  for (const auto& key : {std::string(keys::kDpShard), std::string(keys::kGbs)})
+    if (!r.axes.count(key) && base->has(key) && r.config.has(key) && !(base->get(key) == r.config.get(key)))
+      p.resolved.push_back(key + " = " + value_to_string(*r.config.get(key)));
+  return p;
+}
+
+std::string export_toml(const TrialRecord& r, const std::optional<JobConfig>& base) {
+  const ProductionConfig p = production_config(r, base);
   const TrialMetrics& m = r.metrics;
   std::string out;
   out += "# torchtitan job config exported by partune\n";
@@ -48,7 +72,15 @@ std::string export_toml(const TrialRecord& r) {
   if (!r.finished_at.empty()) out += "# measured at: " + one_line(r.finished_at) + "\n";
   out += "# exported at: " + utc_now_iso8601() + "\n";
   if (!r.axes.empty()) out += "# tuned overrides: " + one_line(export_cli(r)) + "\n";
-  out += "\n" + r.config.to_toml();
+  if (!p.resolved.empty()) {
+    std::string list;
+    for (const auto& line : p.resolved) list += (list.empty() ? "" : ", ") + line;
+    out +=
+        "# resolved by the planner for the study's world size and left to torchtitan (not written): " + one_line(list) +
+        "\n";
+  }
+  if (base) out += "# base: the study's [base] with the tuned values on top; trial-only settings are not exported\n";
+  out += "\n" + p.config.to_toml();
   return out;
 }
 
@@ -58,11 +90,13 @@ std::string export_cli(const TrialRecord& r) {
   return out;
 }
 
-nlohmann::json export_json(const TrialRecord& r) {
+nlohmann::json export_json(const TrialRecord& r, const std::optional<JobConfig>& base) {
   nlohmann::json j = trial_to_json(r, false);
+  const ProductionConfig p = production_config(r, base);
   nlohmann::json full = nlohmann::json::object();
-  for (const auto& [key, value] : r.config.values()) full[key] = value_to_json(value);
+  for (const auto& [key, value] : p.config.values()) full[key] = value_to_json(value);
   j["job_config"] = full;
+  j["resolved"] = p.resolved;
   j["cli"] = axis_overrides(r);
   return j;
 }

@@ -5,6 +5,8 @@
 #include <cstdio>
 #include <stdexcept>
 
+#include "common/printable.h"
+
 namespace partune::fmt {
 
 std::string fixed(double v, int decimals) {
@@ -33,10 +35,10 @@ std::string memory(const std::optional<double>& gib, const std::optional<double>
 }
 
 std::string value(const Value& v) {
-  if (auto s = std::get_if<std::string>(&v)) return *s;
+  if (auto s = std::get_if<std::string>(&v)) return printable(*s);
   if (auto l = std::get_if<StringList>(&v)) {
     std::string out;
-    for (const auto& s : *l) out += (out.empty() ? "" : ",") + s;
+    for (const auto& s : *l) out += (out.empty() ? "" : ",") + printable(s);
     return out;
   }
   return value_to_string(v);
@@ -52,6 +54,8 @@ void Table::row(std::vector<std::string> cells) {
   if (cells.size() != headers_.size())
     throw std::logic_error("Table::row: " + std::to_string(cells.size()) + " cells for " +
                            std::to_string(headers_.size()) + " columns");
+  // Cells hold values and reasons from trials and files: never raw control bytes.
+  for (auto& c : cells) c = printable(c);
   rows_.push_back(std::move(cells));
 }
 

@@ -9,6 +9,7 @@
 
 #include "common/error.h"
 #include "common/job_keys.h"
+#include "common/printable.h"
 #include "tuner/report/format.h"
 
 namespace partune {
@@ -199,12 +200,12 @@ std::string trial_detail(const TrialRecord& r, const HealthRule& health) {
   out += "status: " + std::string(to_string(r.status));
   if (r.failure != FailureClass::None) out += " (" + std::string(to_string(r.failure)) + ")";
   out += "  attempt: " + std::to_string(r.attempt) + "\n";
-  if (!r.reason.empty()) out += "reason: " + r.reason + "\n";
+  if (!r.reason.empty()) out += "reason: " + printable(r.reason) + "\n";
   if (!r.pruned_by.empty()) out += "pruned by: " + r.pruned_by + "\n";
   if (!r.started_at.empty()) out += "started: " + r.started_at + "\n";
   if (!r.finished_at.empty()) out += "finished: " + r.finished_at + "\n";
   if (r.wall_s) out += "wall time: " + fmt::fixed(*r.wall_s, 1) + " s\n";
-  if (!r.log_dir.empty()) out += "logs: " + r.log_dir + "\n";
+  if (!r.log_dir.empty()) out += "logs: " + printable(r.log_dir) + "\n";
 
   out += "\naxes:\n";
   for (const auto& [key, value] : r.axes) out += "  " + key + " = " + value_to_string(value) + "\n";
@@ -222,7 +223,7 @@ std::string trial_detail(const TrialRecord& r, const HealthRule& health) {
   }
   const std::string why = unhealthy_because(r, health);
   out += "  healthy: " + (why.empty() ? std::string("yes") : "no (" + why + ")") + "\n";
-  if (!r.facts.empty()) out += "  facts: " + r.facts.dump() + "\n";
+  if (!r.facts.empty()) out += "  facts: " + printable(r.facts.dump()) + "\n";
 
   out += "\njob config:\n" + r.config.to_toml();
 

@@ -11,10 +11,12 @@
 #include <tuple>
 
 #include "common/error.h"
+#include "common/job_values.h"
 #include "tuner/launch/placeholders.h"
 #include "tuner/search/strategy.h"
 #include "tuner/space/duration.h"
 #include "tuner/space/launcher_section.h"
+#include "tuner/space/validate.h"
 
 namespace partune {
 
@@ -62,8 +64,10 @@ class Reader {
   }
 
   std::string str(const toml::node& n, const std::string& key) const {
-    if (auto v = n.value_exact<std::string>()) return *v;
-    fail(n.source(), key, "expected a string, got " + node_type_name(n));
+    auto v = n.value_exact<std::string>();
+    if (!v) fail(n.source(), key, "expected a string, got " + node_type_name(n));
+    if (auto why = nul_problem(*v)) fail(n.source(), key, *why);
+    return *v;
   }
   bool boolean(const toml::node& n, const std::string& key) const {
     if (auto v = n.value_exact<bool>()) return *v;
@@ -127,7 +131,7 @@ class Reader {
     if (auto v = n.value_exact<bool>()) return *v;
     if (auto v = n.value_exact<int64_t>()) return *v;
     if (auto v = n.value_exact<double>()) return *v;
-    if (auto v = n.value_exact<std::string>()) return *v;
+    if (n.is_string()) return str(n, key);
     if (n.is_array()) return strings(n, key);
     fail(n.source(), key, "expected a boolean, number, string or list of strings, got " + node_type_name(n));
   }
@@ -163,6 +167,7 @@ class Reader {
                     std::vector<std::pair<const toml::node*, std::string>>& out) const;
 
   std::string path_;
+  mutable std::map<std::string, std::string> origins_;  // [base] keys read so far -> where
 };
 
 const std::vector<std::string> kSections = {"study", "trial", "hardware", "backend", "prune",
@@ -205,10 +210,7 @@ void Reader::read_study(const toml::table& t, Space& s) const {
     const std::string key = "study." + std::string(k.str());
     if (k == "name") {
       s.study.name = str(v, key);
-      bool ok = !s.study.name.empty() && s.study.name != "." && s.study.name != "..";
-      for (char c : s.study.name)
-        ok = ok && (std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-');
-      if (!ok) fail(v.source(), key, "\"" + s.study.name + "\" must be non-empty and use only A-Z a-z 0-9 . _ -");
+      if (auto why = study_name_problem(s.study.name)) fail(v.source(), key, *why);
     } else if (k == "db") {
       s.study.db_path = str(v, key);
       if (s.study.db_path.empty()) fail(v.source(), key, "must not be empty");
@@ -256,11 +258,12 @@ void Reader::read_backend(const toml::table& t, const std::string& section, Back
     } else if (k == "argv") {
       only_for(k, key, "command");
       b.argv = strings(v, key);
-      if (b.argv.empty()) fail(v.source(), key, "must name a program");
+      if (b.argv.empty() || b.argv.front().empty()) fail(v.source(), key, "must name a program (argv[0] is empty)");
       for (const auto& a : b.argv) check_placeholders(v, key, a);
     } else if (k == "env") {
       for (auto&& [ek, ev] : table(v, key)) {
         const std::string ekey = key + "." + std::string(ek.str());
+        if (auto why = env_name_problem(ek.str())) fail(ek.source(), ekey, *why);
         b.env[std::string(ek.str())] = str(ev, ekey);
         check_placeholders(ev, ekey, b.env[std::string(ek.str())]);
       }
@@ -288,6 +291,14 @@ void Reader::read_backend(const toml::table& t, const std::string& section, Back
       unknown(k, key, known);
     }
   }
+  // Placeholders are filled in argv, torchrun_args and env values only; a
+  // brace in a path or module would stay literal, so it is refused.
+  const std::pair<const char*, const std::string*> literal[] = {
+      {"trainer", &b.trainer}, {"torchrun", &b.torchrun}, {"module", &b.module}, {"workdir", &b.workdir}};
+  for (const auto& [name, value] : literal)
+    if (value->find('{') != std::string::npos)
+      fail(t.get(name)->source(), section + "." + name,
+           "placeholders are filled in argv, torchrun_args and env values only, not here: \"" + *value + "\"");
   if (b.kind == "command" && b.argv.empty())
     fail(t.source(), section + ".argv", "required key missing (kind = \"command\" runs argv)");
 }
@@ -342,7 +353,10 @@ void Reader::read_base_section(const toml::table& t, const std::string& prefix, 
       read_base_section(*sub, key, cfg);
       continue;
     }
-    cfg.set(key, value(v, key), where(v.source()));
+    const Value value_read = value(v, key);
+    cfg.set(key, value_read, where(v.source()));
+    if (auto why = job_value_problem(key, *cfg.get(key))) fail(v.source(), key, *why);
+    origins_[key] = where(v.source());
   }
 }
 
@@ -356,6 +370,14 @@ void Reader::read_base(const toml::table& t, Space& s) const {
       if (p.is_relative()) p = std::filesystem::path(path_).parent_path() / p;
       if (!std::filesystem::is_regular_file(p)) fail(v.source(), "base.config_file", "no such file: " + p.string());
       s.base = JobConfig::from_toml_file(p.string());
+      // Its values are checked as the inline ones, located in that file.
+      const auto located = toml_key_locations(p.string());
+      for (const auto& [key, value] : s.base.values()) {
+        auto at = located.find(key);
+        const std::string where_set = at == located.end() ? p.string() : at->second;
+        origins_[key] = where_set;
+        if (auto why = job_value_problem(key, value)) throw InputError(where_set + ": key '" + key + "': " + *why);
+      }
     } else if (const toml::table* section = v.as_table()) {
       read_base_section(*section, name, inline_cfg);
     } else {
@@ -364,6 +386,8 @@ void Reader::read_base(const toml::table& t, Space& s) const {
     }
   }
   s.base.merge(inline_cfg);
+  s.origins.insert(origins_.begin(), origins_.end());
+  origins_.clear();
 }
 
 void Reader::collect_axes(const toml::table& t, const std::string& prefix,
@@ -388,19 +412,36 @@ void Reader::read_space(const toml::table& t, Space& s) const {
   });
   std::set<std::string> seen;
   for (const auto& [node, key] : found) {
+    s.origins["space." + key] = where(node->source());
     const std::string name = "space." + key;
-    if (!find_key_spec(key)) fail(node->source(), name, "not a job-config key (see docs/search-space.md)");
+    const KeySpec* spec = find_key_spec(key);
+    if (!spec) fail(node->source(), name, "not a job-config key (see docs/search-space.md)");
+    // Keys that cannot change a step (names, output places, logging sinks),
+    // and for the embedded trainer every key it ignores: each value would run
+    // the same trial under a different id.
+    if (is_bookkeeping_key(key))
+      fail(node->source(), name,
+           "names or places a run's outputs and cannot change a training step: each value would run the same "
+           "trial; set it in [base]");
+    if (s.backend.kind == "embedded" && spec->trainer == TrainerSupport::Inert)
+      fail(node->source(), name,
+           "has no effect in the embedded trainer (docs/trainer.md): each value would run the same trial; "
+           "set it in [base]");
     if (!seen.insert(key).second) fail(node->source(), name, "axis given twice");
     const toml::array* values = node->as_array();
     if (!values) fail(node->source(), name, "an axis is an array of values, got " + node_type_name(*node));
     if (values->empty()) fail(node->source(), name, "empty axis: give at least one value");
+    if (values->size() > kMaxAxisValues)
+      fail(node->source(), name,
+           std::to_string(values->size()) + " values; an axis holds at most " + std::to_string(kMaxAxisValues));
     Axis axis{key, {}};
+    std::set<Value> distinct;  // O(n log n): a long axis must not stall the loader
     for (const toml::node& e : *values) {
       JobConfig probe;  // the schema converts and checks the value
       probe.set(key, value(e, name), where(e.source()));
       Value v = *probe.get(key);
-      if (std::find(axis.values.begin(), axis.values.end(), v) != axis.values.end())
-        fail(e.source(), name, "duplicate value " + value_to_string(v));
+      if (auto why = job_value_problem(key, v)) fail(e.source(), name, *why);
+      if (!distinct.insert(v).second) fail(e.source(), name, "duplicate value " + value_to_string(v));
       axis.values.push_back(std::move(v));
     }
     s.axes.push_back(std::move(axis));

@@ -109,6 +109,10 @@ struct Space {
   std::vector<Axis> axes;  // file order
   SearchSpec search;
   std::optional<ConfirmSpec> confirm;  // absent: no production check
+  // Where each [base] key ("section.key") and each axis ("space.section.key")
+  // was set, as "path:line:col" (a [base] config_file's keys name that file),
+  // for refusals found after loading (e.g. the trainer's --check).
+  std::map<std::string, std::string> origins;
 };
 
 // Reads and validates a search-space file (see the promise above).

@@ -1,10 +1,14 @@
 #include "tuner/store/store.h"
 
 #include <sqlite3.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <mutex>
+#include <thread>
 #include <unordered_map>
 
 #include "common/error.h"
@@ -313,6 +317,32 @@ struct Store::Impl {
   }
 
   int changes() const { return sqlite3_changes(db.get()); }
+
+  // WAL mode, which a fresh database gets from whichever tune opens it first.
+  // Two tunes opening one fresh file at once can see the switch fail while
+  // the other holds a lock ("delete" comes back, or SQLITE_BUSY): that is a
+  // race, not a bad file, so it is retried for 3 s before it is reported.
+  void set_wal_mode() {
+    const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(3);
+    std::string mode;
+    while (true) {
+      sqlite3_stmt* raw = nullptr;
+      int rc = sqlite3_prepare_v2(db.get(), "PRAGMA journal_mode = WAL", -1, &raw, nullptr);
+      StmtHandle stmt(raw);
+      if (rc == SQLITE_OK) rc = sqlite3_step(raw);
+      if (rc == SQLITE_ROW) {
+        mode = reinterpret_cast<const char*>(sqlite3_column_text(raw, 0));
+        if (mode == "wal") return;
+      } else if ((rc & 0xff) != SQLITE_BUSY && (rc & 0xff) != SQLITE_LOCKED) {
+        fail("PRAGMA journal_mode = WAL");
+      }
+      if (std::chrono::steady_clock::now() > give_up) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    if (mode.empty()) fail("PRAGMA journal_mode = WAL: busy");
+    throw InputError(path + ": cannot use WAL journal mode here (got '" + mode +
+                     "'); put the database on a local filesystem");
+  }
 };
 
 Store::Store(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -321,6 +351,30 @@ Store& Store::operator=(Store&&) noexcept = default;
 Store::~Store() = default;
 
 const std::string& Store::path() const { return impl_->path; }
+
+namespace {
+
+// A path as an SQLite URI path: '%', '?' and '#' would end or escape it.
+std::string uri_path(const std::string& path) {
+  std::string out;
+  for (char c : path) {
+    if (c == '%' || c == '?' || c == '#') {
+      char buf[4];
+      std::snprintf(buf, sizeof buf, "%%%02X", static_cast<unsigned char>(c));
+      out += buf;
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+std::string read_only_note(bool read_only, const std::filesystem::path& folder) {
+  if (!read_only) return "";
+  return " (the folder '" + folder.string() + "' or the file is not writable, so it was opened read-only)";
+}
+
+}  // namespace
 
 Store Store::open(const std::string& path, Mode mode) {
   namespace fs = std::filesystem;
@@ -338,30 +392,48 @@ Store Store::open(const std::string& path, Mode mode) {
   }
   if (fs::is_directory(p, ec)) throw InputError(path + ": is a folder, not a results database");
 
+  // Queries on a folder tune may not write (a read-only mount, another
+  // user's results) open the database read-only: reading a WAL database
+  // needs its -shm file, which cannot be created there.
+  const fs::path folder = p.has_parent_path() ? p.parent_path() : fs::path(".");
+  const bool read_only =
+      mode == Mode::Existing && (::access(folder.c_str(), W_OK) != 0 || ::access(path.c_str(), W_OK) != 0);
+
   auto impl = std::make_unique<Impl>();
   impl->path = path;
   sqlite3* raw = nullptr;
+  std::string target = path;
   int flags = SQLITE_OPEN_READWRITE | (mode == Mode::Create ? SQLITE_OPEN_CREATE : 0);
-  int rc = sqlite3_open_v2(path.c_str(), &raw, flags, nullptr);
+  if (read_only) {
+    flags = SQLITE_OPEN_READONLY | SQLITE_OPEN_URI;
+    // Without a -wal file nothing is uncommitted and no writer can start in
+    // a folder nobody can write: the file is all there is (immutable).
+    const bool has_wal = fs::exists(path + "-wal", ec) && fs::exists(path + "-shm", ec);
+    target = "file:" + uri_path(fs::absolute(p, ec).string()) + (has_wal ? "?mode=ro" : "?immutable=1");
+  }
+  int rc = sqlite3_open_v2(target.c_str(), &raw, flags, nullptr);
   impl->db.reset(raw);
   if (rc != SQLITE_OK)
-    throw InputError(path + ": cannot open results database: " + (raw ? sqlite3_errmsg(raw) : sqlite3_errstr(rc)));
+    throw InputError(path + ": cannot open results database" + (read_only ? " read-only" : "") + ": " +
+                     (raw ? sqlite3_errmsg(raw) : sqlite3_errstr(rc)) + read_only_note(read_only, folder));
   try {
     sqlite3_extended_result_codes(raw, 1);
     sqlite3_busy_timeout(raw, kBusyTimeoutMs);
     impl->exec("PRAGMA foreign_keys = ON");
-    {
-      auto s = impl->prepare("PRAGMA journal_mode = WAL");
-      s.step();
-      if (s.text(0) != "wal")
-        throw InputError(path + ": cannot use WAL journal mode here (got '" + s.text(0) +
-                         "'); put the database on a local filesystem");
+    if (read_only) {
+      if (impl->user_version() != kStoreSchemaVersion)
+        throw InputError(path + ": results database has schema version " + std::to_string(impl->user_version()) +
+                         ", this partune reads version " + std::to_string(kStoreSchemaVersion) +
+                         ", and it cannot be upgraded here" + read_only_note(true, folder));
+      return Store(std::move(impl));
     }
+    impl->set_wal_mode();
     // WAL + NORMAL: a committed transaction survives the process being killed.
     impl->exec("PRAGMA synchronous = NORMAL");
     impl->migrate();
   } catch (const StoreError& e) {
-    throw InputError(std::string(e.what()) + " (is it a partune results database?)");
+    throw InputError(std::string(e.what()) + " (is it a partune results database?)" +
+                     read_only_note(read_only, folder));
   }
   return Store(std::move(impl));
 }

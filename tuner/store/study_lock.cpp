@@ -4,6 +4,7 @@
 
 #include <cctype>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <ctime>
 #include <string>
@@ -52,19 +53,30 @@ std::string holder_of(const std::string& text) {
     at += name.size() + 1;
     return text.substr(at, text.find('\n', at) - at);
   };
+  // Empty while the holder, which has just locked, has not written it yet.
+  if (text.find("pid=") == std::string::npos) return "it has just started";
   return "pid " + field("pid") + " since " + field("since");
 }
 
 }  // namespace
 
 std::string StudyLock::lock_path_for(const std::string& db_path, const std::string& study) {
-  return db_path + "." + file_name_part(study) + ".lock";
+  // Keyed on the database itself: two paths to one file (a symlink, "./x.db"
+  // and "x.db", a bind mount's other name) must meet at one lock.
+  char* real = ::realpath(db_path.c_str(), nullptr);
+  const std::string canonical = real ? std::string(real) : db_path;
+  std::free(real);
+  return canonical + "." + file_name_part(study) + ".lock";
 }
 
 StudyLock StudyLock::acquire(const std::string& db_path, const std::string& study) {
   const std::string path = lock_path_for(db_path, study);
-  // O_CLOEXEC: trial processes must not inherit the lock, or it would outlive the tuner.
-  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  // O_CLOEXEC: trial processes must not inherit the lock, or it would outlive
+  // the tuner. O_NOFOLLOW: a symlink planted at the lock's name must not make
+  // tune create or truncate a file elsewhere.
+  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+  if (fd < 0 && errno == ELOOP)
+    throw InputError(path + ": the study lock file is a symbolic link; tune does not follow it (remove it)");
   if (fd < 0) throw InputError(path + ": cannot open the study lock file: " + std::strerror(errno));
   if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
     const int err = errno;

@@ -5,6 +5,7 @@
 #include <cstdio>
 
 #include "common/job_keys.h"
+#include "common/printable.h"
 #include "tuner/report/format.h"
 #include "tuner/report/report.h"
 
@@ -99,7 +100,7 @@ void Progress::trial_end(const Candidate& c, TrialStatus status, FailureClass fa
   if (m.memory_gib) out_ << " memory " << memory(m.memory_gib, m.memory_pct);
   if (m.alloc_retries) out_ << " retries " << m.alloc_retries;
   if (failure != FailureClass::None) out_ << " failure " << to_string(failure);
-  if (!reason.empty()) out_ << " (" << reason << ")";
+  if (!reason.empty()) out_ << " (" << printable(reason) << ")";
   out_ << " in " << fixed(wall_s, 1) << " s\n" << std::flush;
 }
 
@@ -112,12 +113,12 @@ void Progress::status(const std::string& line) {
 
 void Progress::pruned(const std::string& id, const std::string& reason) {
   clear_live_line();
-  out_ << "[pruned] " << id << ": " << reason << "\n" << std::flush;
+  out_ << "[pruned] " << id << ": " << printable(reason) << "\n" << std::flush;
 }
 
 void Progress::note(const std::string& message) {
   clear_live_line();
-  out_ << message << "\n" << std::flush;
+  out_ << printable(message) << "\n" << std::flush;
 }
 
 void Progress::best(const std::string& id, double v, const std::string& objective) {

@@ -32,7 +32,9 @@
 #include "tuner/study/guard.h"
 #include "tuner/study/progress.h"
 #include "tuner/study/study.h"
+#include "tuner/study/trainer_check.h"
 #include "tuner/trial/run_metrics.h"
+#include "tuner/trial/trial_files.h"
 
 namespace fs = std::filesystem;
 
@@ -50,24 +52,35 @@ std::string hostname() {
   return buf;
 }
 
-// The trial's job config: the candidate's production config plus what a short
-// trial needs (its step count, a step line every step). Not exported.
-JobConfig trial_config(const Candidate& c, int steps) {
+}  // namespace
+
+JobConfig trial_config(const Candidate& c, int steps, const std::string& trial_dir) {
   JobConfig cfg = c.config;
   if (!c.axes.count("training.steps")) cfg.set("training.steps", int64_t{steps});
   if (!c.axes.count("metrics.log_freq")) cfg.set("metrics.log_freq", int64_t{1});
+  // Isolation from a production base: a trial never writes or loads a
+  // checkpoint, never reports to wandb, and keeps every file it writes
+  // (dump folder, tensorboard, traces) in its own folder. Paths under the
+  // dump folder are made relative, as an absolute one would escape it.
+  cfg.set("checkpoint.enable", false);
+  cfg.set("metrics.enable_wandb", false);
+  cfg.set("job.dump_folder", (fs::path(trial_dir) / "dump").string());
+  for (const char* key : {"metrics.save_tb_folder", "profiling.save_traces_folder",
+                          "profiling.save_memory_snapshot_folder", "comm.save_traces_folder", "checkpoint.folder"}) {
+    const fs::path folder = cfg.get_string(key);
+    const bool escapes = folder.is_absolute() ||
+                         std::any_of(folder.begin(), folder.end(), [](const fs::path& part) { return part == ".."; });
+    if (escapes) cfg.set(key, *find_key_spec(key)->default_value);
+  }
   return cfg;
 }
+
+namespace {
 
 fs::path tune_path(const RunOptions& opts) {
   std::error_code ec;
   fs::path self = fs::read_symlink("/proc/self/exe", ec);
   return ec ? fs::absolute(opts.tune_exe) : self;
-}
-
-std::string trainer_path(const Space& space, const RunOptions& opts) {
-  if (!space.backend.trainer.empty()) return space.backend.trainer;
-  return (tune_path(opts).parent_path() / "trainer").string();
 }
 
 // Where trials run: this machine, or job steps of the allocation tune runs in.
@@ -134,16 +147,13 @@ class TrialRunner {
     auto hold = [shared] { return shared ? std::unique_lock<std::mutex>(*shared) : std::unique_lock<std::mutex>(); };
     const std::string& study = space_.study.name;
     const fs::path dir = dir_of(c);
-    fs::create_directories(dir);
+    make_trial_dir(dir);
     // Files of an earlier attempt would mix into this one's metrics.
     for (const auto& e : fs::directory_iterator(dir))
       if (e.path().filename().string().rfind("metrics-rank", 0) == 0) fs::remove(e.path());
     const fs::path config_file = dir / "config.toml";
-    {
-      std::ofstream f(config_file);
-      f << "# partune trial " << c.id << " of study " << study << "\n" << trial_config(c, steps).to_toml();
-      if (!f) throw InputError(config_file.string() + ": cannot write the trial config");
-    }
+    write_trial_file(config_file, "# partune trial " + c.id + " of study " + study + "\n" +
+                                      trial_config(c, steps, fs::absolute(dir).string()).to_toml());
 
     TrialLaunchContext ctx;
     ctx.trial_id = c.id;
@@ -162,7 +172,8 @@ class TrialRunner {
     if (space_.hardware.peak_tflops)
       ctx.extra_env["PARTUNE_PEAK_FLOPS"] = std::to_string(*space_.hardware.peak_tflops * 1e12);
 
-    const std::unique_ptr<Backend> backend = make_backend(space_.backend, trainer_path(space_, opts_));
+    const std::unique_ptr<Backend> backend =
+        make_backend(space_.backend, embedded_trainer_path(space_, opts_.tune_exe));
     const bool slurm = placement_.slurm.has_value();
     const int master_port = free_tcp_port();
     if (slurm && space_.backend.kind == "torchtitan") {
@@ -527,6 +538,9 @@ RunSummary run_study(const Space& space, const RunOptions& opts, std::ostream& o
     throw InputError(space.path + ": no legal candidate in the search space (run `tune plan --space " + space.path +
                      "` to see which rules rejected them)");
   for (const auto& n : planned.notes) progress.note("note: " + n);
+  // Before the database exists: a config the trainer refuses is bad input.
+  if (auto note = check_with_trainer(space, planned.candidates, embedded_trainer_path(space, opts.tune_exe)))
+    progress.note("note: " + *note);
 
   Store store = Store::open(space.study.db_path);
   StudyLock lock = StudyLock::acquire(space.study.db_path, study);
@@ -550,7 +564,8 @@ RunSummary run_study(const Space& space, const RunOptions& opts, std::ostream& o
                {"parallel_trials", space.launcher.parallel_trials},
                {"strategy", space.search.strategy},
                {"memory_headroom", space.prune.memory_headroom},
-               {"alloc_retries_over_limit", space.prune.alloc_retries_over_limit}};
+               {"alloc_retries_over_limit", space.prune.alloc_retries_over_limit},
+               {"base", space.base.to_json()}};
   row.health = space.prune;
   store.ensure_study(row);
   store.add_candidates(study, planned.candidates);

@@ -12,6 +12,7 @@
 #include <string>
 
 #include "tuner/space/space.h"
+#include "tuner/trial/trial.h"
 
 namespace partune {
 
@@ -41,6 +42,12 @@ struct RunSummary {
     return ran ? std::max(0.0, wall_s - trial_wall_s / parallel) / static_cast<double>(ran) : 0;
   }
 };
+
+// The job config a trial runs: the candidate's config plus what a short trial
+// needs (its step count, a step line every step) and isolation from a
+// production base (checkpoint.enable = false, wandb off, job.dump_folder in
+// `trial_dir`, tensorboard / trace folders inside it). Not exported.
+JobConfig trial_config(const Candidate& c, int steps, const std::string& trial_dir);
 
 // Runs (or resumes) the study. Throws InputError for bad input (exit 2) and
 // StudyBusy-style InputError when another tune holds the study.

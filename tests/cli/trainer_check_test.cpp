@@ -1,0 +1,170 @@
+// `trainer --check` and the plan-time refusal built on it: values the
+// embedded trainer cannot run are refused by `tune plan` / `tune run` with
+// exit 2, naming the space file's line and key, before anything launches.
+// Needs the trainer (built unless -DPARTUNE_TRAINER=OFF; CI builds it).
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <sstream>
+
+#include "cli_testing.h"
+
+namespace partune::cli_testing {
+namespace {
+
+#ifdef PARTUNE_TRAINER_BIN
+const std::string kTrainer = PARTUNE_TRAINER_BIN;
+#define REQUIRE_TRAINER()
+#else
+const std::string kTrainer;
+#define REQUIRE_TRAINER() GTEST_SKIP() << "built without the trainer (-DPARTUNE_TRAINER=OFF)"
+#endif
+
+// `trainer args...`, output captured (no shell).
+Result run_trainer(const std::vector<std::string>& args, const TempDir& dir) {
+  // Through tune's helper would exec tune; a direct spawn keeps argv exact.
+  int out[2], err[2];
+  if (pipe(out) != 0 || pipe(err) != 0) throw std::runtime_error("pipe");
+  const pid_t pid = fork();
+  if (pid == 0) {
+    dup2(out[1], 1);
+    dup2(err[1], 2);
+    if (chdir(dir.path().c_str()) != 0) _exit(126);
+    std::vector<std::string> argv_s = {kTrainer};
+    argv_s.insert(argv_s.end(), args.begin(), args.end());
+    std::vector<char*> argv;
+    for (auto& a : argv_s) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    execv(kTrainer.c_str(), argv.data());
+    _exit(127);
+  }
+  close(out[1]);
+  close(err[1]);
+  Result r;
+  auto drain = [](int fd, std::string& to) {
+    char buf[4096];
+    for (ssize_t n; (n = read(fd, buf, sizeof buf)) > 0;) to.append(buf, static_cast<size_t>(n));
+    close(fd);
+  };
+  drain(out[0], r.out);
+  drain(err[0], r.err);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+int line_of(const std::string& path, const std::string& text) {
+  std::istringstream in(read_file(path));
+  int n = 0;
+  for (std::string line; std::getline(in, line);) {
+    ++n;
+    if (line.find(text) != std::string::npos) return n;
+  }
+  return 0;
+}
+
+// An embedded-backend space on one CPU rank.
+std::string embedded_space(const TempDir& dir, const std::string& base, const std::string& axes) {
+  const std::string path = dir.file("embedded.toml");
+  write_file(path, "[study]\nname = \"emb\"\ndb = \"" + dir.file("emb.db") +
+                       "\"\n\n[hardware]\ndevice_type = \"cpu\"\ndevices = 1\n\n[backend]\nkind = \"embedded\"\n"
+                       "trainer = \"" +
+                       kTrainer + "\"\n\n[base.model]\nname = \"qwen3\"\nflavor = \"debugmodel_moe-L2\"\n\n" + base +
+                       "\n[space]\n" + axes);
+  return path;
+}
+
+TEST(TrainerCheck, SaysOkOrTheReasonAndBuildsNothing) {
+  REQUIRE_TRAINER();
+  TempDir dir;
+  write_file(dir.file("job.toml"), "[model]\nname = \"qwen3\"\nflavor = \"debugmodel_moe\"\n");
+  Result ok = run_trainer({"--check", "--world-size", "2", "--job.config_file", "job.toml"}, dir);
+  EXPECT_EQ(ok.exit_code, 0) << ok.describe();
+  EXPECT_EQ(ok.out, "ok\n");
+  Result bad =
+      run_trainer({"--check", "--job.config_file", "job.toml", "--activation_checkpoint.mode", "memory_budget"}, dir);
+  EXPECT_EQ(bad.exit_code, 2) << bad.describe();
+  EXPECT_NE(bad.err.find("key 'activation_checkpoint.mode': 'memory_budget' is not implemented"), std::string::npos)
+      << bad.err;
+  // World size matters as in a run: TP 3 does not divide 2 ranks.
+  Result mesh = run_trainer(
+      {"--check", "--world-size", "2", "--job.config_file", "job.toml", "--parallelism.tensor_parallel_degree", "3"},
+      dir);
+  EXPECT_EQ(mesh.exit_code, 2) << mesh.describe();
+  EXPECT_TRUE(fs::is_empty(dir.path()) || fs::directory_iterator(dir.path())->path().filename() == "job.toml");
+}
+
+TEST(TrainerCheck, StdinLinesAnswerEachConfig) {
+  REQUIRE_TRAINER();
+  TempDir dir;
+  write_file(dir.file("in.jsonl"),
+             "{\"world_size\": 1, \"config\": {\"model.name\": \"qwen3\", \"model.flavor\": \"debugmodel\"}}\n"
+             "{\"world_size\": 1, \"config\": {\"model.name\": \"qwen3\", \"model.flavor\": \"debugmodel\", "
+             "\"optimizer.name\": \"SGD\"}}\n"
+             "not json\n");
+  // stdin from the file: a spawn with a redirect, no shell.
+  int in = open(dir.file("in.jsonl").c_str(), O_RDONLY);
+  ASSERT_GE(in, 0);
+  const int saved = dup(0);
+  dup2(in, 0);
+  Result r = run_trainer({"--check", "--stdin"}, dir);
+  dup2(saved, 0);
+  close(saved);
+  close(in);
+  ASSERT_EQ(r.exit_code, 0) << r.describe();
+  std::istringstream lines(r.out);
+  std::string a, b, c;
+  std::getline(lines, a);
+  std::getline(lines, b);
+  std::getline(lines, c);
+  EXPECT_EQ(a, "{\"ok\":true}");
+  EXPECT_NE(b.find("\"key\":\"optimizer.name\""), std::string::npos) << b;
+  EXPECT_NE(b.find("\"ok\":false"), std::string::npos) << b;
+  EXPECT_NE(c.find("\"ok\":false"), std::string::npos) << c;
+}
+
+// The plan refuses an axis value the trainer cannot run, naming its line.
+TEST(TrainerCheck, PlanAndRunRefuseAnAxisValueTheTrainerCannotRun) {
+  REQUIRE_TRAINER();
+  TempDir dir;
+  const std::string space = embedded_space(dir, "", "\"activation_checkpoint.mode\" = [\"full\", \"memory_budget\"]\n");
+  const std::string where = space + ":" + std::to_string(line_of(space, "memory_budget")) + ":";
+  for (const char* cmd : {"plan", "run"}) {
+    Result r = tune({cmd, "--space", space}, dir.path(), 60);
+    EXPECT_EQ(r.exit_code, 2) << r.describe();
+    EXPECT_NE(r.err.find(where), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("key 'space.activation_checkpoint.mode': the embedded trainer cannot run \"memory_budget\""),
+              std::string::npos)
+        << r.err;
+    EXPECT_NE(r.err.find("is not implemented by the embedded trainer"), std::string::npos) << r.err;
+  }
+  EXPECT_FALSE(fs::exists(dir.file("emb.db")));
+}
+
+TEST(TrainerCheck, PlanRefusesABaseValueNamingItsLine) {
+  REQUIRE_TRAINER();
+  TempDir dir;
+  const std::string space =
+      embedded_space(dir, "[base.optimizer]\nname = \"SGD\"\n", "\"training.local_batch_size\" = [1, 2]\n");
+  Result r = tune({"plan", "--space", space}, dir.path(), 60);
+  EXPECT_EQ(r.exit_code, 2) << r.describe();
+  const std::string where = space + ":" + std::to_string(line_of(space, "\"SGD\"")) + ":";
+  EXPECT_NE(r.err.find(where), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("key 'optimizer.name'"), std::string::npos) << r.err;
+}
+
+TEST(TrainerCheck, ConfigsTheTrainerRunsPlanAsBefore) {
+  REQUIRE_TRAINER();
+  TempDir dir;
+  const std::string space = embedded_space(
+      dir, "", "\"activation_checkpoint.mode\" = [\"none\", \"full\"]\n\"compile.enable\" = [false, true]\n");
+  Result r = tune({"plan", "--space", space, "--format", "json"}, dir.path(), 60);
+  ASSERT_EQ(r.exit_code, 0) << r.describe();
+  EXPECT_EQ(json_of(r)["candidates"].size(), 4u);
+}
+
+}  // namespace
+}  // namespace partune::cli_testing
