@@ -32,7 +32,7 @@ TEST(FreshDatabaseRace, SimultaneousOpensAllSucceed) {
         if (read(gate[0], &c, 1) != 0) _exit(kNoStart);  // released when the parent closes it
         try {
           Store s = Store::open(db, Store::Mode::Create);
-          s.ensure_study(StudyRow{"race", "space.toml", "", "mfu", "", nlohmann::json::object()});
+          s.ensure_study(StudyRow{"race", "space.toml", "", "mfu", "", nlohmann::json::object(), HealthRule{}});
           _exit(kOpened);
         } catch (const InputError& e) {
           std::fprintf(stderr, "child: %s\n", e.what());
