@@ -196,7 +196,9 @@ check "the killed trials ran again" test "$(sql results/kill.db "select count(*)
 sed -e 's/name = "kill"/name = "nomem"/' -e 's/^parallel_trials = 2/parallel_trials = 2\nextra_args = ["--mem=99999999"]/' \
   kill.toml >nomem.toml
 SLURM_JOB_ID=$job SLURM_JOB_NODELIST=$nodes timeout 120 "$TUNE" --space nomem.toml >out3.txt 2>&1
-check "failed steps do not stop the study (exit 0)" test $? -eq 0
+# Every trial ran and failed: the study ran to its end and says so with exit 4.
+check "failed steps do not stop the study (exit 4: every trial failed)" test $? -eq 4
+check "the study ran to its end" grep -q "0 done, 6 failed" out3.txt
 check "every trial failed with srun's reason" test \
   "$(sql results/nomem.db "select count(*) from trials where status = 'failed' and reason like 'srun: error:%'")" -eq 6
 scancel "$job"

@@ -382,10 +382,9 @@ Store Store::open(const std::string& path, Mode mode) {
   std::error_code ec;
   if (mode == Mode::Existing && !fs::exists(p, ec)) throw InputError(path + ": no results database here");
   if (p.has_parent_path() && !fs::is_directory(p.parent_path(), ec)) {
-    if (fs::exists(p.parent_path(), ec))
-      ec = std::make_error_code(std::errc::not_a_directory);
-    else
-      fs::create_directories(p.parent_path(), ec);
+    // Another tune may create it at the same moment: create, then judge what is there.
+    fs::create_directories(p.parent_path(), ec);
+    if (!ec && !fs::is_directory(p.parent_path(), ec)) ec = std::make_error_code(std::errc::not_a_directory);
     if (ec)
       throw InputError(path + ": cannot create folder '" + p.parent_path().string() +
                        "' for the results database: " + ec.message());
