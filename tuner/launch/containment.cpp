@@ -298,6 +298,24 @@ void reap_adopted(const std::vector<pid_t>& pids) {
   }
 }
 
+// rmdir, retried while the kernel still counts an ended process in it.
+void remove_cgroup_dir(const std::string& dir) {
+  for (int i = 0; i < 200 && ::rmdir(dir.c_str()) != 0 && errno == EBUSY; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+}
+
+void remove_run_dir(const std::string& run_dir) {
+  reap_adopted(kill_cgroup(run_dir));
+  std::vector<std::string> trials;
+  if (DIR* dir = ::opendir(run_dir.c_str())) {
+    while (dirent* ent = ::readdir(dir))
+      if (std::string_view(ent->d_name).rfind("trial-", 0) == 0) trials.push_back(run_dir + "/" + ent->d_name);
+    ::closedir(dir);
+  }
+  for (const auto& t : trials) remove_cgroup_dir(t);
+  remove_cgroup_dir(run_dir);
+}
+
 class CgroupContainment : public Containment {
  public:
   CgroupContainment(std::string run_dir, std::string dir, int procs_fd)
@@ -305,8 +323,7 @@ class CgroupContainment : public Containment {
   ~CgroupContainment() override {
     end_all();
     ::close(procs_fd_);
-    for (int i = 0; i < 100 && ::rmdir(dir_.c_str()) != 0 && errno == EBUSY; ++i)
-      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    remove_cgroup_dir(dir_);
     // run_dir_ stays while tune lives (a trial beside this one may be creating
     // its cgroup in it); the guard removes it when tune ends.
   }
@@ -348,16 +365,6 @@ class CgroupContainment : public Containment {
   int procs_fd_;
   std::unique_ptr<SubreaperContainment> fallback_;
 };
-
-void remove_run_dir(const std::string& run_dir) {
-  reap_adopted(kill_cgroup(run_dir));
-  if (DIR* dir = ::opendir(run_dir.c_str())) {
-    while (dirent* ent = ::readdir(dir))
-      if (std::string_view(ent->d_name).rfind("trial-", 0) == 0) ::rmdir((run_dir + "/" + ent->d_name).c_str());
-    ::closedir(dir);
-  }
-  ::rmdir(run_dir.c_str());
-}
 
 // The run cgroups of tunes that are gone and whose guard did not remove them
 // (both killed at once): what is in them is ended, the directories removed.
