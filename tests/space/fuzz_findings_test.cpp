@@ -1,0 +1,48 @@
+// Inputs the fuzz targets (tests/fuzz) found, kept as plain tests: raw
+// control characters, which made Debian's toml++ assert (abort) inside the
+// parser instead of reporting an error, are refused with file:line:col.
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "common/error.h"
+#include "common/job_config.h"
+#include "tuner/space/space.h"
+
+namespace partune {
+namespace {
+
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const InputError& e) {
+    return e.what();
+  }
+  return "<no error>";
+}
+
+// From fuzz_job_config_roundtrip: a table header with a NUL and other
+// control bytes in it ("[\x14\0\0\0lr_scheduler]").
+constexpr char kHeaderWithNulRaw[] = "[job]\ndescription = \"x\"\n\n[\x14\0\0\0lr_scheduler]\n";
+const std::string kHeaderWithNul(kHeaderWithNulRaw, sizeof kHeaderWithNulRaw - 1);
+
+TEST(FuzzFindings, ControlCharactersInAJobConfigAreAnErrorNamingLineAndColumn) {
+  EXPECT_EQ(error_of([] { JobConfig::from_toml_string(kHeaderWithNul, "job.toml"); }),
+            "job.toml:4:2: control character U+0014 is not allowed in TOML (escape it inside a string)");
+  EXPECT_EQ(error_of([] { JobConfig::from_toml_string("[job]\ndescription = \"a\x7f\"\n", "job.toml"); }),
+            "job.toml:2:17: control character U+007F is not allowed in TOML (escape it inside a string)");
+}
+
+TEST(FuzzFindings, ControlCharactersInASpaceFileAreAnErrorNamingLineAndColumn) {
+  const std::string space = "[study]\nname = \"s\"\n" + kHeaderWithNul;
+  EXPECT_EQ(error_of([&] { load_space_from_string(space, "space.toml"); }),
+            "space.toml:6:2: control character U+0014 is not allowed in TOML (escape it inside a string)");
+}
+
+TEST(FuzzFindings, TabsAndCrlfLineEndsAreStillTomlWhitespace) {
+  JobConfig c = JobConfig::from_toml_string("[training]\r\n\tsteps = 3\r\n", "job.toml");
+  EXPECT_EQ(c.get_int("training.steps"), 3);
+}
+
+}  // namespace
+}  // namespace partune
