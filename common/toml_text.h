@@ -1,7 +1,14 @@
-// Raw control characters are never valid TOML (only tab, and LF or CRLF line
-// ends, may appear unescaped). Debian's toml++ asserts on some of them (a
-// NUL in a table header) instead of reporting a syntax error, so the space
-// loader and the job-config reader refuse them before parsing.
+// Checks on TOML text before toml++ (3.3.0, Debian 12) parses it, for input
+// that library does not report as an error but asserts on (debug builds) or
+// assumes away (release builds: undefined behaviour), as the fuzz targets
+// found:
+// - raw control characters (only tab, and LF or CRLF line ends, are TOML);
+// - a table header whose first key does not start like a key: "[#x]",
+//   "[[.x]]", "[ !x]", "[éx]";
+// - a non-ASCII character outside strings and comments ("[optimiz\uFEEE]"
+//   reaches an unreachable branch of its Unicode tables). TOML 1.0 allows
+//   them nowhere else either: bare keys are ASCII.
+// The space loader and the job-config reader call it first.
 #pragma once
 #include <string>
 #include <string_view>
@@ -10,23 +17,103 @@
 
 namespace partune {
 
-// Throws InputError "source:line:col: control character U+00XX is not allowed
-// in TOML (escape it inside a string)" for the first such byte.
+namespace toml_text_detail {
+
+inline std::string where(const std::string& source, size_t line, size_t col) {
+  return source + ":" + std::to_string(line) + ":" + std::to_string(col) + ": ";
+}
+
+inline bool starts_a_key(unsigned char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-' ||
+         c == '"' || c == '\'' || c == ']';  // "[]" is reported by the parser itself
+}
+
+}  // namespace toml_text_detail
+
+// Throws InputError "source:line:col: <what>" for the first problem above.
 inline void reject_toml_control_characters(std::string_view text, const std::string& source) {
-  size_t line = 1, col = 1;
-  for (char ch : text) {
-    const auto c = static_cast<unsigned char>(ch);
+  using toml_text_detail::where;
+  size_t line = 1, line_begin = 0;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const auto c = static_cast<unsigned char>(text[i]);
     if ((c < 0x20 && c != '\t' && c != '\n' && c != '\r') || c == 0x7f) {
       static constexpr char kHex[] = "0123456789ABCDEF";
       const std::string code = std::string("U+00") + kHex[c >> 4] + kHex[c & 15];
-      throw InputError(source + ":" + std::to_string(line) + ":" + std::to_string(col) + ": control character " + code +
+      throw InputError(where(source, line, i - line_begin + 1) + "control character " + code +
                        " is not allowed in TOML (escape it inside a string)");
     }
     if (c == '\n') {
       ++line;
-      col = 1;
+      line_begin = i + 1;
+    }
+  }
+
+  // Table headers: a line that starts with '[' outside any value (array,
+  // inline table, multi-line string). A small scan keeps that state.
+  enum class In { Top, MultiBasic, MultiLiteral } in = In::Top;
+  int depth = 0;  // open '[' / '{' of values
+  bool line_start = true;
+  line = 1;
+  line_begin = 0;
+  size_t i = text.size() >= 3 && text.substr(0, 3) == "\xEF\xBB\xBF" ? 3 : 0;
+  auto at = [&](size_t k, std::string_view s) { return text.substr(k, s.size()) == s; };
+  auto newline = [&](size_t k) {
+    ++line;
+    line_begin = k + 1;
+    line_start = true;
+  };
+  while (i < text.size()) {
+    const char c = text[i];
+    if (in != In::Top) {
+      if (c == '\n') newline(i);
+      if (in == In::MultiBasic && c == '\\') {
+        if (i + 1 < text.size() && text[i + 1] == '\n') newline(i + 1);
+        i += 2;
+        continue;
+      }
+      if (at(i, in == In::MultiBasic ? "\"\"\"" : "'''")) {
+        in = In::Top;
+        i += 3;
+        continue;
+      }
+      ++i;
+      continue;
+    }
+    if (line_start && (c == ' ' || c == '\t')) {
+      ++i;
+      continue;
+    }
+    if (line_start && depth == 0 && c == '[') {
+      size_t k = i + 1;
+      if (k < text.size() && text[k] == '[') ++k;
+      while (k < text.size() && (text[k] == ' ' || text[k] == '\t')) ++k;
+      if (k < text.size() && !toml_text_detail::starts_a_key(static_cast<unsigned char>(text[k])))
+        throw InputError(where(source, line, k - line_begin + 1) +
+                         "a table header must start with a key (a bare key or a quoted one)");
+    }
+    line_start = false;
+    if (c == '\n') {
+      newline(i);
+      ++i;
+    } else if (c == '#') {
+      while (i < text.size() && text[i] != '\n') ++i;
+    } else if (at(i, "\"\"\"")) {
+      in = In::MultiBasic;
+      i += 3;
+    } else if (at(i, "'''")) {
+      in = In::MultiLiteral;
+      i += 3;
+    } else if (c == '"' || c == '\'') {
+      ++i;
+      while (i < text.size() && text[i] != c && text[i] != '\n') i += c == '"' && text[i] == '\\' ? 2 : 1;
+      if (i < text.size() && text[i] == c) ++i;
     } else {
-      ++col;
+      if (static_cast<unsigned char>(c) >= 0x80)
+        throw InputError(where(source, line, i - line_begin + 1) +
+                         "a non-ASCII character outside a string or comment (TOML keys are ASCII; quote the key)");
+      if (c == '[' || c == '{') ++depth;
+      if ((c == ']' || c == '}') && depth > 0) --depth;
+      ++i;
     }
   }
 }

@@ -39,6 +39,41 @@ TEST(FuzzFindings, ControlCharactersInASpaceFileAreAnErrorNamingLineAndColumn) {
             "space.toml:6:2: control character U+0014 is not allowed in TOML (escape it inside a string)");
 }
 
+// From fuzz_job_config_roundtrip: "[# Qwen3...": toml++ assumes a table
+// header starts with a key (undefined behaviour in a release build).
+TEST(FuzzFindings, TableHeaderThatDoesNotStartWithAKeyIsAnError) {
+  for (const std::string header : {"[# x]", "[[#x]]", "[ .x]", "[!x]", "[\t{x]", "[[[x]]]", "[\xc3\xa9x]"}) {
+    const std::string text = "[job]\ndescription = \"d\"\n  " + header + "\n";
+    EXPECT_NE(error_of([&] { JobConfig::from_toml_string(text, "job.toml"); }).find("job.toml:3:"), std::string::npos)
+        << header;
+    EXPECT_NE(
+        error_of([&] { JobConfig::from_toml_string(text, "job.toml"); }).find("a table header must start with a key"),
+        std::string::npos)
+        << header;
+  }
+  EXPECT_EQ(error_of([] { load_space_from_string("[study]\nname = \"s\"\n[#base]\n", "space.toml"); }),
+            "space.toml:3:2: a table header must start with a key (a bare key or a quoted one)");
+}
+
+// From fuzz_job_config_roundtrip: "[optimiz\uFEEE]" made toml++ reach an
+// unreachable branch of its Unicode tables (undefined behaviour).
+TEST(FuzzFindings, NonAsciiOutsideStringsIsAnError) {
+  EXPECT_EQ(error_of([] { JobConfig::from_toml_string("[job]\n[optimiz\xef\xbb\xae]\n", "job.toml"); }),
+            "job.toml:2:9: a non-ASCII character outside a string or comment (TOML keys are ASCII; quote the key)");
+  EXPECT_EQ(error_of([] { JobConfig::from_toml_string("[job] # caf\xc3\xa9\ndescription = \"caf\xc3\xa9\"\n", "j"); }),
+            "<no error>");
+}
+
+TEST(FuzzFindings, BracketsInsideValuesAndStringsAreNoTableHeaders) {
+  // Nested arrays, strings and comments whose lines start with '[' are values.
+  const std::string text =
+      "[compile]\ncomponents = [\n  \"model\",\n  \"loss\" # [#x]\n]\n"
+      "[job]\ndescription = \"\"\"\n[# not a header\n\"\"\"\n"
+      "[\"quoted key\"]\n";
+  EXPECT_EQ(error_of([&] { JobConfig::from_toml_string(text, "job.toml"); }).find("table header must start"),
+            std::string::npos);
+}
+
 TEST(FuzzFindings, TabsAndCrlfLineEndsAreStillTomlWhitespace) {
   JobConfig c = JobConfig::from_toml_string("[training]\r\n\tsteps = 3\r\n", "job.toml");
   EXPECT_EQ(c.get_int("training.steps"), 3);
