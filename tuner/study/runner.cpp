@@ -168,17 +168,15 @@ class TrialRunner {
               }
               if (steps_stored > TrialLogState::kMaxStepRows) break;
               ++steps_stored;
-              {
-                store_.add_step(study, c.id, p.step, rank);
-                progress_.step(p.step);
-                if (!a.startup_s) a.startup_s = seconds_since(launched_at);
-                if (p.step.step > space_.trial.warmup_steps)
-                  if (auto v = step_objective(p.step, space_.study.objective)) {
-                    a.counted.push_back(*v);
-                    // The last step ends the trial anyway.
-                    if (!stop_reason && stop && p.step.step < steps) stop_reason = stop(a.counted);
-                  }
-              }
+              store_.add_step(study, c.id, p.step, rank);
+              progress_.step(p.step);
+              if (!a.startup_s) a.startup_s = seconds_since(launched_at);
+              if (p.step.step > space_.trial.warmup_steps)
+                if (auto v = step_objective(p.step, space_.study.objective)) {
+                  a.counted.push_back(*v);
+                  // The last step ends the trial anyway.
+                  if (!stop_reason && stop && p.step.step < steps) stop_reason = stop(a.counted);
+                }
               break;
             }
             case ParsedLine::Kind::AllocRetries:
