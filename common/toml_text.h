@@ -7,7 +7,9 @@
 //   "[[.x]]", "[ !x]", "[éx]";
 // - a non-ASCII character outside strings and comments ("[optimiz\uFEEE]"
 //   reaches an unreachable branch of its Unicode tables). TOML 1.0 allows
-//   them nowhere else either: bare keys are ASCII.
+//   them nowhere else either: bare keys are ASCII;
+// - in a multi-line basic string, '\' before a non-ASCII character (the same
+//   table, looking for a line-ending backslash).
 // The space loader and the job-config reader call it first.
 #pragma once
 #include <string>
@@ -67,6 +69,9 @@ inline void reject_toml_control_characters(std::string_view text, const std::str
     if (in != In::Top) {
       if (c == '\n') newline(i);
       if (in == In::MultiBasic && c == '\\') {
+        if (i + 1 < text.size() && static_cast<unsigned char>(text[i + 1]) >= 0x80)
+          throw InputError(where(source, line, i - line_begin + 1) +
+                           "'\\' before a non-ASCII character is no escape (write \\uXXXX)");
         if (i + 1 < text.size() && text[i + 1] == '\n') newline(i + 1);
         i += 2;
         continue;

@@ -64,6 +64,12 @@ TEST(FuzzFindings, NonAsciiOutsideStringsIsAnError) {
             "<no error>");
 }
 
+// From fuzz_job_config_roundtrip: '"""\\' and a Greek Alpha.
+TEST(FuzzFindings, BackslashBeforeNonAsciiInAMultiLineStringIsAnError) {
+  EXPECT_EQ(error_of([] { JobConfig::from_toml_string("[job]\ndescription = \"\"\"a\\\xce\x91\"\"\"\n", "job.toml"); }),
+            "job.toml:2:19: '\\' before a non-ASCII character is no escape (write \\uXXXX)");
+}
+
 TEST(FuzzFindings, BracketsInsideValuesAndStringsAreNoTableHeaders) {
   // Nested arrays, strings and comments whose lines start with '[' are values.
   const std::string text =
