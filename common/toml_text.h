@@ -9,7 +9,9 @@
 //   reaches an unreachable branch of its Unicode tables). TOML 1.0 allows
 //   them nowhere else either: bare keys are ASCII;
 // - in a multi-line basic string, '\' before a non-ASCII character (the same
-//   table, looking for a line-ending backslash).
+//   table, looking for a line-ending backslash);
+// - a '}' where an array is open, a ']' where an inline table is ("[1,}":
+//   toml++ assumes an array element does not start with '}').
 // The space loader and the job-config reader call it first.
 #pragma once
 #include <string>
@@ -53,7 +55,7 @@ inline void reject_toml_control_characters(std::string_view text, const std::str
   // Table headers: a line that starts with '[' outside any value (array,
   // inline table, multi-line string). A small scan keeps that state.
   enum class In { Top, MultiBasic, MultiLiteral } in = In::Top;
-  int depth = 0;  // open '[' / '{' of values
+  std::string open;  // the '[' and '{' open at this point, innermost last
   bool line_start = true;
   line = 1;
   line_begin = 0;
@@ -88,7 +90,7 @@ inline void reject_toml_control_characters(std::string_view text, const std::str
       ++i;
       continue;
     }
-    if (line_start && depth == 0 && c == '[') {
+    if (line_start && open.empty() && c == '[') {
       size_t k = i + 1;
       if (k < text.size() && text[k] == '[') ++k;
       while (k < text.size() && (text[k] == ' ' || text[k] == '\t')) ++k;
@@ -116,8 +118,13 @@ inline void reject_toml_control_characters(std::string_view text, const std::str
       if (static_cast<unsigned char>(c) >= 0x80)
         throw InputError(where(source, line, i - line_begin + 1) +
                          "a non-ASCII character outside a string or comment (TOML keys are ASCII; quote the key)");
-      if (c == '[' || c == '{') ++depth;
-      if ((c == ']' || c == '}') && depth > 0) --depth;
+      if (c == '[' || c == '{') open += c;
+      if ((c == ']' || c == '}') && !open.empty()) {
+        if (open.back() != (c == ']' ? '[' : '{'))
+          throw InputError(where(source, line, i - line_begin + 1) + "'" + c + "' where a '" + open.back() +
+                           "' is open");
+        open.pop_back();
+      }
       ++i;
     }
   }

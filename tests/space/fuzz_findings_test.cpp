@@ -70,6 +70,14 @@ TEST(FuzzFindings, BackslashBeforeNonAsciiInAMultiLineStringIsAnError) {
             "job.toml:2:19: '\\' before a non-ASCII character is no escape (write \\uXXXX)");
 }
 
+// From fuzz_job_config_roundtrip: "description = [}[[[...".
+TEST(FuzzFindings, MismatchedBracketIsAnError) {
+  EXPECT_EQ(error_of([] { JobConfig::from_toml_string("[job]\ndescription = [1, }\n", "job.toml"); }),
+            "job.toml:2:19: '}' where a '[' is open");
+  EXPECT_EQ(error_of([] { JobConfig::from_toml_string("[job]\nx = {a = [1]]\n", "job.toml"); }),
+            "job.toml:2:13: ']' where a '{' is open");
+}
+
 TEST(FuzzFindings, BracketsInsideValuesAndStringsAreNoTableHeaders) {
   // Nested arrays, strings and comments whose lines start with '[' are values.
   const std::string text =
