@@ -56,6 +56,7 @@ inline void reject_toml_control_characters(std::string_view text, const std::str
   // inline table, multi-line string). A small scan keeps that state.
   enum class In { Top, MultiBasic, MultiLiteral } in = In::Top;
   std::string open;  // the '[' and '{' open at this point, innermost last
+  char prev = '\n';  // the last character that is not a space or tab
   bool line_start = true;
   line = 1;
   line_begin = 0;
@@ -98,19 +99,25 @@ inline void reject_toml_control_characters(std::string_view text, const std::str
         throw InputError(where(source, line, k - line_begin + 1) +
                          "a table header must start with a key (a bare key or a quoted one)");
     }
+    // A quote opens a string only where a key or value may start (as in
+    // toml++): after "10" a quote is a stray character, and toml++ reads on
+    // through what follows it as part of the number.
+    const bool string_may_start = line_start || prev == '=' || prev == '[' || prev == '{' || prev == ',' || prev == '.';
     line_start = false;
+    if (c != ' ' && c != '\t') prev = c;
     if (c == '\n') {
       newline(i);
+      prev = '\n';
       ++i;
     } else if (c == '#') {
       while (i < text.size() && text[i] != '\n') ++i;
-    } else if (at(i, "\"\"\"")) {
+    } else if (string_may_start && at(i, "\"\"\"")) {
       in = In::MultiBasic;
       i += 3;
-    } else if (at(i, "'''")) {
+    } else if (string_may_start && at(i, "'''")) {
       in = In::MultiLiteral;
       i += 3;
-    } else if (c == '"' || c == '\'') {
+    } else if (string_may_start && (c == '"' || c == '\'')) {
       ++i;
       while (i < text.size() && text[i] != c && text[i] != '\n') i += c == '"' && text[i] == '\\' ? 2 : 1;
       if (i < text.size() && text[i] == c) ++i;
