@@ -55,8 +55,10 @@ inline void reject_toml_control_characters(std::string_view text, const std::str
   // Table headers: a line that starts with '[' outside any value (array,
   // inline table, multi-line string). A small scan keeps that state.
   enum class In { Top, MultiBasic, MultiLiteral } in = In::Top;
-  std::string open;  // the '[' and '{' open at this point, innermost last
-  char prev = '\n';  // the last character that is not a space or tab
+  std::string open;         // the '[' and '{' open at this point, innermost last
+  char prev = '\n';         // the last structural character ('x': a bare token)
+  bool token_start = true;  // at the start of a token: after space or structure
+  bool key_pos = true;      // a key is read here, not a value
   bool line_start = true;
   line = 1;
   line_begin = 0;
@@ -87,44 +89,58 @@ inline void reject_toml_control_characters(std::string_view text, const std::str
       ++i;
       continue;
     }
-    if (line_start && (c == ' ' || c == '\t')) {
+    if (c == ' ' || c == '\t' || c == '\r') {
+      token_start = true;
       ++i;
       continue;
     }
     if (line_start && open.empty() && c == '[') {
       size_t k = i + 1;
       if (k < text.size() && text[k] == '[') ++k;
+      const size_t brackets = k - i;
       while (k < text.size() && (text[k] == ' ' || text[k] == '\t')) ++k;
       if (k < text.size() && !toml_text_detail::starts_a_key(static_cast<unsigned char>(text[k])))
         throw InputError(where(source, line, k - line_begin + 1) +
                          "a table header must start with a key (a bare key or a quoted one)");
+      open.append(brackets, '[');  // closed by the header's ']'
+      i += brackets;
+      line_start = false;
+      prev = '[';
+      token_start = key_pos = true;
+      continue;
     }
-    // A quote opens a string only where a key or value may start (as in
-    // toml++): after "10" a quote is a stray character, and toml++ reads on
-    // through what follows it as part of the number.
-    const bool string_may_start = line_start || prev == '=' || prev == '[' || prev == '{' || prev == ',' || prev == '.';
     line_start = false;
-    if (c != ' ' && c != '\t') prev = c;
     if (c == '\n') {
       newline(i);
       prev = '\n';
+      token_start = true;
+      key_pos = open.empty() || open.back() == '{';
       ++i;
-    } else if (c == '#') {
+      continue;
+    }
+    if (c == '#') {
       while (i < text.size() && text[i] != '\n') ++i;
-    } else if (string_may_start && at(i, "\"\"\"")) {
-      in = In::MultiBasic;
-      i += 3;
-    } else if (string_may_start && at(i, "'''")) {
-      in = In::MultiLiteral;
-      i += 3;
-    } else if (string_may_start && (c == '"' || c == '\'')) {
-      ++i;
-      while (i < text.size() && text[i] != c && text[i] != '\n') i += c == '"' && text[i] == '\\' ? 2 : 1;
-      if (i < text.size() && text[i] == c) ++i;
-    } else {
-      if (static_cast<unsigned char>(c) >= 0x80)
-        throw InputError(where(source, line, i - line_begin + 1) +
-                         "a non-ASCII character outside a string or comment (TOML keys are ASCII; quote the key)");
+      continue;
+    }
+    // A quote opens a string only at the start of a key or value, as toml++
+    // sees it; anywhere else toml++ is reading a bare token (a key, number,
+    // boolean or date) and reads on through it.
+    const bool may_open =
+        token_start && (prev == '\n' || prev == '=' || prev == '[' || prev == '{' || prev == ',' || prev == '.');
+    if (may_open && (c == '"' || c == '\'')) {
+      if (at(i, c == '"' ? "\"\"\"" : "'''")) {
+        in = c == '"' ? In::MultiBasic : In::MultiLiteral;
+        i += 3;
+      } else {
+        ++i;
+        while (i < text.size() && text[i] != c && text[i] != '\n') i += c == '"' && text[i] == '\\' ? 2 : 1;
+        if (i < text.size() && text[i] == c) ++i;
+      }
+      prev = c;
+      token_start = false;
+      continue;
+    }
+    if (token_start && (c == '[' || c == '{' || c == ']' || c == '}' || c == ',' || c == '=' || c == '.')) {
       if (c == '[' || c == '{') open += c;
       if ((c == ']' || c == '}') && !open.empty()) {
         if (open.back() != (c == ']' ? '[' : '{'))
@@ -132,8 +148,26 @@ inline void reject_toml_control_characters(std::string_view text, const std::str
                            "' is open");
         open.pop_back();
       }
+      if (c == '{') key_pos = true;
+      if (c == '[' || c == '=' || c == ']' || c == '}') key_pos = false;
+      if (c == ',') key_pos = !open.empty() && open.back() == '{';
+      prev = c;
+      ++i;
+      continue;
+    }
+    // A bare token: up to what ends a value (or, in a key, a '.').
+    while (i < text.size()) {
+      const char t = text[i];
+      if (t == ' ' || t == '\t' || t == '\r' || t == '\n' || t == ',' || t == ']' || t == '}' || t == '#' || t == '=' ||
+          (key_pos && t == '.'))
+        break;
+      if (static_cast<unsigned char>(t) >= 0x80)
+        throw InputError(where(source, line, i - line_begin + 1) +
+                         "a non-ASCII character outside a string or comment (TOML keys are ASCII; quote the key)");
       ++i;
     }
+    prev = 'x';
+    token_start = true;  // what ended the token is read next, as structure
   }
 }
 

@@ -61,6 +61,8 @@ TEST(FuzzFindings, NonAsciiOutsideStringsIsAnError) {
   EXPECT_EQ(error_of([] { JobConfig::from_toml_string("[job]\n[optimiz\xef\xbb\xae]\n", "job.toml"); }),
             "job.toml:2:9: a non-ASCII character outside a string or comment (TOML keys are ASCII; quote the key)");
   // After "10" a quote starts no string (toml++ reads on as the number).
+  EXPECT_EQ(error_of([] { JobConfig::from_toml_string("[job]\nrec=-[\"G\xef\xbb\xbd\"\n", "job.toml"); }),
+            "job.toml:2:9: a non-ASCII character outside a string or comment (TOML keys are ASCII; quote the key)");
   EXPECT_EQ(error_of([] { JobConfig::from_toml_string("[training]\nsteps = 10\"a\xef\xbb\xaf\"\n", "job.toml"); }),
             "job.toml:2:13: a non-ASCII character outside a string or comment (TOML keys are ASCII; quote the key)");
   EXPECT_EQ(error_of([] { JobConfig::from_toml_string("[job] # caf\xc3\xa9\ndescription = \"caf\xc3\xa9\"\n", "j"); }),
