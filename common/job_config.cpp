@@ -1,10 +1,14 @@
 #include "common/job_config.h"
 
+#include <sys/stat.h>
+
 #include <algorithm>
 #include <cctype>
+#include <cerrno>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <sstream>
 
@@ -12,6 +16,7 @@
 #include <toml++/toml.h>
 
 #include "common/error.h"
+#include "common/toml_text.h"
 
 namespace partune {
 
@@ -443,6 +448,17 @@ Value value_from_json(std::string_view key, const nlohmann::json& j, std::string
 }
 
 JobConfig JobConfig::from_toml_file(const std::string& path) {
+  // A directory reads as empty (all defaults) and a FIFO or device blocks
+  // or never ends: only a regular file is a config.
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) throw InputError(path + ": cannot read file: " + std::strerror(errno));
+  if (!S_ISREG(st.st_mode))
+    throw InputError(path + ": not a regular file (" +
+                     (S_ISDIR(st.st_mode)    ? "a directory"
+                      : S_ISFIFO(st.st_mode) ? "a FIFO"
+                      : S_ISCHR(st.st_mode)  ? "a character device"
+                                             : "not a file") +
+                     ")");
   std::ifstream in(path, std::ios::binary);
   if (!in) throw InputError(path + ": cannot read file");
   std::stringstream ss;
@@ -451,6 +467,7 @@ JobConfig JobConfig::from_toml_file(const std::string& path) {
 }
 
 JobConfig JobConfig::from_toml_string(std::string_view text, const std::string& source_name) {
+  reject_toml_control_characters(text, source_name);
   toml::table t;
   try {
     t = toml::parse(text, source_name);

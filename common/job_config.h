@@ -50,7 +50,8 @@ Value value_from_json(std::string_view key, const nlohmann::json& j, std::string
 // A job config: the values explicitly set; anything else reads as the default.
 class JobConfig {
  public:
-  // Throws InputError "path:line:col: key: reason" for unknown keys and wrong types.
+  // Throws InputError "path:line:col: key: reason" for unknown keys and wrong
+  // types, and "path: not a regular file (...)" for a directory, FIFO or device.
   static JobConfig from_toml_file(const std::string& path);
   static JobConfig from_toml_string(std::string_view text, const std::string& source_name);
 

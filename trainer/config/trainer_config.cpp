@@ -278,6 +278,10 @@ TrainerConfig parse_trainer_args(const std::vector<std::string>& args, int world
   cli.apply_cli(overrides);
   JobConfig merged;
   std::string file;
+  // A run without its job config would train torchtitan's defaults, which
+  // no one asked for (a --dry-run only counts, from the command line alone).
+  if (!cli.has("job.config_file") && !dry_run)
+    throw InputError("command line: --job.config_file FILE is required (the torchtitan job config to train)");
   if (cli.has("job.config_file")) {
     file = cli.get_string("job.config_file");
     merged = JobConfig::from_toml_file(file);

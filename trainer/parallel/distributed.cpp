@@ -37,6 +37,41 @@ std::string join(const std::vector<int>& v) {
 
 bool is_loopback(const std::string& addr) { return addr == "localhost" || addr.rfind("127.", 0) == 0; }
 
+// Every rank writes its WORLD_SIZE under its rank, then reads every peer's
+// in rank order until `deadline`: a peer of another world is an error at
+// once (the server would otherwise wait for ranks that will never come, or
+// build a group of the wrong size), a missing one when the deadline passes.
+void meet_peers(c10d::Store& store, const RankEnv& env, std::chrono::steady_clock::time_point deadline,
+                std::chrono::milliseconds timeout) {
+  const std::string prefix = "partune/rendezvous/world_size/";
+  const std::string mine = std::to_string(env.world_size);
+  store.set(prefix + std::to_string(env.rank), std::vector<uint8_t>(mine.begin(), mine.end()));
+  for (int r = 0; r < env.world_size; ++r) {
+    const std::string key = prefix + std::to_string(r);
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    try {
+      if (left.count() <= 0) throw std::runtime_error("deadline passed");
+      store.wait({key}, left);
+    } catch (const std::exception& e) {
+      if (std::chrono::steady_clock::now() < deadline) {  // not a timeout: rank 0's store went away
+        const std::string why = e.what();
+        throw std::runtime_error("rendezvous: lost rank 0's store at " + env.master_addr + ":" +
+                                 std::to_string(env.master_port) + " while waiting for rank " + std::to_string(r) +
+                                 " (rank 0 failed or exited): " + why.substr(0, why.find('\n')));
+      }
+      throw std::runtime_error("rendezvous: rank " + std::to_string(r) + " of " + mine + " did not join within " +
+                               "comm.init_timeout_seconds (" + std::to_string(timeout.count() / 1000) + " s)");
+    }
+    const std::vector<uint8_t> v = store.get(key);
+    const std::string theirs(v.begin(), v.end());
+    if (theirs != mine)
+      throw std::runtime_error("rendezvous: rank " + std::to_string(r) + " has WORLD_SIZE " + theirs + ", rank " +
+                               std::to_string(env.rank) + " has " + mine +
+                               ": the ranks were started for different worlds");
+  }
+}
+
 }  // namespace
 
 RankEnv rank_env_from(const std::function<const char*(const char*)>& getenv) {
@@ -181,6 +216,7 @@ Distributed init_distributed(const std::string& device_type, std::chrono::second
   Distributed d;
   d.env_ = rank_env();
   d.timeout_ = std::chrono::duration_cast<std::chrono::milliseconds>(timeout);
+  d.init_deadline_ = std::chrono::steady_clock::now() + timeout;
   if (device_type == "cuda") {
 #ifdef PARTUNE_WITH_CUDA
     // Multicast/NVLS paths are off on the project's GPU machines (issue 4).
@@ -212,9 +248,13 @@ Distributed init_distributed(const std::string& device_type, std::chrono::second
   opts.port = static_cast<std::uint16_t>(d.env_.master_port);
   opts.isServer = d.env_.rank == 0;
   opts.numWorkers = static_cast<std::size_t>(d.env_.world_size);
-  opts.waitWorkers = true;
+  // The server's own wait for workers would spend a second timeout after the
+  // connection's, and cannot tell a peer of another world from a late one:
+  // meet_peers does both within the one deadline.
+  opts.waitWorkers = false;
   opts.timeout = d.timeout_;
   d.store_ = c10::make_intrusive<c10d::TCPStore>(d.env_.master_addr, opts);
+  meet_peers(*d.store_, d.env_, d.init_deadline_, d.timeout_);
   d.world_ = d.new_group("world", all);
   return d;
 }

@@ -58,6 +58,10 @@ class Distributed {
   int world_size() const { return env_.world_size; }
   torch::Device device() const { return device_; }
   std::chrono::milliseconds timeout() const { return timeout_; }
+  // When comm.init_timeout_seconds, counted from the start of the
+  // rendezvous, runs out: it bounds the rendezvous, group creation and the
+  // first step together, once.
+  std::chrono::steady_clock::time_point init_deadline() const { return init_deadline_; }
   const GroupPtr& world() const { return world_; }
 
   // A group of `ranks` (ascending global ranks that include this one).
@@ -79,13 +83,16 @@ class Distributed {
   int mesh_generation_ = 0;
   torch::Device device_ = torch::kCPU;
   std::chrono::milliseconds timeout_{0};
+  std::chrono::steady_clock::time_point init_deadline_ = std::chrono::steady_clock::time_point::max();
   c10::intrusive_ptr<c10d::Store> store_;
   GroupPtr world_;
 };
 
 // Rendezvous and the world group. device_type "cpu" (Gloo) or "cuda" (NCCL,
 // device = LOCAL_RANK; needs a PARTUNE_WITH_CUDA build). `timeout` bounds the
-// rendezvous and every collective.
+// rendezvous (store connection and every rank's arrival together, not each)
+// and every collective. Every rank publishes its WORLD_SIZE and checks its
+// peers': ranks started with different worlds fail at once, naming both.
 Distributed init_distributed(const std::string& device_type, std::chrono::seconds timeout);
 
 // One process and no rendezvous: a world of one rank on `device`, whose

@@ -191,9 +191,14 @@ void Trainer::train() {
                                                cfg_.rank == 0 ? &out_ : nullptr);
   metrics_.start();
   std::unique_ptr<Watchdog> watchdog;
-  if (dist_ != nullptr)
-    watchdog = std::make_unique<Watchdog>(cfg_.rank, std::chrono::seconds(cfg_.init_timeout_seconds),
-                                          "comm.init_timeout_seconds, first step");
+  if (dist_ != nullptr) {
+    // What the rendezvous and group creation left of comm.init_timeout_seconds,
+    // not a second one (rounded up to whole seconds, at least one).
+    const auto left =
+        std::chrono::ceil<std::chrono::seconds>(dist_->init_deadline() - std::chrono::steady_clock::now());
+    watchdog = std::make_unique<Watchdog>(cfg_.rank, std::max(left, std::chrono::seconds(1)),
+                                          "comm.init_timeout_seconds: rendezvous to first step");
+  }
   try {
     while (step_ < cfg_.steps) {
       const StepResult r = train_step();

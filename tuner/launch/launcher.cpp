@@ -29,6 +29,7 @@
 #include <sstream>
 #include <system_error>
 
+#include "tuner/launch/containment.h"
 #include "tuner/trial/trial_files.h"
 
 namespace bp = boost::process;
@@ -47,6 +48,7 @@ struct ChildSetup : bp::extend::handler {
   pid_t parent = 0;
   cpu_set_t cpus;  // set before the fork; applied when use_cpus
   bool use_cpus = false;
+  int cgroup_procs_fd = -1;      // the trial's cgroup.procs (containment.h); -1: none
   mutable pid_t failed_pid = 0;  // a child that reported a start error, to be reaped
 
   template <class Executor>
@@ -58,6 +60,11 @@ struct ChildSetup : bp::extend::handler {
     if (use_cpus && ::sched_setaffinity(0, sizeof cpus, &cpus) != 0) {
       e.set_error(std::error_code(errno, std::system_category()), "sched_setaffinity");
       ::_exit(127);
+    }
+    if (cgroup_procs_fd >= 0) {
+      // "0": the writing process joins. A failed join is seen by track().
+      ssize_t written = ::write(cgroup_procs_fd, "0", 1);
+      (void)written;
     }
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (::getppid() != parent) ::_exit(127);  // the tuner died before prctl took hold
@@ -122,9 +129,12 @@ class Run {
       : specs_(specs), opts_(opts), on_line_(on_line), procs_(specs.size()) {
     result_.exit_codes.assign(specs.size(), 127);
     result_.signals.assign(specs.size(), 0);
+    if (opts.contain) containment_ = Containment::create();
     if (!opts.log_path.empty()) {
       log_ = open_trial_log(opts.log_path);  // not through a planted symlink
       if (!log_) throw std::system_error(errno, std::system_category(), "cannot open trial log " + opts.log_path);
+      struct stat st;
+      if (::fstat(::fileno(log_), &st) == 0) log_bytes_ = st.st_size;
     }
   }
   ~Run() {
@@ -169,6 +179,7 @@ class Run {
         }
       }
       if (killing_ && !sigkill_sent_ && seconds_since(term_time_) >= opts_.kill_grace_s) signal_group(SIGKILL);
+      if (containment_) containment_->poll();
 
       // Sleep in poll until output, the next deadline, or a short tick to
       // notice exits.
@@ -181,9 +192,11 @@ class Run {
       }
       pump(std::max(0, static_cast<int>(wait_s * 1000)));
     }
-    // Every direct child is gone: end whatever they left in the group, then
-    // take the output still in the pipes.
+    // Every direct child is gone: end whatever they left in the group and
+    // whatever left the group (containment.h), then take the output still in
+    // the pipes.
     signal_group(SIGKILL);
+    end_contained();
     auto drain_start = Clock::now();
     while (std::any_of(procs_.begin(), procs_.end(), [](const Proc& p) { return p.fd >= 0; }) &&
            seconds_since(drain_start) < 2.0)
@@ -225,6 +238,11 @@ class Run {
     for (int cpu : spec.cpus)
       if (cpu >= 0 && cpu < CPU_SETSIZE) CPU_SET(cpu, &setup.cpus);
     setup.use_cpus = !spec.cpus.empty();
+    std::unique_lock<std::mutex> starting;
+    if (containment_) {
+      setup.cgroup_procs_fd = containment_->child_join_fd();
+      starting = Containment::hold_for_start();
+    }
     std::error_code ec;
     std::vector<std::string> args(spec.argv.begin() + 1, spec.argv.end());
     bp::child c(bp::exe = program, bp::args = args, env, bp::std_in<bp::null, (bp::std_out & bp::std_err)> out,
@@ -234,6 +252,8 @@ class Run {
       emit(i, "partune: cannot start " + spec.argv[0] + ": " + ec.message());
       return false;
     }
+    if (containment_) containment_->track(c.id());
+    if (starting) starting.unlock();
     if (result_.pgid == 0) result_.pgid = c.id();
     ::setpgid(c.id(), result_.pgid);  // the child did it already; this closes no race but costs nothing
     Proc& p = procs_[i];
@@ -341,9 +361,16 @@ class Run {
 
   void emit(size_t i, std::string_view line) {
     if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-    if (log_) {
-      std::fwrite(line.data(), 1, line.size(), log_);
-      std::fputc('\n', log_);
+    if (log_ && !log_full_) {
+      if (log_bytes_ + static_cast<int64_t>(line.size()) + 1 > opts_.log_limit_bytes) {
+        log_full_ = true;
+        std::fprintf(log_, "partune: output truncated here: this log reached its cap of %lld bytes\n",
+                     static_cast<long long>(opts_.log_limit_bytes));
+      } else {
+        std::fwrite(line.data(), 1, line.size(), log_);
+        std::fputc('\n', log_);
+        log_bytes_ += static_cast<int64_t>(line.size()) + 1;
+      }
       std::fflush(log_);
     }
     if (on_line_) on_line_(i, line);
@@ -358,14 +385,24 @@ class Run {
       p.child.wait(ec);
       p.running = false;
     }
+    end_contained();
+  }
+
+  void end_contained() {
+    if (!containment_) return;
+    result_.containment = std::string(to_string(containment_->kind()));
+    result_.escaped_killed = containment_->end_all();
   }
 
   const std::vector<ProcessSpec>& specs_;
   const LaunchOptions& opts_;
   const std::function<void(size_t, std::string_view)>& on_line_;
+  std::unique_ptr<Containment> containment_;
   std::vector<Proc> procs_;
   LaunchResult result_;
   std::FILE* log_ = nullptr;
+  int64_t log_bytes_ = 0;
+  bool log_full_ = false;
   Clock::time_point start_time_, last_output_, term_time_;
   bool killing_ = false;
   bool sigkill_sent_ = false;

@@ -4,8 +4,10 @@
 // - every child is started from an argv (execve), never through a shell;
 // - all processes of one trial share ONE new process group; timeouts kill the
 //   whole group (SIGTERM, then SIGKILL after kill_grace_s), and once every
-//   direct child has exited the group is SIGKILLed, so nothing a trial
-//   started (workers, grandchildren) outlives it unless it left the group;
+//   direct child has exited the group is SIGKILLed, and so is every
+//   descendant that left the group or cleared its environment (a cgroup per
+//   trial, else tune as child subreaper and a walk of /proc: containment.h),
+//   so nothing a trial started (workers, grandchildren) outlives it;
 // - children die with the tuner (PR_SET_PDEATHSIG = SIGKILL), even on kill -9
 //   (the signal follows the calling thread: launch blocks, so it lives as long);
 // - children start with default signal dispositions, stdin from /dev/null and
@@ -36,6 +38,10 @@ struct LaunchOptions {
   // prefix is the child's job); "" : no log file. The file is opened before
   // anything starts; failure to open it throws std::system_error.
   std::string log_path;
+  // The log file's size cap, counting what earlier attempts left in it: past
+  // it one note line says so and later lines are still parsed (on_line) but
+  // not written, so a trainer printing without end cannot fill the disk.
+  int64_t log_limit_bytes = int64_t{64} << 20;
   // Polled while the trial runs (after each batch of output lines, and at
   // least every 50 ms): true ends the trial
   // (the whole group, SIGTERM then SIGKILL after kill_grace_s) and sets
@@ -43,6 +49,9 @@ struct LaunchOptions {
   // steps already show to be clearly worse than the best (early stopping):
   // the line callback decides, this carries the decision to the loop.
   std::function<bool()> stop_requested;
+  // Contain the trial's descendants (containment.h). Off only for processes
+  // that are not a trial's.
+  bool contain = true;
 };
 
 struct LaunchResult {
@@ -56,6 +65,11 @@ struct LaunchResult {
   bool stopped = false;    // ended because stop_requested said so
   double wall_s = 0;
   int pgid = 0;  // the trial's process group (0: nothing started)
+  // How the trial's descendants were contained ("cgroup", "subreaper"; "" if
+  // not), and how many processes were still alive at its end besides those
+  // the group kill reached first (a cgroup counts the whole group).
+  std::string containment;
+  int escaped_killed = 0;
 };
 
 // Starts `procs`, feeds each complete output line (stdout and stderr merged per

@@ -3,8 +3,12 @@
 #include <algorithm>
 #include <charconv>
 #include <cmath>
+#include <cstdlib>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <optional>
+
+#include "tuner/parse/step_check.h"
 
 namespace partune {
 
@@ -26,6 +30,7 @@ bool contains(std::string_view s, std::string_view needle) { return s.find(needl
 struct Cursor {
   std::string_view s;
   size_t i = 0;
+  bool overflowed = false;  // the last integer() had more digits than int64 holds
 
   bool done() const { return i >= s.size(); }
   void skip_spaces() {
@@ -62,6 +67,12 @@ struct Cursor {
     }
     double v = 0;
     auto [end, ec] = std::from_chars(buf, buf + n, v);
+    if (ec == std::errc::result_out_of_range && end == buf + n) {
+      // "1e999" is infinite, "1e-999" zero: strtod says which (and the step
+      // check refuses the infinite one) rather than the field vanishing.
+      buf[n] = '\0';
+      return std::strtod(buf, nullptr);
+    }
     if (ec != std::errc() || end != buf + n) return std::nullopt;
     return v;
   }
@@ -71,20 +82,27 @@ struct Cursor {
     if (i < s.size() && (s[i] == '-' || s[i] == '+')) neg = s[i++] == '-';
     int64_t v = 0;
     size_t digits = 0;
+    overflowed = false;
     while (i < s.size() && (is_digit(s[i]) || (s[i] == ',' && digits > 0))) {
       if (s[i] != ',') {
-        v = v * 10 + (s[i] - '0');
+        const int d = s[i] - '0';
+        // A wrap would turn a huge step number into a small or negative one.
+        if (v > (std::numeric_limits<int64_t>::max() - d) / 10) overflowed = true;
+        if (!overflowed) v = v * 10 + d;
         ++digits;
       }
       ++i;
     }
-    if (digits == 0) {
-      i = b;
+    if (digits == 0 || overflowed) {
+      if (digits == 0) i = b;
       return std::nullopt;
     }
     return neg ? -v : v;
   }
 };
+
+// A larger "rank" in a prefix is not one (and would not fit an int).
+constexpr int64_t kMaxRank = 1 << 24;
 
 // Removes launcher and logging prefixes; sets `rank` from a launcher prefix.
 std::string_view strip_prefixes(std::string_view s, int& rank) {
@@ -97,7 +115,7 @@ std::string_view strip_prefixes(std::string_view s, int& rank) {
       while (!c.done() && is_alpha(c.s[c.i])) ++c.i;
       if (c.i > letters) {
         auto r = c.integer();
-        if (r && *r >= 0 && c.eat("]:")) {
+        if (r && *r >= 0 && *r <= kMaxRank && c.eat("]:")) {
           rank = static_cast<int>(*r);
           s = s.substr(c.i);
           continue;
@@ -108,7 +126,7 @@ std::string_view strip_prefixes(std::string_view s, int& rank) {
     // srun -l: "3: "
     if (!s.empty() && is_digit(s[0])) {
       auto r = c.integer();
-      if (r && c.eat(": ")) {
+      if (r && *r <= kMaxRank && c.eat(": ")) {
         rank = static_cast<int>(*r);
         s = s.substr(c.i);
         continue;
@@ -133,12 +151,17 @@ std::string_view strip_prefixes(std::string_view s, int& rank) {
   return trim(s);
 }
 
-bool parse_step(std::string_view msg, StepRow& row) {
+// A step line into `row`; false when it is none. `refused` says why a line
+// that is a step line cannot be believed (a step number past int64).
+bool parse_step(std::string_view msg, StepRow& row, std::string& refused) {
   Cursor c{msg};
   if (!c.eat("step:")) return false;
   c.skip_spaces();
   auto step = c.integer();
-  if (!step) return false;
+  if (!step) {
+    if (c.overflowed) refused = "the step number overflows a 64-bit integer";
+    return false;
+  }
   row = StepRow{};
   row.step = *step;
   int fields = 0;
@@ -341,7 +364,17 @@ ParsedLine parse_log_line(std::string_view line) {
   };
 
   if (msg.substr(0, 5) == "step:") {
-    if (parse_step(msg, p.step)) return set(ParsedLine::Kind::Step);
+    std::string refused;
+    const bool is_step = parse_step(msg, p.step, refused);
+    if (is_step) {
+      if (auto why = implausible_step(p.step)) refused = *why;
+      if (refused.empty()) return set(ParsedLine::Kind::Step);
+    }
+    if (refused.empty()) return p;
+    p.failure = FailureClass::Error;
+    p.refused_step = true;
+    p.kind = ParsedLine::Kind::Failure;
+    p.message = "refused step line (" + refused + "): " + std::string(msg);
     return p;
   }
   if (is_digit(msg[0])) {
@@ -396,6 +429,10 @@ ParsedLine parse_log_line(std::string_view line) {
 void TrialLogState::add_step(const StepRow& step, int rank) {
   auto it = rows_.find(step.step);
   if (it == rows_.end()) {
+    if (rows_.size() >= kMaxStepRows) {
+      ++dropped_step_rows_;
+      return;
+    }
     rows_.emplace(step.step, Row{step, rank});
     return;
   }
@@ -416,6 +453,16 @@ void TrialLogState::add_step(const StepRow& step, int rank) {
   }
 }
 
+void TrialLogState::bump_count(std::map<int, int64_t>& by_rank, int rank, int64_t count) {
+  auto it = by_rank.find(rank);
+  if (it == by_rank.end()) {
+    // Bounded like the step rows: a rank prefix is the printer's to choose.
+    if (by_rank.size() >= kMaxRanks) return;
+    it = by_rank.emplace(rank, 0).first;
+  }
+  it->second = std::max(it->second, count);
+}
+
 void TrialLogState::add_failure(FailureClass f, std::string message, int rank) {
   if (failure_priority(f) <= failure_priority(failure_)) return;
   failure_ = f;
@@ -429,20 +476,17 @@ ParsedLine TrialLogState::feed(std::string_view line, int default_rank) {
   ParsedLine p = parse_log_line(line);
   int rank = p.rank >= 0 ? p.rank : default_rank;
   int r = rank < 0 ? 0 : rank;
+  if (p.refused_step) p.message = "output line " + std::to_string(lines_) + ": " + p.message;
   switch (p.kind) {
     case ParsedLine::Kind::Step:
       add_step(p.step, r);
       break;
-    case ParsedLine::Kind::AllocRetries: {
-      auto& v = retries_by_rank_[r];
-      v = std::max(v, p.count);
+    case ParsedLine::Kind::AllocRetries:
+      bump_count(retries_by_rank_, r, p.count);
       break;
-    }
-    case ParsedLine::Kind::OomErrors: {
-      auto& v = ooms_by_rank_[r];
-      v = std::max(v, p.count);
+    case ParsedLine::Kind::OomErrors:
+      bump_count(ooms_by_rank_, r, p.count);
       break;
-    }
     case ParsedLine::Kind::TrainerInit:
       if (!has_init_ || r == 0) init_ = p.init;
       has_init_ = true;
@@ -463,7 +507,7 @@ ParsedLine TrialLogState::feed(std::string_view line, int default_rank) {
   return p;
 }
 
-bool TrialLogState::feed_metrics_json(std::string_view json_line) {
+bool TrialLogState::feed_metrics_json(std::string_view json_line, std::string_view where) {
   if (trim(json_line).empty()) return true;
   auto bad = [&] {
     ++malformed_metrics_;
@@ -489,12 +533,9 @@ bool TrialLogState::feed_metrics_json(std::string_view json_line) {
     auto it = j.find(key);
     return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
   };
-  if (j.contains("rank") && !integer("rank")) return bad();
+  if (j.contains("rank") && (!integer("rank") || *integer("rank") < 0 || *integer("rank") > kMaxRank)) return bad();
   int rank = static_cast<int>(integer("rank").value_or(0));
-  auto bump = [](std::map<int, int64_t>& m, int r, int64_t n) {
-    auto& v = m[r];
-    v = std::max(v, n);
-  };
+  auto bump = [this](std::map<int, int64_t>& m, int r, int64_t n) { bump_count(m, r, n); };
 
   if (type == "step") {
     auto step = integer("step");
@@ -508,6 +549,12 @@ bool TrialLogState::feed_metrics_json(std::string_view json_line) {
     row.tps = num("tps");
     row.tflops = num("tflops");
     row.mfu = num("mfu");
+    if (auto why = implausible_step(row)) {
+      add_failure(FailureClass::Error,
+                  (where.empty() ? std::string("metrics line") : std::string(where)) + ": refused step (" + *why + ")",
+                  rank);
+      return true;
+    }
     add_step(row, rank);
     if (auto n = integer("alloc_retries")) bump(retries_by_rank_, rank, *n);
     if (auto n = integer("oom_errors")) bump(ooms_by_rank_, rank, *n);

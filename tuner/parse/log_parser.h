@@ -32,6 +32,10 @@ struct ParsedLine {
   StepRow step;
   int64_t count = 0;
   FailureClass failure = FailureClass::None;
+  // A step line whose values cannot be real (NaN, infinite, negative,
+  // impossible; a step number past int64): Kind::Failure, failure Error, and
+  // `message` says why. Never a step row.
+  bool refused_step = false;
   std::string message;  // the line without prefixes and colour codes (set for every kind but Other)
   struct Init {
     // -1: absent from the line (older torchtitan prints fewer fields)
@@ -52,7 +56,9 @@ std::string strip_ansi(std::string_view line);
 
 // Everything learnt from one trial's output and metrics file.
 //
-// Step table: one row per step. Rows come from rank 0 (or unprefixed lines);
+// Step table: one row per step, at most kMaxStepRows (later new step numbers
+// are counted in dropped_step_rows(), not kept: a trainer printing a million
+// step lines must not grow tune's memory). Rows come from rank 0 (or unprefixed lines);
 // a step seen only on other ranks takes the lowest rank's row. memory_gib /
 // memory_pct of a row are the maximum over every rank that logged the step.
 // Allocation retries and OOM errors are running counts per rank: the total is
@@ -62,6 +68,9 @@ std::string strip_ansi(std::string_view line);
 // ("torch.OutOfMemoryError: ...") becomes the failure message.
 class TrialLogState {
  public:
+  static constexpr size_t kMaxStepRows = 10000;
+  static constexpr size_t kMaxRanks = 65536;  // ranks whose retry / OOM counts are kept
+
   // Feeds one output line. `default_rank` is the rank of lines without a
   // launcher prefix (the process index when each rank has its own pipe; -1:
   // unknown, counted as rank 0). Returns what the line was.
@@ -78,8 +87,10 @@ class TrialLogState {
   // Every field but "type" (and "step" of a step, "failure" of an error) is
   // optional; "rank" defaults to 0. A line that is not such an object is counted
   // in malformed_metrics_lines() and skipped; blank lines are ignored.
+  // A step whose values step_check.h refuses fails the trial (FailureClass::Error,
+  // the message starting with `where`, e.g. "metrics-rank0.jsonl line 7").
   // Returns false for a malformed line.
-  bool feed_metrics_json(std::string_view json_line);
+  bool feed_metrics_json(std::string_view json_line, std::string_view where = {});
 
   // Medians of mfu / tps / tflops over steps > warmup_steps (each over the rows
   // that have it), peak memory over all steps, counted_steps = rows with
@@ -97,6 +108,7 @@ class TrialLogState {
   const ParsedLine::Init& init() const { return init_; }
   double peak_flops() const { return peak_flops_; }  // 0: not reported
   int64_t lines() const { return lines_; }
+  int64_t dropped_step_rows() const { return dropped_step_rows_; }
   int64_t malformed_metrics_lines() const { return malformed_metrics_; }
 
  private:
@@ -106,6 +118,7 @@ class TrialLogState {
   };
   void add_step(const StepRow& step, int rank);
   void add_failure(FailureClass f, std::string message, int rank);
+  void bump_count(std::map<int, int64_t>& by_rank, int rank, int64_t count);
 
   std::map<int64_t, Row> rows_;
   std::map<int, int64_t> retries_by_rank_;
@@ -119,6 +132,7 @@ class TrialLogState {
   double peak_flops_ = 0;
   int64_t lines_ = 0;
   int64_t malformed_metrics_ = 0;
+  int64_t dropped_step_rows_ = 0;
 };
 
 // The failure class of a finished trial: timeout, then hang (the launcher's

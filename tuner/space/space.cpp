@@ -12,6 +12,7 @@
 
 #include "common/error.h"
 #include "common/job_values.h"
+#include "common/toml_text.h"
 #include "tuner/launch/placeholders.h"
 #include "tuner/search/strategy.h"
 #include "tuner/space/duration.h"
@@ -463,6 +464,7 @@ void Reader::read_search(const toml::table& t, Space& s) const {
 }  // namespace
 
 Space load_space_from_string(std::string_view text, const std::string& path) {
+  reject_toml_control_characters(text, path);
   toml::table root;
   try {
     root = toml::parse(text, path);

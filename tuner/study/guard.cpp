@@ -9,13 +9,14 @@
 #include <system_error>
 #include <thread>
 
+#include "tuner/launch/containment.h"
 #include "tuner/launch/launcher.h"
 
 namespace partune {
 
 namespace {
 
-[[noreturn]] void guard_main(int watch_fd, const std::string& env_key, const std::string& value,
+[[noreturn]] void guard_main(int watch_fd, const std::string& env_key, const std::string& value, pid_t tune_pid,
                              const std::function<void()>& also) {
   ::setsid();
   for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGPIPE}) ::signal(sig, SIG_IGN);
@@ -34,6 +35,7 @@ namespace {
   }
   // A second sweep catches a process forked while the first one ran.
   kill_leftovers(env_key, value);
+  end_run_cgroups(tune_pid);  // descendants that cleared their environment
   std::this_thread::sleep_for(std::chrono::milliseconds(100));
   kill_leftovers(env_key, value);
   if (also) also();
@@ -45,11 +47,12 @@ namespace {
 pid_t start_guard(const std::string& env_key, const std::string& value, const std::function<void()>& also) {
   int fds[2];
   if (::pipe2(fds, O_CLOEXEC) != 0) throw std::system_error(errno, std::system_category(), "guard pipe");
+  const pid_t tune_pid = ::getpid();
   pid_t pid = ::fork();
   if (pid < 0) throw std::system_error(errno, std::system_category(), "fork of the guard");
   if (pid == 0) {
     ::close(fds[1]);
-    guard_main(fds[0], env_key, value, also);
+    guard_main(fds[0], env_key, value, tune_pid, also);
   }
   ::close(fds[0]);
   // fds[1] stays open (close-on-exec) for the rest of tune's life: its

@@ -4,7 +4,8 @@
 // workers, a trainer's helpers) would live on holding devices until the next
 // run's leftover sweep. The guard blocks on a pipe only tune holds; at end of
 // file (tune gone, however it went) it SIGKILLs every process whose
-// environment carries this run's mark, and exits.
+// environment carries this run's mark and every process in this run's trial
+// cgroups (containment.h: those that cleared their environment), and exits.
 #pragma once
 #include <sys/types.h>
 

@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <limits>
 #include <mutex>
 #include <thread>
 
@@ -202,7 +203,13 @@ class TrialRunner {
 
     Attempt a;
     const bool per_rank_pipes = backend->one_process_per_rank() && procs.size() > 1;
-    int failure_events = 0;
+    int failure_events = 0, retry_events = 0;
+    // Step rows come from the lowest rank that prints them: rank 0 as a
+    // rule, but a launcher that shows only other ranks' output still yields
+    // rows. Bounded, like TrialLogState's table: a trainer printing a
+    // million step lines must grow neither the database nor tune.
+    int step_rank = std::numeric_limits<int>::max();
+    size_t steps_stored = 0;
     std::optional<std::string> stop_reason;
     lo.stop_requested = [&] {
       auto lock = hold();
@@ -228,21 +235,35 @@ class TrialRunner {
           }
           ParsedLine p = a.log.feed(line, default_rank);
           switch (p.kind) {
-            case ParsedLine::Kind::Step:
-              if (p.rank <= 0 && (!per_rank_pipes || proc == 0)) {
-                store_.add_step(study, c.id, p.step, 0);
-                progress_.step(p.step, shown_id);
-                if (!a.startup_s) a.startup_s = seconds_since(launched_at);
-                if (p.step.step > space_.trial.warmup_steps)
-                  if (auto v = step_objective(p.step, space_.study.objective)) {
-                    a.counted.push_back(*v);
-                    // The last step ends the trial anyway.
-                    if (!stop_reason && stop && p.step.step < steps) stop_reason = stop(a.counted);
-                  }
+            case ParsedLine::Kind::Step: {
+              const int rank = p.rank >= 0 ? p.rank : per_rank_pipes ? static_cast<int>(proc) : 0;
+              if (rank > step_rank) break;
+              if (rank < step_rank) a.counted.clear();  // a lower rank's rows replace a higher one's
+              step_rank = rank;
+              if (steps_stored == TrialLogState::kMaxStepRows) {
+                ++steps_stored;
+                store_.add_event(study, c.id, "steps_capped",
+                                 "more than " + std::to_string(TrialLogState::kMaxStepRows) +
+                                     " step lines: later ones are not stored",
+                                 {{"rank", rank}});
               }
+              if (steps_stored > TrialLogState::kMaxStepRows) break;
+              ++steps_stored;
+              store_.add_step(study, c.id, p.step, rank);
+              progress_.step(p.step, shown_id);
+              if (!a.startup_s) a.startup_s = seconds_since(launched_at);
+              if (p.step.step > space_.trial.warmup_steps)
+                if (auto v = step_objective(p.step, space_.study.objective)) {
+                  a.counted.push_back(*v);
+                  // The last step ends the trial anyway.
+                  if (!stop_reason && stop && p.step.step < steps) stop_reason = stop(a.counted);
+                }
               break;
+            }
             case ParsedLine::Kind::AllocRetries:
-              store_.add_event(study, c.id, "alloc_retries", p.message, {{"count", p.count}, {"rank", p.rank}});
+              // Running counts: the first ones and the log file say enough.
+              if (retry_events++ < 100)
+                store_.add_event(study, c.id, "alloc_retries", p.message, {{"count", p.count}, {"rank", p.rank}});
               break;
             case ParsedLine::Kind::Failure:
               // A failing job can print thousands of lines; the first ones say why.
@@ -271,7 +292,9 @@ class TrialRunner {
     for (const auto& e : fs::directory_iterator(dir)) {
       if (e.path().filename().string().rfind("metrics-rank", 0) != 0) continue;
       std::ifstream f(e.path());
-      for (std::string line; std::getline(f, line);) from_files.feed_metrics_json(line);
+      int64_t n = 0;
+      for (std::string line; std::getline(f, line);)
+        from_files.feed_metrics_json(line, e.path().filename().string() + " line " + std::to_string(++n));
       have_files = true;
     }
     const TrialLogState& best_log = have_files && !from_files.steps().empty() ? from_files : a.log;
