@@ -6,8 +6,8 @@ namespace partune {
 
 namespace {
 
-Flavor dense(const char* name, int64_t vocab, int64_t dim, int64_t layers, int64_t heads, int64_t kv,
-             int64_t hidden, bool tied, int64_t max_seq = 4096) {
+Flavor dense(const char* name, int64_t vocab, int64_t dim, int64_t layers, int64_t heads, int64_t kv, int64_t hidden,
+             bool tied, int64_t max_seq = 4096) {
   Flavor f;
   f.model = "qwen3";
   f.name = name;

@@ -10,8 +10,8 @@
 namespace partune {
 
 struct Flavor {
-  std::string model;   // "qwen3"
-  std::string name;    // "30B-A3B", or "30B-A3B-L6" for a reduced-depth variant
+  std::string model;  // "qwen3"
+  std::string name;   // "30B-A3B", or "30B-A3B-L6" for a reduced-depth variant
   int64_t vocab_size = 0;
   int64_t dim = 0;
   int64_t n_layers = 0;
@@ -30,7 +30,7 @@ struct Flavor {
   int64_t num_experts = 0;
   int64_t num_shared_experts = 0;
   int64_t top_k = 0;
-  bool route_norm = true;          // renormalise the top-k scores
+  bool route_norm = true;            // renormalise the top-k scores
   double load_balance_coeff = 1e-3;  // expert-bias update rate (aux-loss-free)
 };
 

@@ -11,7 +11,7 @@ ParamCounts count_params(const Flavor& f) {
   const int64_t kv = f.n_kv_heads * f.head_dim;
   int64_t attention = f.dim * q + 2 * f.dim * kv + q * f.dim;  // wq, wk, wv, wo
   if (f.qk_norm) attention += 2 * f.head_dim;                  // q_norm, k_norm
-  const int64_t block_norms = 2 * f.dim;                        // attention_norm, ffn_norm
+  const int64_t block_norms = 2 * f.dim;                       // attention_norm, ffn_norm
   c.embedding = f.vocab_size * f.dim;
   const int64_t output = f.tie_embeddings ? 0 : f.vocab_size * f.dim;
   c.dense = c.embedding + output + f.dim /* final norm */ + f.n_layers * (attention + block_norms);

@@ -1,6 +1,7 @@
 #include "common/job_config.h"
 
 #include <sys/stat.h>
+#include <toml++/toml.h>
 
 #include <algorithm>
 #include <cctype>
@@ -10,10 +11,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
-#include <sstream>
-
 #include <nlohmann/json.hpp>
-#include <toml++/toml.h>
+#include <sstream>
 
 #include "common/error.h"
 #include "common/toml_text.h"
@@ -139,8 +138,8 @@ std::vector<KeySpec> build_schema() {
       k("activation_checkpoint.early_stop", T::Bool, false, N),
       k("activation_checkpoint.memory_budget", T::Float, f64(0.5), N),
       k("activation_checkpoint.preserve_rng_state", T::Bool, true, N),
-      k("activation_checkpoint.per_op_sac_force_recompute_mm_shapes_by_fqns", T::StringList,
-        list({"moe.router.gate"}), U),
+      k("activation_checkpoint.per_op_sac_force_recompute_mm_shapes_by_fqns", T::StringList, list({"moe.router.gate"}),
+        U),
       k("activation_checkpoint.visualize_memory_budget_pareto", T::Bool, false, N),
       k("activation_checkpoint.determinism_check", T::String, str("default"), N),
       k("activation_checkpoint.debug", T::Bool, false, N),
@@ -162,8 +161,8 @@ std::vector<KeySpec> build_schema() {
 
 // Sections torchtitan has that partune does not type-check; kept verbatim for
 // the torchtitan backend, refused by the embedded trainer.
-constexpr std::string_view kPassthroughSections[] = {"quantize.",   "fault_tolerance.",   "experimental.",
-                                                     "validation.", "memory_estimation.", "float8.", "mx."};
+constexpr std::string_view kPassthroughSections[] = {
+    "quantize.", "fault_tolerance.", "experimental.", "validation.", "memory_estimation.", "float8.", "mx."};
 
 size_t edit_distance(std::string_view a, std::string_view b) {
   std::vector<size_t> prev(b.size() + 1), cur(b.size() + 1);
@@ -216,11 +215,21 @@ std::string quote(std::string_view s) {
   for (char c : s) {
     const auto u = static_cast<unsigned char>(c);
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\t': out += "\\t"; break;
-      case '\r': out += "\\r"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
       default:
         if (u < 0x20 || u == 0x7f) {
           char buf[8];
@@ -258,11 +267,16 @@ std::string toml_dotted_key(std::string_view key) {
 
 std::string_view type_of(const Value& v) {
   switch (v.index()) {
-    case 0: return "boolean";
-    case 1: return "integer";
-    case 2: return "float";
-    case 3: return "string";
-    default: return "list of strings";
+    case 0:
+      return "boolean";
+    case 1:
+      return "integer";
+    case 2:
+      return "float";
+    case 3:
+      return "string";
+    default:
+      return "list of strings";
   }
 }
 
@@ -317,15 +331,26 @@ Value coerce(const KeySpec& spec, const Value& v, std::string_view where) {
   Value out = v;
   check_finite(spec.key, v, where);
   switch (spec.type) {
-    case T::Bool: if (!std::holds_alternative<bool>(v)) wrong(); break;
-    case T::Int: if (!std::holds_alternative<int64_t>(v)) wrong(); break;
-    case T::Float:
-      if (std::holds_alternative<int64_t>(v)) out = static_cast<double>(std::get<int64_t>(v));
-      else if (!std::holds_alternative<double>(v)) wrong();
+    case T::Bool:
+      if (!std::holds_alternative<bool>(v)) wrong();
       break;
-    case T::String: if (!std::holds_alternative<std::string>(v)) wrong(); break;
-    case T::StringList: if (!std::holds_alternative<StringList>(v)) wrong(); break;
-    case T::Any: break;
+    case T::Int:
+      if (!std::holds_alternative<int64_t>(v)) wrong();
+      break;
+    case T::Float:
+      if (std::holds_alternative<int64_t>(v))
+        out = static_cast<double>(std::get<int64_t>(v));
+      else if (!std::holds_alternative<double>(v))
+        wrong();
+      break;
+    case T::String:
+      if (!std::holds_alternative<std::string>(v)) wrong();
+      break;
+    case T::StringList:
+      if (!std::holds_alternative<StringList>(v)) wrong();
+      break;
+    case T::Any:
+      break;
   }
   if (!spec.choices.empty()) {
     const auto& s = std::get<std::string>(out);
@@ -400,22 +425,32 @@ bool is_passthrough_key(std::string_view key) {
 
 std::string value_type_name(ValueType t) {
   switch (t) {
-    case T::Bool: return "a boolean";
-    case T::Int: return "an integer";
-    case T::Float: return "a number";
-    case T::String: return "a string";
-    case T::StringList: return "a list of strings";
-    case T::Any: return "any value";
+    case T::Bool:
+      return "a boolean";
+    case T::Int:
+      return "an integer";
+    case T::Float:
+      return "a number";
+    case T::String:
+      return "a string";
+    case T::StringList:
+      return "a list of strings";
+    case T::Any:
+      return "any value";
   }
   return "?";
 }
 
 std::string value_to_string(const Value& v) {
   switch (v.index()) {
-    case 0: return std::get<bool>(v) ? "true" : "false";
-    case 1: return std::to_string(std::get<int64_t>(v));
-    case 2: return format_double(std::get<double>(v));
-    case 3: return quote(std::get<std::string>(v));
+    case 0:
+      return std::get<bool>(v) ? "true" : "false";
+    case 1:
+      return std::to_string(std::get<int64_t>(v));
+    case 2:
+      return format_double(std::get<double>(v));
+    case 3:
+      return quote(std::get<std::string>(v));
     default: {
       std::string out = "[";
       for (const auto& s : std::get<StringList>(v)) out += (out.size() > 1 ? ", " : "") + quote(s);
@@ -426,23 +461,33 @@ std::string value_to_string(const Value& v) {
 
 nlohmann::json value_to_json(const Value& v) {
   switch (v.index()) {
-    case 0: return std::get<bool>(v);
-    case 1: return std::get<int64_t>(v);
-    case 2: return std::get<double>(v);
-    case 3: return std::get<std::string>(v);
-    default: return std::get<StringList>(v);
+    case 0:
+      return std::get<bool>(v);
+    case 1:
+      return std::get<int64_t>(v);
+    case 2:
+      return std::get<double>(v);
+    case 3:
+      return std::get<std::string>(v);
+    default:
+      return std::get<StringList>(v);
   }
 }
 
 Value value_from_json(std::string_view key, const nlohmann::json& j, std::string_view where) {
   Value v;
-  if (j.is_boolean()) v = j.get<bool>();
-  else if (j.is_number_integer()) v = j.get<int64_t>();
-  else if (j.is_number()) v = j.get<double>();
-  else if (j.is_string()) v = j.get<std::string>();
+  if (j.is_boolean())
+    v = j.get<bool>();
+  else if (j.is_number_integer())
+    v = j.get<int64_t>();
+  else if (j.is_number())
+    v = j.get<double>();
+  else if (j.is_string())
+    v = j.get<std::string>();
   else if (j.is_array() && std::all_of(j.begin(), j.end(), [](const auto& e) { return e.is_string(); }))
     v = j.get<StringList>();
-  else fail_key(where, key, "unsupported JSON value " + j.dump());
+  else
+    fail_key(where, key, "unsupported JSON value " + j.dump());
   if (const KeySpec* spec = find_key_spec(key)) return coerce(*spec, v, where);
   return v;
 }
@@ -532,11 +577,13 @@ void JobConfig::set_from_string(const std::string& key, std::string_view text, s
       StringList out;
       std::stringstream ss(s);
       std::string item;
-      while (std::getline(ss, item, ',')) if (!item.empty()) out.push_back(item);
+      while (std::getline(ss, item, ','))
+        if (!item.empty()) out.push_back(item);
       return set(key, out, where);
     }
     case T::String:
-    case T::Any: return set(key, s, where);
+    case T::Any:
+      return set(key, s, where);
   }
 }
 

@@ -12,12 +12,10 @@ std::vector<RuleViolation> check_parallel_dims(ParallelDims& d, int world_size) 
   std::vector<RuleViolation> out;
   auto fail = [&](const char* rule, std::string msg) { out.push_back({rule, std::move(msg)}); };
 
-  for (auto [name, v] : {std::pair{"data_parallel_replicate_degree", d.dp_replicate},
-                         std::pair{"context_parallel_degree", d.cp},
-                         std::pair{"tensor_parallel_degree", d.tp},
-                         std::pair{"pipeline_parallel_degree", d.pp},
-                         std::pair{"expert_parallel_degree", d.ep},
-                         std::pair{"expert_tensor_parallel_degree", d.etp}}) {
+  for (auto [name, v] :
+       {std::pair{"data_parallel_replicate_degree", d.dp_replicate}, std::pair{"context_parallel_degree", d.cp},
+        std::pair{"tensor_parallel_degree", d.tp}, std::pair{"pipeline_parallel_degree", d.pp},
+        std::pair{"expert_parallel_degree", d.ep}, std::pair{"expert_tensor_parallel_degree", d.etp}}) {
     if (v < 1) fail(rules::kDegreePositive, std::string(name) + " must be >= 1, got " + str(v));
   }
   if (d.dp_shard < 1 && d.dp_shard != -1)
@@ -27,8 +25,8 @@ std::vector<RuleViolation> check_parallel_dims(ParallelDims& d, int world_size) 
   const int64_t others = int64_t{d.dp_replicate} * d.cp * d.tp * d.pp;
   if (d.dp_shard == -1) {
     if (world_size % others != 0) {
-      fail(rules::kDpShardResolve, "dp_replicate*cp*tp*pp = " + str(others) + " does not divide world size " +
-                                       str(world_size));
+      fail(rules::kDpShardResolve,
+           "dp_replicate*cp*tp*pp = " + str(others) + " does not divide world size " + str(world_size));
       return out;
     }
     d.dp_shard = static_cast<int>(world_size / others);
@@ -50,11 +48,11 @@ std::vector<RuleViolation> check_parallel_dims(ParallelDims& d, int world_size) 
       const int64_t borrowable = int64_t{d.dp_shard} * d.cp * (d.etp == 1 ? d.tp : 1);
       if (borrowable % d.ep != 0) {
         if (d.etp != 1)
-          fail(rules::kEpBorrowEtpTp, "ETP = TP: EP (" + str(d.ep) + ") must divide dp_shard*CP (" +
-                                          str(borrowable) + ")");
+          fail(rules::kEpBorrowEtpTp,
+               "ETP = TP: EP (" + str(d.ep) + ") must divide dp_shard*CP (" + str(borrowable) + ")");
         else
-          fail(rules::kEpBorrowEtp1, "ETP = 1: EP (" + str(d.ep) + ") must divide dp_shard*CP*TP (" +
-                                         str(borrowable) + ")");
+          fail(rules::kEpBorrowEtp1,
+               "ETP = 1: EP (" + str(d.ep) + ") must divide dp_shard*CP*TP (" + str(borrowable) + ")");
       }
     }
   }

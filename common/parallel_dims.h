@@ -30,18 +30,18 @@ struct RuleViolation {
 // Rule names, stable: tests and `tune plan` output use them.
 namespace rules {
 inline constexpr const char* kDegreePositive = "degree_positive";
-inline constexpr const char* kDpShardResolve = "dp_shard_resolve";        // dp_shard=-1 has no integer solution
-inline constexpr const char* kWorldSize = "world_size_product";           // dp_r*dp_s*cp*tp*pp != world
-inline constexpr const char* kEtpOneOrTp = "etp_one_or_tp";               // EP>1: ETP must be 1 or TP
-inline constexpr const char* kEpBorrowEtpTp = "ep_borrow_etp_tp";         // ETP=TP: (dp_s*CP) % EP
-inline constexpr const char* kEpBorrowEtp1 = "ep_borrow_etp1";            // ETP=1: (dp_s*CP*TP) % EP
-inline constexpr const char* kSeqLenDivisible = "seq_len_divisible";      // seq_len % (2*CP*TP)
+inline constexpr const char* kDpShardResolve = "dp_shard_resolve";    // dp_shard=-1 has no integer solution
+inline constexpr const char* kWorldSize = "world_size_product";       // dp_r*dp_s*cp*tp*pp != world
+inline constexpr const char* kEtpOneOrTp = "etp_one_or_tp";           // EP>1: ETP must be 1 or TP
+inline constexpr const char* kEpBorrowEtpTp = "ep_borrow_etp_tp";     // ETP=TP: (dp_s*CP) % EP
+inline constexpr const char* kEpBorrowEtp1 = "ep_borrow_etp1";        // ETP=1: (dp_s*CP*TP) % EP
+inline constexpr const char* kSeqLenDivisible = "seq_len_divisible";  // seq_len % (2*CP*TP)
 inline constexpr const char* kHeadsDivisible = "heads_divisible_tp";
 inline constexpr const char* kKvHeadsDivisible = "kv_heads_divisible_tp";
 inline constexpr const char* kExpertsDivisible = "experts_divisible_ep";
-inline constexpr const char* kEpNeedsMoe = "ep_needs_moe";                // EP>1 on a dense flavor
-inline constexpr const char* kGlobalBatch = "global_batch_divisible";     // gbs % (lbs*dp_r*dp_s)
-inline constexpr const char* kPipelineUnsupported = "pp_unsupported";     // Qwen3 in v0.2.2 has no PP
+inline constexpr const char* kEpNeedsMoe = "ep_needs_moe";             // EP>1 on a dense flavor
+inline constexpr const char* kGlobalBatch = "global_batch_divisible";  // gbs % (lbs*dp_r*dp_s)
+inline constexpr const char* kPipelineUnsupported = "pp_unsupported";  // Qwen3 in v0.2.2 has no PP
 }  // namespace rules
 
 // Resolves dp_shard = -1 in place and checks the mesh rules for `world_size`
@@ -55,8 +55,7 @@ struct BatchShape {
 };
 
 // Model- and batch-side rules for resolved dims (call check_parallel_dims first).
-std::vector<RuleViolation> check_model_rules(const ParallelDims& dims, const Flavor& flavor,
-                                             const BatchShape& batch);
+std::vector<RuleViolation> check_model_rules(const ParallelDims& dims, const Flavor& flavor, const BatchShape& batch);
 
 // Data-parallel degree (dp_replicate * dp_shard) and gradient-accumulation steps.
 int64_t dp_degree(const ParallelDims& dims);

@@ -1,6 +1,7 @@
+#include "common/flavors.h"
+
 #include <gtest/gtest.h>
 
-#include "common/flavors.h"
 #include "common/flops.h"
 
 using namespace partune;

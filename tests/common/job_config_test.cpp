@@ -1,9 +1,10 @@
+#include "common/job_config.h"
+
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
 
 #include "common/error.h"
-#include "common/job_config.h"
 
 using namespace partune;
 

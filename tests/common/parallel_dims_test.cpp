@@ -1,6 +1,6 @@
-#include <gtest/gtest.h>
-
 #include "common/parallel_dims.h"
+
+#include <gtest/gtest.h>
 
 using namespace partune;
 

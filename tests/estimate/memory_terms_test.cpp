@@ -78,7 +78,7 @@ TEST(MemoryTerms, EagerLogitsGrowWithTokensAndCompileChunksThem) {
 TEST(MemoryTerms, GradientAccumulationKeepsEveryGradientThroughTheNextLoss) {
   JobConfig c = l4(2, 4096);
   const auto one = terms(c);
-  EXPECT_LT(one.grads, one.params);  // the gradients reuse what the loss freed
+  EXPECT_LT(one.grads, one.params);                 // the gradients reuse what the loss freed
   c.set("training.global_batch_size", int64_t{4});  // two microbatches of 2
   const auto two = terms(c);
   EXPECT_GE(two.grads, two.params);  // fp32, as large as the parameters

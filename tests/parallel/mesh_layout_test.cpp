@@ -61,13 +61,15 @@ const Row kTable[] = {
     {"dps4 ep2 ep", 4, dims(1, 4, 1, 1, 2, 1), MeshDim::ep, {{0, 1}, {2, 3}}},
     {"dps4 ep2 efsdp", 4, dims(1, 4, 1, 1, 2, 1), MeshDim::efsdp, {{0, 2}, {1, 3}}},
     // world 8: HSDP 2 x dp_shard 2 x TP 2, EP 4 ETP 1
-    {"w8 dpr2 dps2 tp2 ep4 dp_replicate", 8, dims(2, 2, 1, 2, 4, 1), MeshDim::dp_replicate,
+    {"w8 dpr2 dps2 tp2 ep4 dp_replicate",
+     8,
+     dims(2, 2, 1, 2, 4, 1),
+     MeshDim::dp_replicate,
      {{0, 4}, {1, 5}, {2, 6}, {3, 7}}},
     {"w8 dpr2 dps2 tp2 ep4 dp_shard", 8, dims(2, 2, 1, 2, 4, 1), MeshDim::dp_shard, {{0, 2}, {1, 3}, {4, 6}, {5, 7}}},
     {"w8 dpr2 dps2 tp2 ep4 batch", 8, dims(2, 2, 1, 2, 4, 1), MeshDim::batch, {{0, 2, 4, 6}, {1, 3, 5, 7}}},
     {"w8 dpr2 dps2 tp2 ep4 ep", 8, dims(2, 2, 1, 2, 4, 1), MeshDim::ep, {{0, 1, 2, 3}, {4, 5, 6, 7}}},
-    {"w8 dpr2 dps2 tp2 ep4 efsdp", 8, dims(2, 2, 1, 2, 4, 1), MeshDim::efsdp,
-     {{0}, {1}, {2}, {3}, {4}, {5}, {6}, {7}}},
+    {"w8 dpr2 dps2 tp2 ep4 efsdp", 8, dims(2, 2, 1, 2, 4, 1), MeshDim::efsdp, {{0}, {1}, {2}, {3}, {4}, {5}, {6}, {7}}},
     // world 8: dp_shard 4 x TP 2, EP 2 ETP 2
     {"w8 dps4 tp2 ep2 etp2 ep", 8, dims(1, 4, 1, 2, 2, 2), MeshDim::ep, {{0, 2}, {1, 3}, {4, 6}, {5, 7}}},
     {"w8 dps4 tp2 ep2 etp2 efsdp", 8, dims(1, 4, 1, 2, 2, 2), MeshDim::efsdp, {{0, 4}, {1, 5}, {2, 6}, {3, 7}}},
@@ -183,8 +185,8 @@ TEST(MeshLayout, EveryLegalLayoutUpTo8MatchesSplitOracleAndPartitions) {
                 for (int r = 0; r < world; ++r)
                   for (MeshDim dim : {MeshDim::ep, MeshDim::efsdp, MeshDim::etp})
                     ASSERT_EQ(layout.members(dim, r), oracle(d, dim, r))
-                        << "world " << world << " dpr " << dpr << " dps " << d.dp_shard << " cp " << cp << " tp "
-                        << tp << " ep " << ep << " etp " << etp << " dim " << mesh_dim_name(dim) << " rank " << r;
+                        << "world " << world << " dpr " << dpr << " dps " << d.dp_shard << " cp " << cp << " tp " << tp
+                        << " ep " << ep << " etp " << etp << " dim " << mesh_dim_name(dim) << " rank " << r;
               }
               ++checked;
             }

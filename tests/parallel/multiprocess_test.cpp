@@ -1,13 +1,10 @@
 // Real processes, real Gloo: spawns parallel_worker once per rank (posix_spawn,
 // no shell) on a free port and checks every rank's exit status.
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include <gtest/gtest.h>
-
-#include "tests/support/spawn_rank.h"
 
 #include <chrono>
 #include <cstdlib>
@@ -17,6 +14,7 @@
 #include <thread>
 #include <vector>
 
+#include "tests/support/spawn_rank.h"
 
 namespace {
 
@@ -124,9 +122,8 @@ TEST_P(World, CollectivesForwardAndBackwardMatchOneProcess) { expect_all_pass(Ge
 TEST_P(World, AllToAllDispatcherMatchesLocalExperts) { expect_all_pass(GetParam(), {"dispatcher"}); }
 TEST_P(World, TensorParallelHooksMatchOneProcess) { expect_all_pass(GetParam(), {"tensor_parallel"}); }
 
-INSTANTIATE_TEST_SUITE_P(Gloo, World, ::testing::Values(2, 4), [](const auto& info) {
-  return "world" + std::to_string(info.param);
-});
+INSTANTIATE_TEST_SUITE_P(Gloo, World, ::testing::Values(2, 4),
+                         [](const auto& info) { return "world" + std::to_string(info.param); });
 
 // Layouts "dp_replicate,dp_shard,cp,tp,ep,etp", built one after another in one world.
 TEST(MeshGroups, World2) { expect_all_pass(2, {"mesh_groups", "1,2,1,1,2,1", "1,1,1,2,2,1", "2,1,1,1,1,1"}); }
@@ -151,8 +148,7 @@ void expect_survivors_fail(const std::vector<RankResult>& rs, double bound_s) {
   for (int r = 0; r < victim; ++r) {
     EXPECT_TRUE(rs[r].finished && rs[r].exited && rs[r].code == 1) << describe(rs);
     EXPECT_LT(rs[r].seconds, bound_s) << describe(rs);
-    EXPECT_NE(rs[r].output.find("trainer: rank " + std::to_string(r) + " failed: "), std::string::npos)
-        << describe(rs);
+    EXPECT_NE(rs[r].output.find("trainer: rank " + std::to_string(r) + " failed: "), std::string::npos) << describe(rs);
   }
 }
 

@@ -26,8 +26,12 @@ std::string error_of(const std::map<std::string, std::string>& env) {
 }
 
 TEST(RankEnv, Torchrun) {
-  auto e = from({{"RANK", "5"}, {"WORLD_SIZE", "8"}, {"LOCAL_RANK", "1"}, {"LOCAL_WORLD_SIZE", "4"},
-                 {"MASTER_ADDR", "node0"}, {"MASTER_PORT", "29600"}});
+  auto e = from({{"RANK", "5"},
+                 {"WORLD_SIZE", "8"},
+                 {"LOCAL_RANK", "1"},
+                 {"LOCAL_WORLD_SIZE", "4"},
+                 {"MASTER_ADDR", "node0"},
+                 {"MASTER_PORT", "29600"}});
   EXPECT_EQ(e.rank, 5);
   EXPECT_EQ(e.world_size, 8);
   EXPECT_EQ(e.local_rank, 1);
@@ -37,8 +41,11 @@ TEST(RankEnv, Torchrun) {
 }
 
 TEST(RankEnv, SlurmWhenRankAbsent) {
-  auto e = from({{"SLURM_PROCID", "3"}, {"SLURM_NTASKS", "4"}, {"SLURM_LOCALID", "1"},
-                 {"SLURM_NTASKS_PER_NODE", "2(x2)"}, {"MASTER_ADDR", "10.0.0.1"}});
+  auto e = from({{"SLURM_PROCID", "3"},
+                 {"SLURM_NTASKS", "4"},
+                 {"SLURM_LOCALID", "1"},
+                 {"SLURM_NTASKS_PER_NODE", "2(x2)"},
+                 {"MASTER_ADDR", "10.0.0.1"}});
   EXPECT_EQ(e.rank, 3);
   EXPECT_EQ(e.world_size, 4);
   EXPECT_EQ(e.local_rank, 1);
@@ -47,8 +54,8 @@ TEST(RankEnv, SlurmWhenRankAbsent) {
 }
 
 TEST(RankEnv, TorchrunWinsOverSlurm) {
-  auto e = from({{"RANK", "1"}, {"WORLD_SIZE", "2"}, {"SLURM_PROCID", "0"}, {"SLURM_NTASKS", "1"},
-                 {"MASTER_ADDR", "127.0.0.1"}});
+  auto e = from(
+      {{"RANK", "1"}, {"WORLD_SIZE", "2"}, {"SLURM_PROCID", "0"}, {"SLURM_NTASKS", "1"}, {"MASTER_ADDR", "127.0.0.1"}});
   EXPECT_EQ(e.rank, 1);
   EXPECT_EQ(e.world_size, 2);
   EXPECT_EQ(e.local_rank, 1);  // no LOCAL_RANK: single node

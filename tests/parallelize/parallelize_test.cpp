@@ -7,8 +7,6 @@
 // non-zero within the bound.
 #include <fcntl.h>
 #include <gtest/gtest.h>
-
-#include "tests/support/spawn_rank.h"
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -25,6 +23,7 @@
 #include <thread>
 #include <vector>
 
+#include "tests/support/spawn_rank.h"
 
 namespace {
 

@@ -1,6 +1,6 @@
-#include <gtest/gtest.h>
-
 #include "tuner/prune/pruner.h"
+
+#include <gtest/gtest.h>
 
 using namespace partune;
 
@@ -55,20 +55,20 @@ TEST_P(Dominance, AgainstLbs4Seq4096Selective2) {
   EXPECT_EQ(needs_more_memory(trial, make("o", r.lbs, r.seq, r.ac, r.tp, r.sac)), r.dominated);
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Table, Dominance,
-    ::testing::Values(DomRow{"same_config", 4, 4096, "selective", "2", 1, false},
-                      DomRow{"larger_lbs", 8, 4096, "selective", "2", 1, true},
-                      DomRow{"longer_seq", 4, 8192, "selective", "2", 1, true},
-                      DomRow{"lighter_ac_none", 4, 4096, "none", "2", 1, true},
-                      DomRow{"heavier_ac_full", 4, 4096, "full", "2", 1, false},
-                      DomRow{"selective_every_4th_saves_less", 4, 4096, "selective", "4", 1, true},
-                      DomRow{"selective_every_layer_saves_more", 4, 4096, "selective", "1", 1, false},
-                      DomRow{"larger_lbs_but_full_ac", 8, 4096, "full", "2", 1, false},
-                      DomRow{"smaller_lbs_longer_seq", 2, 8192, "selective", "2", 1, false},
-                      DomRow{"different_tp", 8, 4096, "selective", "2", 2, false},
-                      DomRow{"all_larger", 16, 12288, "none", "2", 1, true}),
-    [](const auto& info) { return std::string(info.param.name); });
+INSTANTIATE_TEST_SUITE_P(Table, Dominance,
+                         ::testing::Values(DomRow{"same_config", 4, 4096, "selective", "2", 1, false},
+                                           DomRow{"larger_lbs", 8, 4096, "selective", "2", 1, true},
+                                           DomRow{"longer_seq", 4, 8192, "selective", "2", 1, true},
+                                           DomRow{"lighter_ac_none", 4, 4096, "none", "2", 1, true},
+                                           DomRow{"heavier_ac_full", 4, 4096, "full", "2", 1, false},
+                                           DomRow{"selective_every_4th_saves_less", 4, 4096, "selective", "4", 1, true},
+                                           DomRow{"selective_every_layer_saves_more", 4, 4096, "selective", "1", 1,
+                                                  false},
+                                           DomRow{"larger_lbs_but_full_ac", 8, 4096, "full", "2", 1, false},
+                                           DomRow{"smaller_lbs_longer_seq", 2, 8192, "selective", "2", 1, false},
+                                           DomRow{"different_tp", 8, 4096, "selective", "2", 2, false},
+                                           DomRow{"all_larger", 16, 12288, "none", "2", 1, true}),
+                         [](const auto& info) { return std::string(info.param.name); });
 
 TEST(Pruner, DominatedByListsOnlyDominatedPending) {
   auto trial = make("t", 4, 4096, "selective");

@@ -1,12 +1,12 @@
 // Search strategies: grid keeps the plan order; random is a seeded,
 // platform-independent permutation.
+#include <gtest/gtest.h>
+
 #include <algorithm>
 #include <numeric>
 #include <stdexcept>
 #include <string>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "common/error.h"
 #include "tuner/search/sampler.h"
@@ -79,13 +79,9 @@ TEST(Random, IsAPermutation) {
   }
 }
 
-TEST(Random, SameSeedSameOrder) {
-  EXPECT_EQ(order_of("random", 42, 100), order_of("random", 42, 100));
-}
+TEST(Random, SameSeedSameOrder) { EXPECT_EQ(order_of("random", 42, 100), order_of("random", 42, 100)); }
 
-TEST(Random, DifferentSeedsDifferentOrders) {
-  EXPECT_NE(order_of("random", 1, 100), order_of("random", 2, 100));
-}
+TEST(Random, DifferentSeedsDifferentOrders) { EXPECT_NE(order_of("random", 1, 100), order_of("random", 2, 100)); }
 
 TEST(Random, ActuallyShuffles) {
   std::vector<size_t> identity(100);

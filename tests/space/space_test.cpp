@@ -183,8 +183,8 @@ top_k = 2
   EXPECT_EQ(s.confirm->top_k, 2);
   EXPECT_EQ(s.backend.kind, "embedded");  // the study's own backend is untouched
   EXPECT_FALSE(load_space_from_string("[study]\nname = \"x\"\n", "n.toml").confirm);
-  EXPECT_EQ(load_space_from_string("[study]\nname = \"x\"\n[confirm]\nkind = \"torchtitan\"\n", "d.toml").confirm->top_k,
-            3);
+  EXPECT_EQ(
+      load_space_from_string("[study]\nname = \"x\"\n[confirm]\nkind = \"torchtitan\"\n", "d.toml").confirm->top_k, 3);
 }
 
 TEST(Space, TorchtitanAndEmbeddedBackendKeys) {
@@ -388,10 +388,10 @@ const BadInputWhere kMoreBadInputs[] = {
      "search.time_budget"},
     {"confirm_top_k_zero", "[study]\nname = \"x\"\n[confirm]\nkind = \"torchtitan\"\ntop_k = 0\n", "5:9",
      "confirm.top_k"},
-    {"confirm_command_without_argv", "[study]\nname = \"x\"\n[confirm]\nkind = \"command\"\n", "3:1",
-     "confirm.argv"},
-    {"confirm_key_of_another_kind", "[study]\nname = \"x\"\n[confirm]\nkind = \"command\"\nargv = [\"p\"]\ntorchrun = \"t\"\n",
-     "6:1", "confirm.torchrun"},
+    {"confirm_command_without_argv", "[study]\nname = \"x\"\n[confirm]\nkind = \"command\"\n", "3:1", "confirm.argv"},
+    {"confirm_key_of_another_kind",
+     "[study]\nname = \"x\"\n[confirm]\nkind = \"command\"\nargv = [\"p\"]\ntorchrun = \"t\"\n", "6:1",
+     "confirm.torchrun"},
     {"backend_has_no_top_k", "[study]\nname = \"x\"\n[backend]\ntop_k = 2\n", "4:1", "backend.top_k"},
     {"budget_zero", "[study]\nname = \"x\"\n[search]\ntime_budget = 0\n", "4:15", "search.time_budget"},
     {"section_not_table", "study = 3\n", "1:9", "study"},
@@ -468,9 +468,10 @@ namespace {
 TEST(Space, AxisWithNoEffectInTheEmbeddedTrainerIsRefused) {
   // The trainer reads no data through workers; torchtitan does.
   const std::string axis = "[space]\n\"training.dataloader.num_workers\" = [0, 4]\n";
-  EXPECT_NE(load_error("[study]\nname = \"a\"\n[backend]\nkind = \"embedded\"\n" + axis)
-                .find("s.toml:6:37: key 'space.training.dataloader.num_workers': has no effect in the embedded trainer"),
-            std::string::npos)
+  EXPECT_NE(
+      load_error("[study]\nname = \"a\"\n[backend]\nkind = \"embedded\"\n" + axis)
+          .find("s.toml:6:37: key 'space.training.dataloader.num_workers': has no effect in the embedded trainer"),
+      std::string::npos)
       << load_error("[study]\nname = \"a\"\n[backend]\nkind = \"embedded\"\n" + axis);
   EXPECT_EQ(load_error("[study]\nname = \"a\"\n[backend]\nkind = \"torchtitan\"\n" + axis), "");
 }
@@ -480,8 +481,7 @@ TEST(Space, AxisThatCannotChangeAStepIsRefusedOnEveryBackend) {
   for (const char* kind : {"embedded", "torchtitan"}) {
     const std::string text = std::string("[study]\nname = \"a\"\n[backend]\nkind = \"") + kind +
                              "\"\n[space]\n\"job.description\" = [\"a\", \"b\"]\n";
-    EXPECT_NE(load_error(text).find("key 'space.job.description': names or places a run's outputs"),
-              std::string::npos)
+    EXPECT_NE(load_error(text).find("key 'space.job.description': names or places a run's outputs"), std::string::npos)
         << kind;
   }
 }

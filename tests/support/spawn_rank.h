@@ -44,8 +44,8 @@ struct RankLaunch {
 inline pid_t spawn_rank(const RankLaunch& l, std::string* error) {
   // Inherited rank variables (the test may itself run under torchrun or srun)
   // and the keys extra_env sets are dropped.
-  std::vector<std::string> drop = {"RANK=",        "WORLD_SIZE=",  "LOCAL_RANK=", "LOCAL_WORLD_SIZE=",
-                                   "MASTER_ADDR=", "MASTER_PORT=", "SLURM_PROCID="};
+  std::vector<std::string> drop = {
+      "RANK=", "WORLD_SIZE=", "LOCAL_RANK=", "LOCAL_WORLD_SIZE=", "MASTER_ADDR=", "MASTER_PORT=", "SLURM_PROCID="};
   for (const auto& kv : l.extra_env) drop.push_back(kv.substr(0, kv.find('=') + 1));
   std::vector<std::string> env;
   for (char** e = environ; *e; ++e) {

@@ -1,9 +1,9 @@
 // Layer-by-layer gradient checks against finite differences (fp64), the
 // attention reference against a naive loop, parameter names and counts.
-#include <cmath>
-
 #include <gtest/gtest.h>
 #include <torch/torch.h>
+
+#include <cmath>
 
 #include "common/flops.h"
 #include "tests/trainer/model_testing.h"
@@ -285,12 +285,12 @@ TEST(ModelParams, NamesMirrorTorchtitan) {
   o.flavor = tiny_flavor(true);
   Qwen3Model model(o);
   auto params = model->named_parameters();
-  for (const char* n : {"tok_embeddings.weight", "layers.0.attention_norm.weight", "layers.0.ffn_norm.weight",
-                        "layers.1.attention.wq.weight", "layers.1.attention.wk.weight", "layers.1.attention.wv.weight",
-                        "layers.1.attention.wo.weight", "layers.1.attention.q_norm.weight",
-                        "layers.1.attention.k_norm.weight", "layers.0.moe.router.gate.weight",
-                        "layers.0.moe.experts.w1", "layers.0.moe.experts.w2", "layers.0.moe.experts.w3",
-                        "norm.weight", "output.weight"})
+  for (const char* n :
+       {"tok_embeddings.weight", "layers.0.attention_norm.weight", "layers.0.ffn_norm.weight",
+        "layers.1.attention.wq.weight", "layers.1.attention.wk.weight", "layers.1.attention.wv.weight",
+        "layers.1.attention.wo.weight", "layers.1.attention.q_norm.weight", "layers.1.attention.k_norm.weight",
+        "layers.0.moe.router.gate.weight", "layers.0.moe.experts.w1", "layers.0.moe.experts.w2",
+        "layers.0.moe.experts.w3", "norm.weight", "output.weight"})
     EXPECT_TRUE(params.contains(n)) << n;
   EXPECT_EQ(params["layers.0.moe.experts.w1"].sizes(), (std::vector<int64_t>{8, 16, 32}));
   EXPECT_EQ(params["layers.0.moe.experts.w2"].sizes(), (std::vector<int64_t>{8, 32, 16}));

@@ -1,11 +1,11 @@
 // MoE routing against a direct per-token reference: top-k over scores plus
 // expert bias, gates from the unbiased scores renormalised over k, per-token
 // expert sums, tokens_per_expert counts and the aux-loss-free bias update.
-#include <algorithm>
-#include <numeric>
-
 #include <gtest/gtest.h>
 #include <torch/torch.h>
+
+#include <algorithm>
+#include <numeric>
 
 #include "tests/trainer/model_testing.h"
 #include "trainer/model/model.h"
@@ -149,7 +149,7 @@ TEST(ModelMoE, UpdateExpertBiasesFollowsTorchtitanRule) {
   {
     torch::NoGradGuard g;
     moe0->tokens_per_expert.copy_(torch::tensor({5., 1., 3., 3., 0., 8., 2., 2.}));  // mean 3
-    moe1->tokens_per_expert.fill_(4.0);                                               // balanced
+    moe1->tokens_per_expert.fill_(4.0);                                              // balanced
   }
   model->update_expert_biases();
   // delta = 1e-3 * sign(mean - count) = 1e-3 * [-1, 1, 0, 0, 1, -1, 1, 1]; minus its mean (2e-3 / 8).

@@ -1,13 +1,13 @@
 // Helpers shared by the model and checkpoint tests: tiny flavors and a
 // central finite-difference gradient check.
 #pragma once
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
 #include <algorithm>
 #include <functional>
 #include <string>
 #include <vector>
-
-#include <gtest/gtest.h>
-#include <torch/torch.h>
 
 #include "common/flavors.h"
 
@@ -65,8 +65,8 @@ inline double max_fd_error(const std::function<torch::Tensor()>& loss, torch::Te
 
 // Runs loss() with grad, then checks every named tensor against finite differences.
 inline void expect_gradients_match(const std::function<torch::Tensor()>& loss,
-                                   const std::vector<std::pair<std::string, torch::Tensor>>& tensors,
-                                   double tol = 1e-6, int64_t max_points = 12) {
+                                   const std::vector<std::pair<std::string, torch::Tensor>>& tensors, double tol = 1e-6,
+                                   int64_t max_points = 12) {
   for (auto& [name, t] : tensors)
     if (t.grad().defined()) t.mutable_grad().zero_();
   loss().backward();

@@ -13,10 +13,10 @@
 // saved_op), and the recompute in backward takes them from the cache
 // instead of running them again, so only the ops in between are recomputed.
 #pragma once
+#include <torch/torch.h>
+
 #include <functional>
 #include <vector>
-
-#include <torch/torch.h>
 
 namespace partune::trainer {
 

@@ -2,11 +2,11 @@
 // and never calls a collective itself (trainer/parallel implements them over
 // c10d). Default-constructed hooks mean one process: identity, local experts.
 #pragma once
+#include <torch/torch.h>
+
 #include <functional>
 #include <memory>
 #include <vector>
-
-#include <torch/torch.h>
 
 namespace partune::trainer {
 

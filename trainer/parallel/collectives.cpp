@@ -77,8 +77,8 @@ struct AllToAll : torch::autograd::Function<AllToAll> {
   }
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     // Rows go back where they came from: what was received is sent, and vice versa.
-    auto back = exchange_rows(grads[0], to_vec(ctx->saved_data["in_splits"]),
-                              to_vec(ctx->saved_data["out_splits"]), *load_group(ctx));
+    auto back = exchange_rows(grads[0], to_vec(ctx->saved_data["in_splits"]), to_vec(ctx->saved_data["out_splits"]),
+                              *load_group(ctx));
     return {back, torch::Tensor(), torch::Tensor(), torch::Tensor()};
   }
 };
@@ -125,8 +125,8 @@ int64_t all_reduce_sum(int64_t value, const GroupPtr& group) {
 }
 
 std::vector<int64_t> all_to_all_counts(const std::vector<int64_t>& counts, int64_t per_rank, const GroupPtr& group) {
-  TORCH_CHECK(static_cast<int64_t>(counts.size()) == per_rank * group->size(), "all_to_all_counts: ",
-              counts.size(), " counts for ", group->size(), " ranks x ", per_rank);
+  TORCH_CHECK(static_cast<int64_t>(counts.size()) == per_rank * group->size(), "all_to_all_counts: ", counts.size(),
+              " counts for ", group->size(), " ranks x ", per_rank);
   if (group->size() == 1) return counts;
   auto in = torch::tensor(counts, torch::kInt64).to(group->device);
   std::vector<int64_t> splits(group->size(), per_rank);

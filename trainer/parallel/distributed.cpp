@@ -103,11 +103,10 @@ RankEnv rank_env_from(const std::function<const char*(const char*)>& getenv) {
   const char* local_var = torchrun ? "LOCAL_RANK" : "SLURM_LOCALID";
   const char* local_world_var = torchrun ? "LOCAL_WORLD_SIZE" : "SLURM_NTASKS_PER_NODE";
   e.local_rank = get(local_var) ? parse_env_int(local_var, get(local_var), 0) : e.rank;
-  e.local_world_size =
-      get(local_world_var) ? parse_env_int(local_world_var, get(local_world_var), 1) : e.world_size;
+  e.local_world_size = get(local_world_var) ? parse_env_int(local_world_var, get(local_world_var), 1) : e.world_size;
   if (e.local_rank >= e.local_world_size)
-    throw InputError(std::string("environment: ") + local_var + " " + std::to_string(e.local_rank) +
-                     " is not below " + local_world_var + " " + std::to_string(e.local_world_size));
+    throw InputError(std::string("environment: ") + local_var + " " + std::to_string(e.local_rank) + " is not below " +
+                     local_world_var + " " + std::to_string(e.local_world_size));
   if (e.world_size > 1) {
     e.master_addr = need("MASTER_ADDR");
     if (const char* port = get("MASTER_PORT")) e.master_port = parse_env_int("MASTER_PORT", port, 1);
@@ -196,17 +195,39 @@ ProcessGroups Distributed::create_mesh_groups(const MeshLayout& layout) {
   for (MeshDim dim : kAllMeshDims) {
     GroupPtr g = built.at(layout.members(dim, rank()));
     switch (dim) {
-      case MeshDim::pp: out.pp = g; break;
-      case MeshDim::dp_replicate: out.dp_replicate = g; break;
-      case MeshDim::dp_shard: out.dp_shard = g; break;
-      case MeshDim::cp: out.cp = g; break;
-      case MeshDim::tp: out.tp = g; break;
-      case MeshDim::batch: out.batch = g; break;
-      case MeshDim::loss: out.loss = g; break;
-      case MeshDim::fsdp: out.fsdp = g; break;
-      case MeshDim::ep: out.ep = g; break;
-      case MeshDim::efsdp: out.efsdp = g; break;
-      case MeshDim::etp: out.etp = g; break;
+      case MeshDim::pp:
+        out.pp = g;
+        break;
+      case MeshDim::dp_replicate:
+        out.dp_replicate = g;
+        break;
+      case MeshDim::dp_shard:
+        out.dp_shard = g;
+        break;
+      case MeshDim::cp:
+        out.cp = g;
+        break;
+      case MeshDim::tp:
+        out.tp = g;
+        break;
+      case MeshDim::batch:
+        out.batch = g;
+        break;
+      case MeshDim::loss:
+        out.loss = g;
+        break;
+      case MeshDim::fsdp:
+        out.fsdp = g;
+        break;
+      case MeshDim::ep:
+        out.ep = g;
+        break;
+      case MeshDim::efsdp:
+        out.efsdp = g;
+        break;
+      case MeshDim::etp:
+        out.etp = g;
+        break;
     }
   }
   return out;

@@ -35,9 +35,9 @@ RankEnv rank_env();  // from this process's environment
 // A process group as the parallel code sees it. Size-1 groups have no
 // backend; collectives on them are the identity.
 struct Group {
-  std::string name;        // e.g. "tp" or "tp+ep": the mesh dims that share it
-  std::vector<int> ranks;  // global ranks in group-rank order
-  int rank = 0;            // this process's index in `ranks`
+  std::string name;                    // e.g. "tp" or "tp+ep": the mesh dims that share it
+  std::vector<int> ranks;              // global ranks in group-rank order
+  int rank = 0;                        // this process's index in `ranks`
   torch::Device device = torch::kCPU;  // where its collectives' tensors live
   c10d_compat::BackendPtr backend;     // null when ranks.size() == 1
 

@@ -18,8 +18,8 @@ AllToAllDispatcher::AllToAllDispatcher(GroupPtr ep_group, int64_t num_experts)
 
 std::pair<torch::Tensor, std::vector<int64_t>> AllToAllDispatcher::dispatch(const torch::Tensor& rows,
                                                                             const std::vector<int64_t>& counts) {
-  TORCH_CHECK(static_cast<int64_t>(counts.size()) == num_experts_, "dispatch: ", counts.size(),
-              " counts for ", num_experts_, " experts");
+  TORCH_CHECK(static_cast<int64_t>(counts.size()) == num_experts_, "dispatch: ", counts.size(), " counts for ",
+              num_experts_, " experts");
   TORCH_CHECK(std::accumulate(counts.begin(), counts.end(), int64_t{0}) == rows.size(0), "dispatch: counts sum to ",
               std::accumulate(counts.begin(), counts.end(), int64_t{0}), " but rows has ", rows.size(0));
   const int ep = group_->size();

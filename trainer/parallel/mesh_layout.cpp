@@ -52,25 +52,36 @@ std::vector<int> group_along(int rank, const std::array<int, N>& shape, const st
 
 const char* mesh_dim_name(MeshDim dim) {
   switch (dim) {
-    case MeshDim::pp: return "pp";
-    case MeshDim::dp_replicate: return "dp_replicate";
-    case MeshDim::dp_shard: return "dp_shard";
-    case MeshDim::cp: return "cp";
-    case MeshDim::tp: return "tp";
-    case MeshDim::batch: return "batch";
-    case MeshDim::loss: return "loss";
-    case MeshDim::fsdp: return "fsdp";
-    case MeshDim::ep: return "ep";
-    case MeshDim::efsdp: return "efsdp";
-    case MeshDim::etp: return "etp";
+    case MeshDim::pp:
+      return "pp";
+    case MeshDim::dp_replicate:
+      return "dp_replicate";
+    case MeshDim::dp_shard:
+      return "dp_shard";
+    case MeshDim::cp:
+      return "cp";
+    case MeshDim::tp:
+      return "tp";
+    case MeshDim::batch:
+      return "batch";
+    case MeshDim::loss:
+      return "loss";
+    case MeshDim::fsdp:
+      return "fsdp";
+    case MeshDim::ep:
+      return "ep";
+    case MeshDim::efsdp:
+      return "efsdp";
+    case MeshDim::etp:
+      return "etp";
   }
   return "?";
 }
 
 MeshLayout::MeshLayout(const ParallelDims& dims, int world_size) : dims_(dims), world_size_(world_size) {
   ParallelDims check = dims;
-  if (dims.dp_shard < 1) throw std::invalid_argument("MeshLayout: dp_shard must be resolved (got " +
-                                                     std::to_string(dims.dp_shard) + ")");
+  if (dims.dp_shard < 1)
+    throw std::invalid_argument("MeshLayout: dp_shard must be resolved (got " + std::to_string(dims.dp_shard) + ")");
   auto violations = check_parallel_dims(check, world_size);
   if (!violations.empty())
     throw std::invalid_argument("MeshLayout: " + violations.front().rule + ": " + violations.front().message);
@@ -84,17 +95,28 @@ MeshLayout::MeshLayout(const ParallelDims& dims, int world_size) : dims_(dims), 
 int MeshLayout::size(MeshDim dim) const {
   const auto& d = dims_;
   switch (dim) {
-    case MeshDim::pp: return d.pp;
-    case MeshDim::dp_replicate: return d.dp_replicate;
-    case MeshDim::dp_shard: return d.dp_shard;
-    case MeshDim::cp: return d.cp;
-    case MeshDim::tp: return d.tp;
-    case MeshDim::batch: return d.dp_replicate * d.dp_shard;
-    case MeshDim::loss: return d.dp_replicate * d.dp_shard * d.cp;
-    case MeshDim::fsdp: return d.dp_shard * d.cp;
-    case MeshDim::ep: return d.ep;
-    case MeshDim::efsdp: return efsdp_;
-    case MeshDim::etp: return d.ep > 1 ? d.etp : d.tp;
+    case MeshDim::pp:
+      return d.pp;
+    case MeshDim::dp_replicate:
+      return d.dp_replicate;
+    case MeshDim::dp_shard:
+      return d.dp_shard;
+    case MeshDim::cp:
+      return d.cp;
+    case MeshDim::tp:
+      return d.tp;
+    case MeshDim::batch:
+      return d.dp_replicate * d.dp_shard;
+    case MeshDim::loss:
+      return d.dp_replicate * d.dp_shard * d.cp;
+    case MeshDim::fsdp:
+      return d.dp_shard * d.cp;
+    case MeshDim::ep:
+      return d.ep;
+    case MeshDim::efsdp:
+      return efsdp_;
+    case MeshDim::etp:
+      return d.ep > 1 ? d.etp : d.tp;
   }
   return 1;
 }
@@ -129,14 +151,22 @@ std::vector<int> MeshLayout::members(MeshDim dim, int rank) const {
     dim = dim == MeshDim::efsdp ? MeshDim::fsdp : MeshDim::tp;
   }
   switch (dim) {
-    case MeshDim::pp: return group_along(rank, dense, A{1, 0, 0, 0, 0});
-    case MeshDim::dp_replicate: return group_along(rank, dense, A{0, 1, 0, 0, 0});
-    case MeshDim::dp_shard: return group_along(rank, dense, A{0, 0, 1, 0, 0});
-    case MeshDim::cp: return group_along(rank, dense, A{0, 0, 0, 1, 0});
-    case MeshDim::tp: return group_along(rank, dense, A{0, 0, 0, 0, 1});
-    case MeshDim::batch: return group_along(rank, dense, A{0, 1, 1, 0, 0});
-    case MeshDim::loss: return group_along(rank, dense, A{0, 1, 1, 1, 0});
-    case MeshDim::fsdp: return group_along(rank, dense, A{0, 0, 1, 1, 0});
+    case MeshDim::pp:
+      return group_along(rank, dense, A{1, 0, 0, 0, 0});
+    case MeshDim::dp_replicate:
+      return group_along(rank, dense, A{0, 1, 0, 0, 0});
+    case MeshDim::dp_shard:
+      return group_along(rank, dense, A{0, 0, 1, 0, 0});
+    case MeshDim::cp:
+      return group_along(rank, dense, A{0, 0, 0, 1, 0});
+    case MeshDim::tp:
+      return group_along(rank, dense, A{0, 0, 0, 0, 1});
+    case MeshDim::batch:
+      return group_along(rank, dense, A{0, 1, 1, 0, 0});
+    case MeshDim::loss:
+      return group_along(rank, dense, A{0, 1, 1, 1, 0});
+    case MeshDim::fsdp:
+      return group_along(rank, dense, A{0, 0, 1, 1, 0});
     case MeshDim::ep:
     case MeshDim::efsdp:
     case MeshDim::etp: {

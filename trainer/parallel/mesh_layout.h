@@ -31,9 +31,9 @@ enum class MeshDim {
   efsdp,  // dp_shard_mod_ep: expert parameters are sharded over it
   etp,    // tensor parallelism inside the experts (1 or TP)
 };
-inline constexpr MeshDim kAllMeshDims[] = {MeshDim::pp,   MeshDim::dp_replicate, MeshDim::dp_shard, MeshDim::cp,
-                                           MeshDim::tp,   MeshDim::batch,        MeshDim::loss,     MeshDim::fsdp,
-                                           MeshDim::ep,   MeshDim::efsdp,        MeshDim::etp};
+inline constexpr MeshDim kAllMeshDims[] = {MeshDim::pp, MeshDim::dp_replicate, MeshDim::dp_shard, MeshDim::cp,
+                                           MeshDim::tp, MeshDim::batch,        MeshDim::loss,     MeshDim::fsdp,
+                                           MeshDim::ep, MeshDim::efsdp,        MeshDim::etp};
 const char* mesh_dim_name(MeshDim dim);
 
 // A rank's coordinates on both meshes.

@@ -49,5 +49,4 @@ struct BlockSplit {
 };
 BlockSplit block_split(const MemoryShape& shape);
 
-
 }  // namespace partune

@@ -108,8 +108,7 @@ class Reader {
     }
     return positive(n, key);
   }
-  std::string choice(const toml::node& n, const std::string& key,
-                     const std::vector<std::string>& choices) const {
+  std::string choice(const toml::node& n, const std::string& key, const std::vector<std::string>& choices) const {
     std::string v = str(n, key);
     if (std::find(choices.begin(), choices.end(), v) == choices.end())
       fail(n.source(), key, "\"" + v + "\" is not one of " + join(choices));
@@ -286,8 +285,8 @@ void Reader::read_backend(const toml::table& t, const std::string& section, Back
     } else if (k == "workdir") {
       b.workdir = str(v, key);
     } else {
-      std::vector<std::string> known = {"kind", "argv", "env", "trainer", "torchrun", "torchrun_args", "module",
-                                        "workdir"};
+      std::vector<std::string> known = {"kind",     "argv",          "env",    "trainer",
+                                        "torchrun", "torchrun_args", "module", "workdir"};
       if (top_k) known.push_back("top_k");
       unknown(k, key, known);
     }
@@ -452,12 +451,18 @@ void Reader::read_space(const toml::table& t, Space& s) const {
 void Reader::read_search(const toml::table& t, Space& s) const {
   for (auto&& [k, v] : t) {
     const std::string key = "search." + std::string(k.str());
-    if (k == "strategy") s.search.strategy = choice(v, key, strategy_names());
-    else if (k == "max_trials") s.search.max_trials = integer(v, key, 1);
-    else if (k == "seed") s.search.seed = static_cast<uint64_t>(integer(v, key, 0));
-    else if (k == "confirm_top_k") s.search.confirm_top_k = static_cast<int>(integer(v, key, 0, 1000));
-    else if (k == "time_budget") s.search.time_budget_s = duration(v, key);
-    else unknown(k, key, {"strategy", "max_trials", "seed", "time_budget", "confirm_top_k"});
+    if (k == "strategy")
+      s.search.strategy = choice(v, key, strategy_names());
+    else if (k == "max_trials")
+      s.search.max_trials = integer(v, key, 1);
+    else if (k == "seed")
+      s.search.seed = static_cast<uint64_t>(integer(v, key, 0));
+    else if (k == "confirm_top_k")
+      s.search.confirm_top_k = static_cast<int>(integer(v, key, 0, 1000));
+    else if (k == "time_budget")
+      s.search.time_budget_s = duration(v, key);
+    else
+      unknown(k, key, {"strategy", "max_trials", "seed", "time_budget", "confirm_top_k"});
   }
 }
 

@@ -72,7 +72,7 @@ struct PruneSpec : HealthRule {
 };
 
 struct SearchSpec {
-  std::string strategy = "guided";  // one of strategy_names() (tuner/search/strategy.h)
+  std::string strategy = "guided";    // one of strategy_names() (tuner/search/strategy.h)
   std::optional<int64_t> max_trials;  // trials launched by one run of tune; nullopt: no cap
   uint64_t seed = 0;
   std::optional<double> time_budget_s;  // the study ends by itself after this; resumable

@@ -2,8 +2,8 @@
 // ends whatever a killed earlier run left behind, then runs the study loop
 // (drive.h) with the space's sampler on real processes — each trial written
 // to the store as it happens, parsed, classified, summarised — pruning what
-// the memory model or a trial over the memory limit makes pointless. Killing tune at any moment loses nothing: running it again
-// resumes (finished trials are not rerun; interrupted ones are).
+// the memory model or a trial over the memory limit makes pointless. Killing tune at any moment loses nothing: running
+// it again resumes (finished trials are not rerun; interrupted ones are).
 #pragma once
 #include <algorithm>
 #include <cstdint>
@@ -17,21 +17,21 @@
 namespace partune {
 
 struct RunOptions {
-  std::string tune_exe;                   // path of the running tune (locates bin/trainer)
-  std::optional<double> time_budget_s;    // overrides [search] time_budget: no trial starts after it
-  std::optional<int64_t> max_trials;      // overrides [search] max_trials: launches by this run
-  bool live = false;                      // rewrite a status line (terminal)
+  std::string tune_exe;                 // path of the running tune (locates bin/trainer)
+  std::optional<double> time_budget_s;  // overrides [search] time_budget: no trial starts after it
+  std::optional<int64_t> max_trials;    // overrides [search] max_trials: launches by this run
+  bool live = false;                    // rewrite a status line (terminal)
 };
 
 struct RunSummary {
   int64_t candidates = 0;
-  int64_t finished_before = 0;  // done/failed/pruned when this run started
-  int64_t ran = 0;              // trials launched by this run
+  int64_t finished_before = 0;                            // done/failed/pruned when this run started
+  int64_t ran = 0;                                        // trials launched by this run
   int64_t done = 0, failed = 0, pruned = 0, pending = 0;  // whole study, at the end
-  int64_t reset = 0;            // trials a killed earlier run left running, rerun
-  int64_t leftovers_killed = 0; // processes of an earlier run ended before starting
-  double wall_s = 0;            // this run
-  double trial_wall_s = 0;      // summed wall time of the launched processes
+  int64_t reset = 0;                                      // trials a killed earlier run left running, rerun
+  int64_t leftovers_killed = 0;                           // processes of an earlier run ended before starting
+  double wall_s = 0;                                      // this run
+  double trial_wall_s = 0;                                // summed wall time of the launched processes
   bool stopped_by_budget = false;
   int parallel = 1;  // trials at once ([launcher] parallel_trials)
   // Tuner time per trial that is not the trial's processes: planning share,

@@ -24,8 +24,8 @@ struct Candidate {
 enum class TrialStatus { Pending, Running, Done, Failed, Pruned };
 enum class FailureClass { None, Oom, Hang, Timeout, Crash, Nccl, Error };
 
-std::string_view to_string(TrialStatus s);     // "pending", "running", "done", "failed", "pruned"
-std::string_view to_string(FailureClass f);    // "" for None, else "oom", "hang", "timeout", "crash", "nccl", "error"
+std::string_view to_string(TrialStatus s);   // "pending", "running", "done", "failed", "pruned"
+std::string_view to_string(FailureClass f);  // "" for None, else "oom", "hang", "timeout", "crash", "nccl", "error"
 std::optional<TrialStatus> parse_trial_status(std::string_view s);
 std::optional<FailureClass> parse_failure_class(std::string_view s);  // "" -> None
 
