@@ -1,6 +1,10 @@
 // One tuner a study: the lock refuses a second tuner with a clear message and
 // is released by the kernel when the holder dies, even by SIGKILL.
 #include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
 
 #include "common/error.h"
 #include "tests/store/test_support.h"
@@ -59,6 +63,34 @@ TEST(StudyLock, SecondTunerIsRefusedUntilTheHolderIsKilled) {
 
   ASSERT_TRUE(testing::kill9(child));
   EXPECT_EQ(refusal(db, "moe"), "");
+}
+
+// A tune killed with -9 may have just forked a child that still holds the
+// lock's file for a moment: the next tune waits for it (the holder named in
+// the file is dead), it does not report a tune that no longer exists.
+TEST(StudyLock, ADeadHoldersLastChildDelaysButDoesNotRefuse) {
+  TempDir dir;
+  const std::string db = dir.file("study.db");
+  testing::Pipe pipe;
+  const pid_t tune = fork();
+  if (tune == 0) {
+    pipe.close_read();
+    StudyLock lock = StudyLock::acquire(db, "moe");
+    if (fork() == 0) {  // the child: holds the descriptor for 300 ms
+      ::usleep(300000);
+      _exit(0);
+    }
+    pipe.send(1);
+    _exit(0);  // the "tune" dies with its lock still held by the child
+  }
+  pipe.close_write();
+  int64_t ok = 0;
+  ASSERT_TRUE(pipe.receive(ok) && ok == 1);
+  int status = 0;
+  ASSERT_EQ(::waitpid(tune, &status, 0), tune);  // reaped: its pid is free
+  const auto t0 = std::chrono::steady_clock::now();
+  EXPECT_EQ(refusal(db, "moe"), "");
+  EXPECT_GT(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(100)) << "the child held it a while";
 }
 
 TEST(StudyLock, HeldWithinOneProcessToo) {

@@ -1,4 +1,5 @@
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/file.h>
 #include <unistd.h>
 
@@ -7,6 +8,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
+#include <optional>
 #include <string>
 
 #include "common/error.h"
@@ -58,6 +60,31 @@ std::string holder_of(const std::string& text) {
   return "pid " + field("pid") + " since " + field("since");
 }
 
+// The holder's pid from its lines, when it names one.
+std::optional<pid_t> holder_pid(const std::string& text) {
+  const auto at = text.find("pid=");
+  if (at == std::string::npos) return std::nullopt;
+  char* end = nullptr;
+  const long pid = std::strtol(text.c_str() + at + 4, &end, 10);
+  if (end == text.c_str() + at + 4 || pid <= 0) return std::nullopt;
+  return static_cast<pid_t>(pid);
+}
+
+// A tune killed with -9 can leave the lock held for a moment by a child it
+// had just forked (between fork and exec, or on its way out when it sees its
+// parent gone): the holder's pid is dead but the flock is not yet free.
+// Wait for those, not for a live tune.
+bool lock_after_dead_holder(int fd) {
+  const std::optional<pid_t> pid = holder_pid(read_all(fd));
+  if (!pid || ::kill(*pid, 0) == 0 || errno != ESRCH) return false;
+  for (int i = 0; i < 250; ++i) {  // 5 s
+    ::usleep(20000);
+    if (flock(fd, LOCK_EX | LOCK_NB) == 0) return true;
+    if (errno != EWOULDBLOCK) return false;
+  }
+  return false;
+}
+
 }  // namespace
 
 std::string StudyLock::lock_path_for(const std::string& db_path, const std::string& study) {
@@ -78,8 +105,9 @@ StudyLock StudyLock::acquire(const std::string& db_path, const std::string& stud
   if (fd < 0 && errno == ELOOP)
     throw InputError(path + ": the study lock file is a symbolic link; tune does not follow it (remove it)");
   if (fd < 0) throw InputError(path + ": cannot open the study lock file: " + std::strerror(errno));
-  if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
-    const int err = errno;
+  int err = flock(fd, LOCK_EX | LOCK_NB) == 0 ? 0 : errno;
+  if (err == EWOULDBLOCK && lock_after_dead_holder(fd)) err = 0;
+  if (err != 0) {
     const std::string holder = err == EWOULDBLOCK ? holder_of(read_all(fd)) : "";
     ::close(fd);
     if (err == EWOULDBLOCK)
