@@ -9,7 +9,7 @@
 # Prints one table: MFU as the mean of steps 6..STEPS, memory as the peak
 # over those steps (the step line's reserved GiB and %). Full logs in OUT_DIR.
 # Environment (for a CPU smoke run): FLAVOR (30B-A3B-L4), STEPS (20),
-# DEVICE (cuda), EXTRA (more trainer arguments), CONFIGS ("seq lbs ac;..." where ac is none or a selective
+# DEVICE (cuda), EXTRA (more trainer arguments), MODES ("compile eager"), CONFIGS ("seq lbs ac;..." where ac is none or a selective
 # option), LONG ("seq lbs ac", empty to skip).
 set -uo pipefail
 build=${1:?build dir}
@@ -21,7 +21,10 @@ steps=${STEPS:-20}
 device=${DEVICE:-cuda}
 IFS=';' read -ra configs <<<"${CONFIGS:-4096 4 2;8192 2 none;8192 4 2}"
 long=${LONG-16384 4 2}
-common=(--model.name qwen3 --model.flavor "$flavor" --training.dataset synthetic --debug.seed 0
+# The trainer needs a job config file; every key that matters is on the command line.
+base="$out/base.toml"
+printf '[job]\ndescription = "bench/fidelity.sh"\n' >"$base"
+common=(--job.config_file "$base" --model.name qwen3 --model.flavor "$flavor" --training.dataset synthetic --debug.seed 0
         --training.steps "$steps" --metrics.log_freq 1 --optimizer.lr 3e-4 --lr_scheduler.warmup_steps 2
         --device "$device")
 # EXTRA: more trainer arguments for every run (e.g. "--loss-chunk-tokens 7066").
@@ -55,7 +58,7 @@ run() {  # seq lbs ac mode(compile|eager)
 rows=()
 for cfg in "${configs[@]}"; do
   set -- $cfg
-  for mode in compile eager; do rows+=("$1 $2 $3 $mode $(run "$1" "$2" "$3" "$mode")"); done
+  for mode in ${MODES:-compile eager}; do rows+=("$1 $2 $3 $mode $(run "$1" "$2" "$3" "$mode")"); done
 done
 if [ -n "$long" ]; then
   set -- $long

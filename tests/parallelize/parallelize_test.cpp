@@ -240,9 +240,9 @@ const Layout kLayouts[] = {
      1,
      {"tensor_parallel_degree=2", "data_parallel_shard_degree=1", "expert_parallel_degree=2"}},
     {"dp_shard2_full_ac", 2, "tiny_moe", 2, {"data_parallel_shard_degree=2"}, {"--activation_checkpoint.mode", "full"}},
-    // chunked output + loss (chunks of 5 of each rank's 32 tokens: a ragged last chunk) and fused
-    // elementwise under FSDP (the output weight gathered around the forward) and TP (replicated
-    // output), alone and with per-op selective AC
+    // fused output + loss and fused elementwise under FSDP (the output weight gathered around the
+    // forward) and TP (replicated output): in chunks of 5 of each rank's 32 tokens (a ragged last
+    // chunk), and with per-op selective AC in the default one chunk
     {"dp_shard2_compiled",
      2,
      "tiny_moe",
@@ -263,16 +263,16 @@ const Layout kLayouts[] = {
      2,
      {"data_parallel_shard_degree=2"},
      {},
-     {"--compile.enable", "--loss-chunk-tokens", "5", "--activation_checkpoint.mode", "selective",
-      "--activation_checkpoint.selective_ac_option", "op"}},
+     {"--compile.enable", "--activation_checkpoint.mode", "selective", "--activation_checkpoint.selective_ac_option",
+      "op"}},
     {"tp2_ep2_compiled_op_ac",
      2,
      "tiny_moe",
      1,
      {"tensor_parallel_degree=2", "data_parallel_shard_degree=1", "expert_parallel_degree=2"},
      {},
-     {"--compile.enable", "--loss-chunk-tokens", "5", "--activation_checkpoint.mode", "selective",
-      "--activation_checkpoint.selective_ac_option", "op"}},
+     {"--compile.enable", "--activation_checkpoint.mode", "selective", "--activation_checkpoint.selective_ac_option",
+      "op"}},
     // world 4
     {"dp_shard4_ep4", 4, "tiny_moe", 4, {"data_parallel_shard_degree=4", "expert_parallel_degree=4"}},
     {"dp_shard2_tp2_dense", 4, "tiny", 2, {"data_parallel_shard_degree=2", "tensor_parallel_degree=2"}},

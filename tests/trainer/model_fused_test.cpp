@@ -1,5 +1,5 @@
 // The compiled memory mode's functions against the eager compositions they
-// replace (values and gradients): the chunked output + loss over several
+// replace (values and gradients): the fused output + loss over several
 // chunk sizes (a ragged last chunk, one token per chunk, one chunk for all),
 // ignored labels, fp64 and fp32; SwiGLU and the gate-weighted expert sum;
 // whole models with apply_compile against the eager model.
@@ -7,6 +7,7 @@
 #include <torch/torch.h>
 
 #include "tests/trainer/model_testing.h"
+#include "trainer/metrics/device_memory.h"
 #include "trainer/model/chunked_loss.h"
 #include "trainer/model/fused_elementwise.h"
 #include "trainer/model/model.h"
@@ -53,7 +54,7 @@ TEST_P(ChunkedLoss, MatchesReferenceAtEveryChunkSize) {
   labels.index_put_({torch::tensor({0, 5, 6, 22})}, -100);  // ignored, one of them the last row
   const double upstream = 0.37;                             // the trainer scales the loss by valid / valid_total
   const auto want = reference_loss(hidden, weight, labels, upstream);
-  for (int64_t chunk : {1, 4, 7, 22, 23, 64}) {  // 23 = 3 x 7 + 2: a ragged last chunk
+  for (int64_t chunk : {0, 1, 4, 7, 22, 23, 64}) {  // 0: the default, one chunk; 23 = 3 x 7 + 2: a ragged last chunk
     SCOPED_TRACE("chunk " + std::to_string(chunk));
     const auto got = chunked_loss(hidden, weight, labels, upstream, chunk);
     EXPECT_NEAR(got.loss, want.loss, tol * std::abs(want.loss));
@@ -109,10 +110,32 @@ TEST(ChunkedLossFunction, WithoutGradModeOnlyTheLoss) {
   EXPECT_NEAR(loss.item<double>(), want, 1e-6);
 }
 
-TEST(ChunkedLossFunction, DefaultChunkKeepsAboutFourGiBOfBf16LogitsAndSoftmax) {
-  EXPECT_EQ(default_loss_chunk_tokens(151936), 7067);
-  EXPECT_EQ(default_loss_chunk_tokens(64), int64_t{1} << 24);
-  EXPECT_EQ(default_loss_chunk_tokens(int64_t{1} << 30), 256);
+// The default is compiled torchtitan's memory at the loss: the whole batch's
+// logits and their softmax in bf16 exist at once (4 bytes per logit), no fp32
+// copy of them; a smaller chunk holds that much per chunk only.
+TEST(ChunkedLossFunction, DefaultHoldsTheWholeBatchsBf16LogitsAndSoftmaxOnCuda) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "the caching allocator's peak is measured on CUDA only";
+  const int64_t n = 4096, dim = 256, vocab = 32768;
+  const double logits_bytes = double(n) * double(vocab) * 2;  // 256 MiB in bf16
+  const auto opts = torch::TensorOptions().device(torch::kCUDA);
+  torch::manual_seed(36);
+  auto hidden = torch::randn({n, dim}, opts.dtype(torch::kBFloat16)).requires_grad_();
+  auto weight = (torch::randn({vocab, dim}, opts) * 0.05).requires_grad_();
+  auto labels = torch::randint(0, vocab, {n}, opts.dtype(torch::kInt64));
+  auto peak_over_base = [&](int64_t chunk) {
+    torch::cuda::synchronize();
+    DeviceMemoryMonitor monitor(torch::Device(torch::kCUDA, 0));
+    monitor.release_cached_memory();
+    monitor.reset_peak_stats();
+    const double base = monitor.peak_stats().max_reserved_bytes;
+    chunked_linear_cross_entropy(hidden, weight, labels, chunk).backward();
+    torch::cuda::synchronize();
+    return monitor.peak_stats().max_reserved_bytes - base;
+  };
+  const double whole = peak_over_base(0);
+  EXPECT_GE(whole, 2 * logits_bytes);
+  EXPECT_LT(whole, 3 * logits_bytes);  // no fp32 [tokens, vocab] copy (that alone is 2 x logits_bytes)
+  EXPECT_LT(peak_over_base(512), whole / 2);
 }
 
 TEST(FusedElementwise, SwiGLUMatchesReference) {

@@ -90,7 +90,7 @@ struct TrainerConfig {
   // Not torchtitan keys: trainer flags.
   bool dry_run = false;               // --dry-run
   std::optional<std::string> device;  // --device cpu|cuda; else $PARTUNE_DEVICE_TYPE; else cuda if available
-  int64_t loss_chunk_tokens = 0;      // --loss-chunk-tokens N: the chunked loss's chunk; 0: its default
+  int64_t loss_chunk_tokens = 0;      // --loss-chunk-tokens N: the fused loss's chunk; 0: the whole microbatch
 
   // Things a user should know about how the config was interpreted (printed
   // at start): c4 replaced by synthetic data, ...

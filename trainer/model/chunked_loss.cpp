@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <limits>
 
-#include "common/loss_chunk.h"
 #include "trainer/model/ops.h"
 
 namespace partune::trainer {
@@ -85,8 +84,6 @@ struct ChunkedLinearCrossEntropy : torch::autograd::Function<ChunkedLinearCrossE
 
 }  // namespace
 
-int64_t default_loss_chunk_tokens(int64_t vocab_size) { return loss_chunk_tokens(vocab_size); }
-
 torch::Tensor chunked_linear_cross_entropy(const torch::Tensor& hidden, const torch::Tensor& weight,
                                            const torch::Tensor& labels, int64_t chunk_tokens) {
   TORCH_CHECK(hidden.dim() >= 2 && weight.dim() == 2 && hidden.size(-1) == weight.size(1),
@@ -95,7 +92,7 @@ torch::Tensor chunked_linear_cross_entropy(const torch::Tensor& hidden, const to
   auto lab = labels.reshape({-1});
   TORCH_CHECK(lab.numel() == h.size(0), "chunked_linear_cross_entropy: ", h.size(0), " tokens but ", lab.numel(),
               " labels");
-  const int64_t chunk = chunk_tokens > 0 ? chunk_tokens : default_loss_chunk_tokens(weight.size(0));
+  const int64_t chunk = chunk_tokens > 0 ? chunk_tokens : std::max<int64_t>(1, h.size(0));
   const bool grad = torch::GradMode::is_enabled();
   return ChunkedLinearCrossEntropy::apply(h, weight, lab.to(torch::kInt64), chunk, grad && h.requires_grad(),
                                           grad && weight.requires_grad());

@@ -263,8 +263,8 @@ class Qwen3ModelImpl : public torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& tokens);
   // Mean cross-entropy over the valid (not -100) labels [B, S], 0-dim fp32
   // (fp64): cross_entropy_loss(forward(tokens), labels), or with
-  // chunked_loss the output projection and loss fused in chunks of tokens
-  // (chunked_loss.h), never holding [tokens, vocab] logits.
+  // chunked_loss the output projection and loss fused (chunked_loss.h),
+  // never holding [tokens, vocab] logits in fp32.
   torch::Tensor forward_loss(const torch::Tensor& tokens, const torch::Tensor& labels);
   // Draws every parameter and buffer, held whole, under trainer/model/init.h's
   // rules (torchtitan's init; the values depend only on seed, name and
@@ -290,7 +290,7 @@ class Qwen3ModelImpl : public torch::nn::Module {
   RMSNorm norm{nullptr};
   Linear output{nullptr};         // null when embeddings are tied (tok_embeddings.weight is used)
   bool chunked_loss = false;      // forward_loss through chunked_linear_cross_entropy (compiled memory mode)
-  int64_t loss_chunk_tokens = 0;  // its chunk; 0: default_loss_chunk_tokens
+  int64_t loss_chunk_tokens = 0;  // its chunk; 0: the whole microbatch (compiled torchtitan's memory)
 
  private:
   // Embeddings and blocks (each under its activation checkpointing) -> [B, S, dim] before the final norm.

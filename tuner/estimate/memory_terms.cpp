@@ -5,7 +5,6 @@
 #include "common/ac_policy.h"
 #include "common/error.h"
 #include "common/job_keys.h"
-#include "common/loss_chunk.h"
 
 namespace partune {
 
@@ -200,9 +199,8 @@ MemoryTerms embedded_memory_terms(const MemoryShape& s) {
 
   // The output projection and the loss.
   double logits = 0;
-  if (s.compile) {  // chunked: one chunk of logits and their softmax (compute dtype), fp32 grads of hidden and weight
-    const double chunk = std::min(T, double(loss_chunk_tokens(s.flavor.vocab_size)));
-    logits = chunk * V * 2 * c + T * D * 4 + V * D * 4;
+  if (s.compile) {  // fused: the logits and their softmax (compute dtype) whole, fp32 grads of hidden and weight
+    logits = T * V * 2 * c + T * D * 4 + V * D * 4;
   } else {  // compute-dtype logits (their block stays cached), then fp32 logits, log-softmax and their gradient
     logits = T * V * ((c < 4 ? c : 0) + 12);
   }
