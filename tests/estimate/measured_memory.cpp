@@ -19,6 +19,12 @@ const std::vector<MemoryMeasurement>& measured_memory() {
     add({"L6 dp2 ep1", "30B-A3B-L6", 2, 2, 1, 1, 2, 4096, "2", false, kH100, 53.24, bench2});
     add({"L6 tp2 ep2", "30B-A3B-L6", 2, 1, 2, 2, 2, 4096, "2", false, kH100, 50.98, bench2});
     add({"L6 tp2 ep1", "30B-A3B-L6", 2, 1, 2, 1, 2, 4096, "2", false, kH100, 52.33, bench2});
+    // The compiled memory mode (compile.enable), whole-microbatch fused loss.
+    const std::string compiled = "one H200, 20 steps, compile.enable, 57c9be1 (docs/benchmarks.md)";
+    add({"L4 s4096 b4 sel2 compile", "30B-A3B-L4", 1, -1, 1, 1, 4, 4096, "2", true, kH200, 56.62, compiled});
+    add({"L4 s8192 b2 none compile", "30B-A3B-L4", 1, -1, 1, 1, 2, 8192, "none", true, kH200, 60.95, compiled});
+    add({"L4 s8192 b4 sel2 compile", "30B-A3B-L4", 1, -1, 1, 1, 4, 8192, "2", true, kH200, 72.42, compiled});
+    add({"L4 s16384 b4 sel2 compile", "30B-A3B-L4", 1, -1, 1, 1, 4, 16384, "2", true, kH200, 106.62, compiled});
     MemoryMeasurement old{"L4 s4096 b1 none H100 (082959b)",
                           "30B-A3B-L4",
                           1,
