@@ -102,27 +102,29 @@ std::string Result::describe() const {
   return how + "\n--- stdout ---\n" + out + "--- stderr ---\n" + err;
 }
 
-Process::Process(const std::vector<std::string>& args, const std::string& cwd) {
+Process::Process(const std::vector<std::string>& args, const std::string& cwd, const Spawn& spawn)
+    : program_(spawn.program) {
   int out_pipe[2], err_pipe[2];
   if (pipe2(out_pipe, O_CLOEXEC) != 0 || pipe2(err_pipe, O_CLOEXEC) != 0) throw std::runtime_error("pipe failed");
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, spawn.stdin_path.c_str(), O_RDONLY, 0);
   posix_spawn_file_actions_adddup2(&fa, out_pipe[1], STDOUT_FILENO);
   posix_spawn_file_actions_adddup2(&fa, err_pipe[1], STDERR_FILENO);
   if (!cwd.empty()) posix_spawn_file_actions_addchdir_np(&fa, cwd.c_str());
-  std::vector<std::string> argv_s = {kTune};
+  std::vector<std::string> argv_s = spawn.wrapper;
+  argv_s.push_back(spawn.program);
   argv_s.insert(argv_s.end(), args.begin(), args.end());
   std::vector<char*> argv;
   for (auto& a : argv_s) argv.push_back(a.data());
   argv.push_back(nullptr);
-  int rc = posix_spawn(&pid_, kTune.c_str(), &fa, nullptr, argv.data(), environ);
+  int rc = posix_spawn(&pid_, argv_s.front().c_str(), &fa, nullptr, argv.data(), environ);
   posix_spawn_file_actions_destroy(&fa);
   close(out_pipe[1]);
   close(err_pipe[1]);
   out_fd_ = out_pipe[0];
   err_fd_ = err_pipe[0];
-  if (rc != 0) throw std::runtime_error("cannot start " + kTune + ": " + std::to_string(rc));
+  if (rc != 0) throw std::runtime_error("cannot start " + argv_s.front() + ": " + std::to_string(rc));
 }
 
 Process::~Process() {
@@ -173,7 +175,7 @@ Result Process::finish(double timeout_s) {
     if (!killed && seconds_since(t0) > timeout_s) {
       ::kill(pid_, SIGKILL);
       killed = true;
-      ADD_FAILURE() << "tune ran past " << timeout_s << " s; killed";
+      ADD_FAILURE() << program_ << " ran past " << timeout_s << " s; killed";
     }
     pump(0.1);
   }
@@ -186,7 +188,11 @@ Result Process::finish(double timeout_s) {
 }
 
 Result tune(const std::vector<std::string>& args, const std::string& cwd, double timeout_s) {
-  Process p(args, cwd);
+  return run_program({}, args, cwd, timeout_s);
+}
+
+Result run_program(const Spawn& spawn, const std::vector<std::string>& args, const std::string& cwd, double timeout_s) {
+  Process p(args, cwd, spawn);
   return p.finish(timeout_s);
 }
 

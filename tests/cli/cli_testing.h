@@ -76,10 +76,18 @@ struct Result {
   std::string describe() const;  // for failure messages
 };
 
-// A running tune. Output is read as it comes; nothing goes through a shell.
+// What a Process runs: `wrapper... program args...`, stdin from a file.
+struct Spawn {
+  std::string program = kTune;
+  std::vector<std::string> wrapper;  // e.g. setpriv's argv to drop privileges; empty: none
+  std::string stdin_path = "/dev/null";
+};
+
+// A running tune (or another program). Output is read as it comes; nothing
+// goes through a shell.
 class Process {
  public:
-  Process(const std::vector<std::string>& args, const std::string& cwd);
+  Process(const std::vector<std::string>& args, const std::string& cwd, const Spawn& spawn = {});
   ~Process();  // SIGKILLs and reaps it if still running
   Process(const Process&) = delete;
   Process& operator=(const Process&) = delete;
@@ -94,6 +102,7 @@ class Process {
 
  private:
   bool pump(double timeout_s);  // one poll round; false at end of output
+  std::string program_;
   pid_t pid_ = -1;
   int out_fd_ = -1, err_fd_ = -1;
   Result result_;
@@ -102,6 +111,9 @@ class Process {
 
 // Runs `tune args...` in `cwd` to its end (killed after timeout_s).
 Result tune(const std::vector<std::string>& args, const std::string& cwd, double timeout_s = 20);
+// Runs what `spawn` names with `args` in `cwd` to its end (killed after timeout_s).
+Result run_program(const Spawn& spawn, const std::vector<std::string>& args, const std::string& cwd,
+                   double timeout_s = 60);
 
 // Parses JSON a command printed, or fails the test with the output.
 nlohmann::json json_of(const Result& r);

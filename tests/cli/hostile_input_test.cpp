@@ -2,11 +2,8 @@
 // writes (symlinks, the study lock, races on a fresh database, a read-only
 // results folder, control bytes on the terminal) and the exit code of a
 // study whose every trial failed. Real tune processes, real SQLite.
-#include <fcntl.h>
-#include <grp.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -243,38 +240,13 @@ TEST(FreshDatabase, RacingTunesExitZeroOrThreeNeverTwo) {
 }
 
 // `tune <args>` run as an unprivileged user when the test runs as root (root
-// ignores file modes, so a read-only folder would not be read-only to it).
+// ignores file modes, so a read-only folder would not be read-only to it):
+// setpriv drops to nobody, then runs tune (argv only).
 Result tune_unprivileged(const std::vector<std::string>& args, const fs::path& cwd) {
   if (geteuid() != 0) return tune(args, cwd.string());
-  int out[2], err[2];
-  if (pipe(out) != 0 || pipe(err) != 0) throw std::runtime_error("pipe");
-  const pid_t pid = fork();
-  if (pid == 0) {
-    dup2(out[1], 1);
-    dup2(err[1], 2);
-    if (chdir(cwd.c_str()) != 0 || setgroups(0, nullptr) != 0 || setgid(65534) != 0 || setuid(65534) != 0) _exit(126);
-    std::vector<std::string> argv_s = {kTune};
-    argv_s.insert(argv_s.end(), args.begin(), args.end());
-    std::vector<char*> argv;
-    for (auto& a : argv_s) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    execv(kTune.c_str(), argv.data());
-    _exit(127);
-  }
-  close(out[1]);
-  close(err[1]);
-  Result r;
-  auto drain = [](int fd, std::string& to) {
-    char buf[4096];
-    for (ssize_t n; (n = read(fd, buf, sizeof buf)) > 0;) to.append(buf, static_cast<size_t>(n));
-    close(fd);
-  };
-  drain(out[0], r.out);  // tune's output is small: stdout then stderr cannot block
-  drain(err[0], r.err);
-  int status = 0;
-  waitpid(pid, &status, 0);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
+  Spawn spawn;
+  spawn.wrapper = {"/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"};
+  return run_program(spawn, args, cwd.string());
 }
 
 // The unprivileged user must reach the test folder: its parents (the temp

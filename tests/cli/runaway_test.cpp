@@ -11,24 +11,13 @@
 #include <thread>
 
 #include "cli_testing.h"
+#include "tests/support/process_gone.h"
 #include "tuner/launch/containment.h"
 
 namespace partune::cli_testing {
 namespace {
 
-// Gone: no /proc entry, or a zombie. Waits up to wait_s.
-bool gone(pid_t pid, double wait_s) {
-  const auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(wait_s);
-  while (true) {
-    std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
-    std::string content;
-    if (!stat || !std::getline(stat, content)) return true;
-    const size_t paren = content.rfind(')');
-    if (paren != std::string::npos && paren + 2 < content.size() && content[paren + 2] == 'Z') return true;
-    if (std::chrono::steady_clock::now() > end) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-}
+using partune::testing::process_gone;
 
 // Runaway pids in a trial's output.log.
 std::vector<pid_t> runaways(const fs::path& log) {
@@ -51,7 +40,7 @@ TEST(Runaway, GrandchildWithoutEnvironmentOrGroupEndsWithEachTrial) {
   for (const auto& row : query(s.db, "SELECT id FROM trials")) {
     for (pid_t pid : runaways(s.trial_dir(row[0]) / "output.log")) {
       ++seen;
-      EXPECT_TRUE(gone(pid, 1)) << "runaway " << pid << " of trial " << row[0] << " outlived tune";
+      EXPECT_TRUE(process_gone(pid, 1)) << "runaway " << pid << " of trial " << row[0] << " outlived tune";
     }
   }
   EXPECT_EQ(seen, 4u);
@@ -72,10 +61,10 @@ TEST(Runaway, GrandchildWithoutEnvironmentEndsWhenTuneIsKilled) {
   const auto id = query(s.db, "SELECT id FROM trials")[0][0];
   const auto pids = runaways(s.trial_dir(id) / "output.log");
   ASSERT_EQ(pids.size(), 1u);
-  ASSERT_FALSE(gone(pids[0], 0));
+  ASSERT_FALSE(process_gone(pids[0], 0));
   first.kill(SIGKILL);
   first.finish(5);
-  EXPECT_TRUE(gone(pids[0], 3)) << "runaway " << pids[0] << " outlived a killed tune";
+  EXPECT_TRUE(process_gone(pids[0], 3)) << "runaway " << pids[0] << " outlived a killed tune";
 }
 
 }  // namespace

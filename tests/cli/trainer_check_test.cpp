@@ -2,10 +2,7 @@
 // embedded trainer cannot run are refused by `tune plan` / `tune run` with
 // exit 2, naming the space file's line and key, before anything launches.
 // Needs the trainer (built unless -DPARTUNE_TRAINER=OFF; CI builds it).
-#include <fcntl.h>
 #include <gtest/gtest.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <sstream>
 
@@ -22,38 +19,13 @@ const std::string kTrainer;
 #define REQUIRE_TRAINER() GTEST_SKIP() << "built without the trainer (-DPARTUNE_TRAINER=OFF)"
 #endif
 
-// `trainer args...`, output captured (no shell).
-Result run_trainer(const std::vector<std::string>& args, const TempDir& dir) {
-  // Through tune's helper would exec tune; a direct spawn keeps argv exact.
-  int out[2], err[2];
-  if (pipe(out) != 0 || pipe(err) != 0) throw std::runtime_error("pipe");
-  const pid_t pid = fork();
-  if (pid == 0) {
-    dup2(out[1], 1);
-    dup2(err[1], 2);
-    if (chdir(dir.path().c_str()) != 0) _exit(126);
-    std::vector<std::string> argv_s = {kTrainer};
-    argv_s.insert(argv_s.end(), args.begin(), args.end());
-    std::vector<char*> argv;
-    for (auto& a : argv_s) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    execv(kTrainer.c_str(), argv.data());
-    _exit(127);
-  }
-  close(out[1]);
-  close(err[1]);
-  Result r;
-  auto drain = [](int fd, std::string& to) {
-    char buf[4096];
-    for (ssize_t n; (n = read(fd, buf, sizeof buf)) > 0;) to.append(buf, static_cast<size_t>(n));
-    close(fd);
-  };
-  drain(out[0], r.out);
-  drain(err[0], r.err);
-  int status = 0;
-  waitpid(pid, &status, 0);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
+// `trainer args...` in the test's folder, output captured (no shell).
+Result run_trainer(const std::vector<std::string>& args, const TempDir& dir,
+                   const std::string& stdin_path = "/dev/null") {
+  Spawn spawn;
+  spawn.program = kTrainer;
+  spawn.stdin_path = stdin_path;
+  return run_program(spawn, args, dir.path().string());
 }
 
 int line_of(const std::string& path, const std::string& text) {
@@ -105,15 +77,7 @@ TEST(TrainerCheck, StdinLinesAnswerEachConfig) {
              "{\"world_size\": 1, \"config\": {\"model.name\": \"qwen3\", \"model.flavor\": \"debugmodel\", "
              "\"optimizer.name\": \"SGD\"}}\n"
              "not json\n");
-  // stdin from the file: a spawn with a redirect, no shell.
-  int in = open(dir.file("in.jsonl").c_str(), O_RDONLY);
-  ASSERT_GE(in, 0);
-  const int saved = dup(0);
-  dup2(in, 0);
-  Result r = run_trainer({"--check", "--stdin"}, dir);
-  dup2(saved, 0);
-  close(saved);
-  close(in);
+  Result r = run_trainer({"--check", "--stdin"}, dir, dir.file("in.jsonl"));  // stdin from the file, no shell
   ASSERT_EQ(r.exit_code, 0) << r.describe();
   std::istringstream lines(r.out);
   std::string a, b, c;

@@ -14,27 +14,16 @@
 #include <string>
 #include <thread>
 
+#include "tests/support/process_gone.h"
 #include "tuner/launch/launcher.h"
 
 namespace partune {
 namespace {
 
+using partune::testing::process_gone;
+
 const std::string kTrainer = PARTUNE_FAKE_TRAINER;
 const std::string kConfig = std::string(PARTUNE_FIXTURES_DIR) + "/configs/small.toml";
-
-// Gone: no /proc entry, or a zombie nobody has reaped yet. Waits up to wait_s.
-bool gone(pid_t pid, double wait_s) {
-  auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(wait_s);
-  while (true) {
-    std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
-    std::string content;
-    if (!stat || !std::getline(stat, content)) return true;
-    size_t paren = content.rfind(')');
-    if (paren != std::string::npos && paren + 2 < content.size() && content[paren + 2] == 'Z') return true;
-    if (std::chrono::steady_clock::now() > end) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-}
 
 // The runaway's pid from fake_trainer's output.
 struct RunawayRun {
@@ -82,14 +71,14 @@ TEST_P(ContainmentTest, SetsidRunawayEndsWithItsTrial) {
   ASSERT_GT(r.runaway, 0);
   EXPECT_EQ(r.result.exit_codes[0], 0);
   EXPECT_EQ(r.result.containment, mode());
-  EXPECT_TRUE(gone(r.runaway, 0.5)) << "runaway " << r.runaway << " outlived its trial";
+  EXPECT_TRUE(process_gone(r.runaway, 0.5)) << "runaway " << r.runaway << " outlived its trial";
   EXPECT_GE(r.result.escaped_killed, 1);
 }
 
 TEST_P(ContainmentTest, RunawayWithoutEnvironmentEndsWithItsTrial) {
   RunawayRun r = launch_with("--runaway-clearenv");
   ASSERT_GT(r.runaway, 0);
-  EXPECT_TRUE(gone(r.runaway, 0.5)) << "runaway " << r.runaway << " outlived its trial";
+  EXPECT_TRUE(process_gone(r.runaway, 0.5)) << "runaway " << r.runaway << " outlived its trial";
   EXPECT_EQ(r.result.containment, mode());
 }
 
@@ -106,7 +95,7 @@ TEST_P(ContainmentTest, RunawayOfAHungTrialEndsWithTheKill) {
   });
   EXPECT_TRUE(res.hung);
   ASSERT_GT(runaway, 0);
-  EXPECT_TRUE(gone(runaway, 0.5));
+  EXPECT_TRUE(process_gone(runaway, 0.5));
 }
 
 TEST_P(ContainmentTest, WellBehavedTrialHasNothingToEnd) {

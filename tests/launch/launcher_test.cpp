@@ -19,12 +19,15 @@
 #include <thread>
 #include <vector>
 
+#include "tests/support/process_gone.h"
 #include "tuner/parse/log_parser.h"
 
 extern char** environ;
 
 namespace partune {
 namespace {
+
+using partune::testing::process_gone;
 
 namespace fs = std::filesystem;
 
@@ -56,21 +59,6 @@ fs::path temp_dir() {
   fs::remove_all(d);
   fs::create_directories(d);
   return d;
-}
-
-// A process is gone when /proc has no entry for it or it is a zombie (its
-// parent, init, has not reaped it yet). Waits up to `wait_s`.
-bool process_gone(pid_t pid, double wait_s = 3.0) {
-  auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(wait_s);
-  while (true) {
-    std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
-    std::string content;
-    if (!stat || !std::getline(stat, content)) return true;
-    size_t paren = content.rfind(')');
-    if (paren != std::string::npos && paren + 2 < content.size() && content[paren + 2] == 'Z') return true;
-    if (std::chrono::steady_clock::now() > end) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
 }
 
 pid_t pgid_of(pid_t pid) {

@@ -24,6 +24,8 @@
 #include <vector>
 
 #include "tests/support/spawn_rank.h"
+#include "tests/support/temp_dir.h"
+#include "tests/support/trainer_procs.h"
 
 namespace {
 
@@ -58,102 +60,37 @@ train_timeout_seconds = 30
 
 using partune::testing::free_port;
 
-class TempDir {
- public:
-  TempDir() {
-    char tmpl[] = "/tmp/partune_parallelize_XXXXXX";
-    path_ = mkdtemp(tmpl);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
-
-struct Rank {
-  pid_t pid = -1;
-  fs::path log;
-  bool finished = false;
-  int status = 0;
-  double seconds = 0;
-  std::string output() const {
-    std::ifstream in(log);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-  }
-};
+using partune::testing::TempDir;
+using Rank = partune::testing::TrainerProc;
 
 // Starts `world` trainer processes (world 1: no rank variables at all).
 std::vector<Rank> spawn_world(int world, const fs::path& dir, const std::vector<std::string>& args) {
   const int port = free_port();
-  std::vector<Rank> ranks(world);
-  for (int r = 0; r < world; ++r) {
-    ranks[r].log = dir / ("rank" + std::to_string(r) + ".log");
-    partune::testing::RankLaunch launch;
-    launch.program = PARTUNE_TRAINER_BIN;
-    launch.args = args;
-    launch.rank = r;
-    launch.world = world;
-    launch.port = port;
-    launch.rank_env = world > 1;
-    launch.extra_env = {"OMP_NUM_THREADS=1", "PARTUNE_DEVICE_TYPE=cpu",
-                        "PARTUNE_METRICS_DIR=" + (dir / "metrics").string()};
-    launch.log_path = ranks[r].log.string();
-    std::string error;
-    ranks[r].pid = partune::testing::spawn_rank(launch, &error);
-    if (ranks[r].pid < 0) ADD_FAILURE() << error;
-  }
+  std::vector<Rank> ranks;
+  for (int r = 0; r < world; ++r)
+    ranks.push_back(
+        partune::testing::start_trainer(dir, "rank" + std::to_string(r), r, world > 1 ? world : 0, port, args));
   return ranks;
 }
 
-// Waits until every rank in `which` has finished or `deadline_s` passed
-// (then kills all that still run). Returns whether all of `which` finished.
-bool wait_ranks(std::vector<Rank>& ranks, Clock::time_point start, double deadline_s, std::vector<int> which = {}) {
+std::vector<Rank*> pointers(std::vector<Rank>& ranks, const std::vector<int>& which = {}) {
+  std::vector<Rank*> out;
   if (which.empty())
-    for (int r = 0; r < static_cast<int>(ranks.size()); ++r) which.push_back(r);
-  while (true) {
-    const double t = std::chrono::duration<double>(Clock::now() - start).count();
-    bool all = true;
-    for (auto& rk : ranks) {
-      if (!rk.finished && waitpid(rk.pid, &rk.status, WNOHANG) == rk.pid) {
-        rk.finished = true;
-        rk.seconds = t;
-      }
-    }
-    for (int r : which) all = all && ranks[r].finished;
-    if (all) return true;
-    if (t > deadline_s) {
-      for (auto& rk : ranks)
-        if (!rk.finished) {
-          kill(rk.pid, SIGKILL);
-          waitpid(rk.pid, &rk.status, 0);
-          rk.seconds = t;
-        }
-      return false;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
+    for (auto& rk : ranks) out.push_back(&rk);
+  for (int r : which) out.push_back(&ranks[r]);
+  return out;
 }
 
-std::string describe(const std::vector<Rank>& ranks) {
-  std::ostringstream os;
-  for (size_t r = 0; r < ranks.size(); ++r) {
-    const auto& rk = ranks[r];
-    os << "rank " << r << ": ";
-    if (!rk.finished)
-      os << "killed at the deadline";
-    else if (WIFEXITED(rk.status))
-      os << "exit " << WEXITSTATUS(rk.status);
-    else
-      os << "signal " << WTERMSIG(rk.status);
-    os << " after " << rk.seconds << " s\n" << rk.output() << "\n";
-  }
-  return os.str();
+// Waits until every rank in `which` (empty: all) has finished or `deadline_s`
+// passed (then kills all that still run). Returns whether all of `which` finished.
+bool wait_ranks(std::vector<Rank>& ranks, Clock::time_point start, double deadline_s,
+                const std::vector<int>& which = {}) {
+  return partune::testing::wait_procs(pointers(ranks), start, deadline_s, pointers(ranks, which));
+}
+
+std::string describe(std::vector<Rank>& ranks) {
+  const auto all = pointers(ranks);
+  return partune::testing::describe({all.begin(), all.end()});
 }
 
 struct StepMetrics {

@@ -17,6 +17,8 @@
 #include <vector>
 
 #include "tests/support/spawn_rank.h"
+#include "tests/support/temp_dir.h"
+#include "tests/support/trainer_procs.h"
 
 namespace {
 
@@ -42,99 +44,27 @@ log_freq = 1
 train_timeout_seconds = 120
 )";
 
-class TempDir {
+using partune::testing::start_trainer;
+using partune::testing::TrainerProc;
+using Proc = TrainerProc;
+
+// A test folder with the job config in it.
+class TempDir : public partune::testing::TempDir {
  public:
-  TempDir() {
-    char tmpl[] = "/tmp/partune_rendezvous_XXXXXX";
-    path_ = mkdtemp(tmpl);
-    std::ofstream(path_ / "job.toml") << kConfig;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  const fs::path& path() const { return path_; }
-  std::string config() const { return (path_ / "job.toml").string(); }
-
- private:
-  fs::path path_;
-};
-
-struct Proc {
-  pid_t pid = -1;
-  fs::path log;
-  bool finished = false;
-  int status = 0;
-  double seconds = 0;  // since the test's start, when it ended
-  std::string output() const {
-    std::ifstream in(log);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-  }
-  bool exited_with(int code) const { return finished && WIFEXITED(status) && WEXITSTATUS(status) == code; }
+  TempDir() : partune::testing::TempDir("partune-rendezvous") { std::ofstream(path() / "job.toml") << kConfig; }
+  std::string config() const { return file("job.toml"); }
 };
 
 Proc start(const TempDir& dir, const std::string& name, int rank, int world, int port,
            const std::vector<std::string>& args) {
-  Proc p;
-  p.log = dir.path() / (name + ".log");
-  partune::testing::RankLaunch l;
-  l.program = PARTUNE_TRAINER_BIN;
-  l.args = args;
-  l.rank = rank;
-  l.world = world;
-  l.port = port;
-  l.rank_env = world > 0;
-  l.extra_env = {"OMP_NUM_THREADS=1", "PARTUNE_DEVICE_TYPE=cpu",
-                 "PARTUNE_METRICS_DIR=" + (dir.path() / "metrics").string()};
-  l.log_path = p.log.string();
-  std::string error;
-  p.pid = partune::testing::spawn_rank(l, &error);
-  if (p.pid < 0) ADD_FAILURE() << error;
-  return p;
+  return start_trainer(dir.path(), name, rank, world, port, args);
 }
 
-// Waits for every process until `deadline_s` after `t0`, then kills what runs.
-void wait_all(std::vector<Proc*> procs, Clock::time_point t0, double deadline_s) {
-  while (true) {
-    const double t = std::chrono::duration<double>(Clock::now() - t0).count();
-    bool all = true;
-    for (Proc* p : procs) {
-      if (!p->finished && ::waitpid(p->pid, &p->status, WNOHANG) == p->pid) {
-        p->finished = true;
-        p->seconds = t;
-      }
-      all = all && p->finished;
-    }
-    if (all) return;
-    if (t > deadline_s) {
-      for (Proc* p : procs)
-        if (!p->finished) {
-          ::kill(p->pid, SIGKILL);
-          ::waitpid(p->pid, &p->status, 0);
-          p->seconds = t;
-        }
-      return;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
+void wait_all(const std::vector<Proc*>& procs, Clock::time_point t0, double deadline_s) {
+  partune::testing::wait_procs(procs, t0, deadline_s);
 }
 
-std::string describe(const std::vector<Proc*>& procs) {
-  std::ostringstream os;
-  for (const Proc* p : procs) {
-    os << p->log.filename() << ": ";
-    if (!p->finished)
-      os << "killed at the deadline";
-    else if (WIFEXITED(p->status))
-      os << "exit " << WEXITSTATUS(p->status);
-    else
-      os << "signal " << WTERMSIG(p->status);
-    os << " after " << p->seconds << " s\n" << p->output() << "\n";
-  }
-  return os.str();
-}
+std::string describe(const std::vector<const Proc*>& procs) { return partune::testing::describe(procs); }
 
 TEST(Rendezvous, RanksOfDifferentWorldsFailAtOnceNamingBoth) {
   TempDir dir;
