@@ -138,6 +138,32 @@ TEST(ChunkedLossFunction, DefaultHoldsTheWholeBatchsBf16LogitsAndSoftmaxOnCuda) 
   EXPECT_LT(peak_over_base(512), whole / 2);
 }
 
+// The compiled mode's parameter cast: the same values and gradients as
+// cast(), bit for bit, whichever layout the gradient arrives in (the
+// grouped GEMM reads expert weights transposed).
+TEST(FusedElementwise, CastParameterEqualsCastValuesAndGradients) {
+  std::vector<torch::Device> devices = {torch::kCPU};
+  if (torch::cuda::is_available()) devices.push_back(torch::kCUDA);
+  for (const auto& device : devices) {
+    SCOPED_TRACE(device.str());
+    torch::manual_seed(37);
+    const auto w = torch::randn({4, 24, 40}, torch::TensorOptions().device(device));
+    const auto g = torch::randn({4, 40, 24}, torch::TensorOptions().device(device).dtype(torch::kBFloat16));
+    auto grad_of = [&](bool fast) {
+      auto leaf = w.clone().requires_grad_();
+      auto c = fast ? cast_parameter(leaf, torch::kBFloat16) : cast(leaf, torch::kBFloat16);
+      EXPECT_EQ(c.scalar_type(), torch::kBFloat16);
+      (c.transpose(-2, -1).to(torch::kFloat32) * g.to(torch::kFloat32)).sum().backward();
+      return std::make_pair(c.detach(), leaf.grad());
+    };
+    const auto [want_value, want_grad] = grad_of(false);
+    const auto [got_value, got_grad] = grad_of(true);
+    EXPECT_TRUE(torch::equal(got_value, want_value));
+    EXPECT_EQ(got_grad.scalar_type(), torch::kFloat32);
+    EXPECT_TRUE(torch::equal(got_grad, want_grad));
+  }
+}
+
 TEST(FusedElementwise, SwiGLUMatchesReference) {
   torch::manual_seed(35);
   for (auto dt : {torch::kFloat64, torch::kFloat32}) {

@@ -115,9 +115,10 @@ GroupedExpertsImpl::GroupedExpertsImpl(int64_t dim, int64_t hidden_dim, int64_t 
 torch::Tensor GroupedExpertsImpl::forward(const torch::Tensor& x, const std::vector<int64_t>& counts) {
   const auto dt = compute_dtype_;
   auto xc = cast(x, dt);
+  const auto weight = [&](const torch::Tensor& w) { return fused ? cast_parameter(w, dt) : cast(w, dt); };
   if (fast_paths_ && grouped_mm_usable(xc, w1))
-    return experts_grouped_mm(xc, cast(w1, dt), cast(w2, dt), cast(w3, dt), counts, fused);
-  return experts_reference(xc, cast(w1, dt), cast(w2, dt), cast(w3, dt), counts, fused);
+    return experts_grouped_mm(xc, weight(w1), weight(w2), weight(w3), counts, fused);
+  return experts_reference(xc, weight(w1), weight(w2), weight(w3), counts, fused);
 }
 
 RouterImpl::RouterImpl(int64_t dim, int64_t num_experts, int64_t top_k, bool route_norm, double route_scale,

@@ -144,6 +144,22 @@ namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
+#if PARTUNE_HAS_FOREACH_COPY
+struct CastParameter : torch::autograd::Function<CastParameter> {
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& t, torch::Dtype dt) {
+    ctx->saved_data["dtype"] = static_cast<int64_t>(t.scalar_type());
+    return t.to(dt);
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const auto dt = static_cast<torch::Dtype>(ctx->saved_data["dtype"].toInt());
+    const torch::Tensor& g = grads[0];
+    torch::Tensor out = torch::empty_like(g, g.options().dtype(dt));  // g's strides: the fast route needs them equal
+    compat::foreach_copy(out, g);
+    return {out, torch::Tensor()};
+  }
+};
+#endif
+
 struct PermuteRows : torch::autograd::Function<PermuteRows> {
   static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x, const torch::Tensor& order,
                                const torch::Tensor& inverse) {
@@ -176,6 +192,14 @@ struct GatherTokenRows : torch::autograd::Function<GatherTokenRows> {
 };
 
 }  // namespace
+
+torch::Tensor cast_parameter(const torch::Tensor& t, torch::Dtype dt) {
+#if PARTUNE_HAS_FOREACH_COPY
+  if (t.is_cuda() && t.scalar_type() != dt && t.requires_grad() && torch::GradMode::is_enabled())
+    return CastParameter::apply(t, dt);
+#endif
+  return cast(t, dt);
+}
 
 torch::Tensor permute_rows(const torch::Tensor& x, const torch::Tensor& order, const torch::Tensor& inverse) {
   TORCH_CHECK(order.numel() == x.size(0) && inverse.numel() == x.size(0), "permute_rows: ", x.size(0),

@@ -20,6 +20,8 @@
 #define PARTUNE_HAS_RMS_NORM PARTUNE_TORCH_AT_LEAST(2, 4)
 // at::_fused_adamw_ on CUDA (2.0) and on the CPU (2.4): 2.4 so that both run it.
 #define PARTUNE_HAS_FUSED_ADAMW PARTUNE_TORCH_AT_LEAST(2, 4)
+// at::_foreach_copy_ with a multi-tensor CUDA kernel that converts dtypes as it copies (2.4, as FSDP2 uses it).
+#define PARTUNE_HAS_FOREACH_COPY PARTUNE_TORCH_AT_LEAST(2, 4)
 
 namespace partune::trainer::compat {
 
@@ -63,6 +65,12 @@ inline void fused_adamw(torch::TensorList params, torch::TensorList grads, torch
                     eps, /*amsgrad=*/false, /*maximize=*/false,
                     grad_scale.defined() ? std::optional<at::Tensor>(grad_scale) : std::nullopt);
 }
+#endif
+
+#if PARTUNE_HAS_FOREACH_COPY
+// dst <- src converted to dst's dtype; same sizes and strides (else LibTorch
+// falls back to a per-tensor copy_).
+inline void foreach_copy(const torch::Tensor& dst, const torch::Tensor& src) { at::_foreach_copy_({dst}, {src}); }
 #endif
 
 }  // namespace partune::trainer::compat
