@@ -25,6 +25,43 @@ const std::vector<MemoryMeasurement>& measured_memory() {
     add({"L4 s8192 b2 none compile", "30B-A3B-L4", 1, -1, 1, 1, 2, 8192, "none", true, kH200, 60.95, compiled});
     add({"L4 s8192 b4 sel2 compile", "30B-A3B-L4", 1, -1, 1, 1, 4, 8192, "2", true, kH200, 72.42, compiled});
     add({"L4 s16384 b4 sel2 compile", "30B-A3B-L4", 1, -1, 1, 1, 4, 16384, "2", true, kH200, 106.62, compiled});
+    // The memory checks of 30B-A3B-L6 on one H200 (search_spaces/qwen3_30b_a3b_l6_memory*.toml), both modes.
+    const std::string l6_eager = "one H200, 8 steps, memory check, 3aedd1f (docs/benchmarks.md)";
+    const std::string l6_compiled = "one H200, 8 steps, compiled memory check, 57c9be1 (docs/benchmarks.md)";
+    add({"L6 s6144 b1 none", "30B-A3B-L6", 1, -1, 1, 1, 1, 6144, "none", false, kH200, 81.93, l6_eager});
+    add({"L6 s6144 b2 none", "30B-A3B-L6", 1, -1, 1, 1, 2, 6144, "none", false, kH200, 96.19, l6_eager});
+    add({"L6 s6144 b3 none", "30B-A3B-L6", 1, -1, 1, 1, 3, 6144, "none", false, kH200, 116.06, l6_eager});
+    add({"L6 s12288 b1 none", "30B-A3B-L6", 1, -1, 1, 1, 1, 12288, "none", false, kH200, 96.19, l6_eager});
+    add({"L6 s12288 b2 none", "30B-A3B-L6", 1, -1, 1, 1, 2, 12288, "none", false, kH200, 135.44, l6_eager});
+    add({"L6 s6144 b1 sel2", "30B-A3B-L6", 1, -1, 1, 1, 1, 6144, "2", false, kH200, 76.21, l6_eager});
+    add({"L6 s6144 b2 sel2", "30B-A3B-L6", 1, -1, 1, 1, 2, 6144, "2", false, kH200, 87.49, l6_eager});
+    add({"L6 s6144 b3 sel2", "30B-A3B-L6", 1, -1, 1, 1, 3, 6144, "2", false, kH200, 105.21, l6_eager});
+    add({"L6 s12288 b1 sel2", "30B-A3B-L6", 1, -1, 1, 1, 1, 12288, "2", false, kH200, 87.63, l6_eager});
+    add({"L6 s12288 b2 sel2", "30B-A3B-L6", 1, -1, 1, 1, 2, 12288, "2", false, kH200, 121.47, l6_eager});
+    add({"L6 s6144 b1 full", "30B-A3B-L6", 1, -1, 1, 1, 1, 6144, "full", false, kH200, 69.40, l6_eager});
+    add({"L6 s6144 b2 full", "30B-A3B-L6", 1, -1, 1, 1, 2, 6144, "full", false, kH200, 77.55, l6_eager});
+    add({"L6 s6144 b3 full", "30B-A3B-L6", 1, -1, 1, 1, 3, 6144, "full", false, kH200, 90.83, l6_eager});
+    add({"L6 s12288 b1 full", "30B-A3B-L6", 1, -1, 1, 1, 1, 12288, "full", false, kH200, 77.55, l6_eager});
+    add({"L6 s12288 b2 full", "30B-A3B-L6", 1, -1, 1, 1, 2, 12288, "full", false, kH200, 104.29, l6_eager});
+    add({"L6 s12288 b3 full", "30B-A3B-L6", 1, -1, 1, 1, 3, 12288, "full", false, kH200, 131.58, l6_eager});
+    add({"L6 s6144 b1 none compile", "30B-A3B-L6", 1, -1, 1, 1, 1, 6144, "none", true, kH200, 79.57, l6_compiled});
+    add({"L6 s6144 b2 none compile", "30B-A3B-L6", 1, -1, 1, 1, 2, 6144, "none", true, kH200, 81.39, l6_compiled});
+    add({"L6 s6144 b3 none compile", "30B-A3B-L6", 1, -1, 1, 1, 3, 6144, "none", true, kH200, 87.15, l6_compiled});
+    add({"L6 s12288 b1 none compile", "30B-A3B-L6", 1, -1, 1, 1, 1, 12288, "none", true, kH200, 80.75, l6_compiled});
+    add({"L6 s12288 b2 none compile", "30B-A3B-L6", 1, -1, 1, 1, 2, 12288, "none", true, kH200, 99.51, l6_compiled});
+    add({"L6 s12288 b3 none compile", "30B-A3B-L6", 1, -1, 1, 1, 3, 12288, "none", true, kH200, 111.12, l6_compiled});
+    add({"L6 s6144 b1 sel2 compile", "30B-A3B-L6", 1, -1, 1, 1, 1, 6144, "2", true, kH200, 74.40, l6_compiled});
+    add({"L6 s6144 b2 sel2 compile", "30B-A3B-L6", 1, -1, 1, 1, 2, 6144, "2", true, kH200, 75.14, l6_compiled});
+    add({"L6 s6144 b3 sel2 compile", "30B-A3B-L6", 1, -1, 1, 1, 3, 6144, "2", true, kH200, 77.55, l6_compiled});
+    add({"L6 s12288 b1 sel2 compile", "30B-A3B-L6", 1, -1, 1, 1, 1, 12288, "2", true, kH200, 74.75, l6_compiled});
+    add({"L6 s12288 b2 sel2 compile", "30B-A3B-L6", 1, -1, 1, 1, 2, 12288, "2", true, kH200, 81.86, l6_compiled});
+    add({"L6 s12288 b3 sel2 compile", "30B-A3B-L6", 1, -1, 1, 1, 3, 12288, "2", true, kH200, 95.83, l6_compiled});
+    add({"L6 s6144 b1 full compile", "30B-A3B-L6", 1, -1, 1, 1, 1, 6144, "full", true, kH200, 68.60, l6_compiled});
+    add({"L6 s6144 b2 full compile", "30B-A3B-L6", 1, -1, 1, 1, 2, 6144, "full", true, kH200, 69.50, l6_compiled});
+    add({"L6 s6144 b3 full compile", "30B-A3B-L6", 1, -1, 1, 1, 3, 6144, "full", true, kH200, 72.01, l6_compiled});
+    add({"L6 s12288 b1 full compile", "30B-A3B-L6", 1, -1, 1, 1, 1, 12288, "full", true, kH200, 69.55, l6_compiled});
+    add({"L6 s12288 b2 full compile", "30B-A3B-L6", 1, -1, 1, 1, 2, 12288, "full", true, kH200, 71.04, l6_compiled});
+    add({"L6 s12288 b3 full compile", "30B-A3B-L6", 1, -1, 1, 1, 3, 12288, "full", true, kH200, 79.32, l6_compiled});
     MemoryMeasurement old{"L4 s4096 b1 none H100 (082959b)",
                           "30B-A3B-L4",
                           1,

@@ -9,7 +9,7 @@ Study write_night_study(const TempDir& dir) {
   o.name = "night";
   o.objective = "mfu";
   o.hardware = "device_type = \"cpu\"\ndevices = 2\n";
-  o.fake_memory_gib = 10;
+  o.fake_memory_gib = 10.1;
   o.hang_timeout_s = 2;  // the hang; a loaded machine still prints a step every 30 ms
   o.prune = "memory_headroom = 0.85\n";
   // Slow enough steps that the over-time chart has a time axis; one config hangs.

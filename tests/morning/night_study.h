@@ -1,9 +1,10 @@
 // The night study the report tests share: fake_trainer on the command
 // backend, 2 devices, 108 points of which 36 break a planner rule; with a
-// 10 GiB fake device and an 85% headroom the first trials run out of memory
-// (before the memory model knows the device), two go over the headroom, one
-// shows allocation retries, one hangs, the OOMs prune larger configs and the
-// memory model prunes most of the rest before launch.
+// 10.1 GiB fake device and an 85% headroom the first trial runs out of memory
+// and the second runs at its limit with allocation retries (both before the
+// memory model knows the device), two go over the headroom, one hangs, the
+// OOM prunes larger configs and the memory model prunes most of the rest
+// before launch (more than the report lists in one group).
 #pragma once
 #include <string>
 

@@ -78,27 +78,37 @@ BlockParams block_params(const Flavor& f, const Layout& l) {
 }
 
 // Bytes per token saved for backward by one block that is not checkpointed.
+// Bytes an RMSNorm saves per token for an input of `width`: eager (and the
+// CPU) upcasts first and the kernel keeps that fp32 copy; the compiled mode
+// on CUDA runs the fused kernel on the compute-dtype input, which keeps it
+// and one fp32 rstd per row.
+double norm_saved_bytes(const MemoryShape& s, double width, double rows) {
+  const double c = double(s.compute_bytes);
+  return s.compile && c < 4 ? c * width + 4 * rows : 4 * width;
+}
+
 double saved_block_bytes_per_token(const MemoryShape& s, const Layout& l) {
   const Flavor& f = s.flavor;
   const double c = double(s.compute_bytes), D = f.dim;
   const double hq = double(f.n_heads) * f.head_dim / l.tp, hkv = double(f.n_kv_heads) * f.head_dim / l.tp;
-  // Attention: the norm's fp32 input, the projections' input, q/k norms'
-  // fp32 inputs, RoPE's two products, SDPA's q, k, v, output and logsumexp,
-  // the contiguous copy wo reads.
-  double attn = 4 * D + c * D + c * (hq + 2 * hkv) + c * hq + c * hq + 4.0 * f.n_heads / l.tp;
-  if (f.qk_norm) attn += 4 * (hq + hkv);
-  attn += 2 * c * (hq + hkv);  // rotary: x * cos and rotate_half(x) * sin
+  // Attention: the norm's input, the projections' input, q/k norms' inputs,
+  // RoPE's two products (eager; the compiled mode's rotation keeps nothing),
+  // SDPA's q, k, v, output and logsumexp, the contiguous copy wo reads.
+  double attn = norm_saved_bytes(s, D, 1) + c * D + c * (hq + 2 * hkv) + c * hq + c * hq + 4.0 * f.n_heads / l.tp;
+  if (f.qk_norm) attn += norm_saved_bytes(s, hq + hkv, double(f.n_heads + f.n_kv_heads) / l.tp);
+  if (!s.compile) attn += 2 * c * (hq + hkv);  // rotary: x * cos and rotate_half(x) * sin
   // SwiGLU: eager keeps w1x, silu(w1x), w3x and their product; the fused
   // function (compile.enable) keeps its two inputs, w2 reads the product.
   const double swiglu = s.compile ? 3 : 4;
-  double ffn = 4 * D + c * D;  // the norm's fp32 input, the router's / FFN's input
+  double ffn = norm_saved_bytes(s, D, 1) + c * D;  // the norm's input, the router's / FFN's input
   if (f.moe) {
     const double route_share = l.token_split ? 1.0 / l.tp : 1.0;
     const double rows = route_share * double(f.top_k);               // expert rows per token of this rank
     ffn += route_share * (4.0 * f.num_experts + 3 * 8.0 * f.top_k);  // fp32 router scores, int64 indices
-    // Per routed row: the experts' input, SwiGLU, and the fp32 expert
-    // output the gate weighting (a batched matmul) keeps.
-    ffn += rows * (c * D + swiglu * c * f.moe_inter_dim / l.etp + 4 * D);
+    // Per routed row: the experts' input, SwiGLU, and the expert output the
+    // gate weighting keeps (eager's batched matmul an fp32 copy, the
+    // compiled mode's weighted sum the compute dtype).
+    ffn += rows * (c * D + swiglu * c * f.moe_inter_dim / l.etp + (s.compile ? c : 4) * D);
   } else {
     ffn += swiglu * c * f.hidden_dim / l.tp;
   }
@@ -195,7 +205,8 @@ MemoryTerms embedded_memory_terms(const MemoryShape& s) {
   const double per_block = saved_block_bytes_per_token(s, l);
   double saved_block = per_block;
   if (s.ac == AcKind::PerOp) saved_block = std::min(per_block, per_op_block_bytes_per_token(s, l));
-  const double acts = T * (double(split.saved) * saved_block + double(split.checkpointed) * c * D + 4 * D + c * D);
+  const double acts =
+      T * (double(split.saved) * saved_block + double(split.checkpointed) * c * D + norm_saved_bytes(s, D, 1) + c * D);
 
   // The output projection and the loss.
   double logits = 0;
@@ -217,11 +228,16 @@ MemoryTerms embedded_memory_terms(const MemoryShape& s) {
   if (copies) transient += V * D * c * (l.any_fsdp() && !f.tie_embeddings ? 2 : 1);
   if (s.adamw_for_loop) transient += 2 * 4 * std::max(b.largest / (f.moe ? l.efsdp : l.fsdp), V * D / l.fsdp);
 
-  // Gradients exist only once backward has begun, in memory the loss freed.
-  // Backward's peak: the saved activations early on, the full fp32
-  // gradients late, plus the block at work (recomputed activations when
-  // checkpointed, its weight copy, its gradients in the compute dtype, and
-  // FSDP's fp32 full gradient of one tensor before its reduce-scatter).
+  // Gradients exist only once backward has begun. The saved activations
+  // and weight copies that backward frees as it goes are smaller, scattered
+  // blocks the caching allocator does not reuse for the fp32 gradients, so
+  // they stay reserved; the large blocks the loss freed (the logits) it
+  // does reuse, unless recomputation takes them first: in proportion to
+  // the blocks that are not checkpointed (fitted to the L6 checks in both
+  // memory modes, docs/memory-model.md). Backward's peak: all of that, plus
+  // the block at work (recomputed activations when checkpointed, its weight
+  // copy, its gradients in the compute dtype, and FSDP's fp32 full gradient
+  // of one tensor before its reduce-scatter).
   const double grads = 4 * local;
   double working = block_copy + c * b.total() + (l.any_fsdp() ? 4 * b.largest : 0.0);
   if (split.checkpointed > 0)
@@ -232,7 +248,8 @@ MemoryTerms embedded_memory_terms(const MemoryShape& s) {
   if (s.grad_accumulation > 1) {  // later microbatches run forward and loss with every gradient allocated
     t.grads = (grads + std::max(0.0, acts + transient + working - at_loss)) / kGiB;
   } else {
-    const double in_backward = std::max(acts + transient, grads) + working;
+    const double reused = L > 0 ? logits * double(split.saved) / L : 0.0;
+    const double in_backward = acts + transient + std::max(0.0, grads - reused) + working;
     t.grads = std::max(0.0, in_backward - at_loss) / kGiB;
   }
 
