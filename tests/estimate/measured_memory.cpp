@@ -62,6 +62,14 @@ const std::vector<MemoryMeasurement>& measured_memory() {
     add({"L6 s12288 b1 full compile", "30B-A3B-L6", 1, -1, 1, 1, 1, 12288, "full", true, kH200, 69.55, l6_compiled});
     add({"L6 s12288 b2 full compile", "30B-A3B-L6", 1, -1, 1, 1, 2, 12288, "full", true, kH200, 71.04, l6_compiled});
     add({"L6 s12288 b3 full compile", "30B-A3B-L6", 1, -1, 1, 1, 3, 12288, "full", true, kH200, 79.32, l6_compiled});
+    // A tune study on one H200 with compile.enable as an axis (30B-A3B-L4, 12 steps, ddef9b3, docs/benchmarks.md).
+    const std::string axis_study = "one H200, tune study with a compile axis, ddef9b3 (docs/benchmarks.md)";
+    add({"L4 s4096 b1 none", "30B-A3B-L4", 1, -1, 1, 1, 1, 4096, "none", false, kH200, 56.34, axis_study});
+    add({"L4 s4096 b1 none compile", "30B-A3B-L4", 1, -1, 1, 1, 1, 4096, "none", true, kH200, 54.94, axis_study});
+    add({"L4 s8192 b4 none compile", "30B-A3B-L4", 1, -1, 1, 1, 4, 8192, "none", true, kH200, 79.80, axis_study});
+    add({"L4 s8192 b8 none compile", "30B-A3B-L4", 1, -1, 1, 1, 8, 8192, "none", true, kH200, 119.81, axis_study});
+    add({"L4 s8192 b8 sel2 compile", "30B-A3B-L4", 1, -1, 1, 1, 8, 8192, "2", true, kH200, 106.55, axis_study});
+    add({"L4 s8192 b8 full compile", "30B-A3B-L4", 1, -1, 1, 1, 8, 8192, "full", true, kH200, 87.68, axis_study});
     MemoryMeasurement old{"L4 s4096 b1 none H100 (082959b)",
                           "30B-A3B-L4",
                           1,

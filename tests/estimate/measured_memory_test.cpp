@@ -54,12 +54,14 @@ TEST(MeasuredMemory, UncalibratedMeetsTheIssueTargets) {
     std::printf("%-28s measured %6.2f predicted %6.2f +- %4.2f GiB (%+5.1f%%)\n", m.label.c_str(), m.measured_gib,
                 p.memory_gib, p.sigma_gib, 100 * (p.memory_gib / m.measured_gib - 1));
   }
-  ASSERT_EQ(errors.size(), 46u);
+  ASSERT_EQ(errors.size(), 52u);
   EXPECT_LE(median(errors), 0.10);
   EXPECT_LE(*std::max_element(errors.begin(), errors.end()), 0.20);
-  // What the terms reach today on these rows (docs/memory-model.md), a guard against regressions.
+  // What the terms reach today on these rows (docs/memory-model.md), a guard
+  // against regressions. The worst: compiled mode with checkpointing at 64k
+  // tokens, 12% low.
   EXPECT_LE(median(errors), 0.04);
-  EXPECT_LE(*std::max_element(errors.begin(), errors.end()), 0.08);
+  EXPECT_LE(*std::max_element(errors.begin(), errors.end()), 0.125);
 }
 
 TEST(MeasuredMemory, OlderCodeAndCompiledTorchtitanAreInTheirClass) {
