@@ -84,7 +84,7 @@ struct TrainerConfig {
   int64_t train_timeout_seconds = 100;  // comm.train_timeout_seconds: every later step (collectives, watchdog)
   bool compile_enable = false;          // the compiled memory mode (apply_compile, model_passes.h)
   bool compile_model = false;           // compile.enable and "model" in compile.components: fused elementwise
-  bool compile_loss = false;            // compile.enable and "loss" in compile.components: chunked output + loss
+  bool compile_loss = false;            // compile.enable and "loss" in compile.components: fused output + loss
   ProfilingConfig profiling;            // [profiling] traces
 
   // Not torchtitan keys: trainer flags.

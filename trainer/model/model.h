@@ -22,7 +22,7 @@
 // Passes after construction (trainer/parallelize/model_passes.h) choose how
 // blocks run: activation checkpointing (TransformerBlockImpl::ac) and the
 // compiled memory mode (the `fused` members and Qwen3ModelImpl::chunked_loss:
-// fused elementwise functions, chunked output + loss). Both default to the
+// fused elementwise functions, fused output + loss). Both default to the
 // eager composition.
 #pragma once
 #include <torch/torch.h>

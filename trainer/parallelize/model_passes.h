@@ -21,7 +21,7 @@ namespace partune::trainer {
 void apply_activation_checkpointing(Qwen3Model& model, const ACConfig& ac);
 struct CompileOptions {
   bool model = false;             // fused elementwise in the blocks
-  bool loss = false;              // chunked output + loss
+  bool loss = false;              // fused output + loss
   int64_t loss_chunk_tokens = 0;  // tokens per chunk (0: the whole microbatch)
 };
 void apply_compile(Qwen3Model& model, const CompileOptions& options);
