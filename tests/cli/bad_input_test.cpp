@@ -2,24 +2,10 @@
 // flag), and nothing launched or created.
 #include <gtest/gtest.h>
 
-#include <sstream>
-
 #include "cli_testing.h"
 
 namespace partune::cli_testing {
 namespace {
-
-// 1-based line of the first line of `path` that contains `text`.
-int line_of(const std::string& path, const std::string& text) {
-  std::istringstream in(read_file(path));
-  int n = 0;
-  for (std::string line; std::getline(in, line);) {
-    ++n;
-    if (line.find(text) != std::string::npos) return n;
-  }
-  ADD_FAILURE() << text << " not in " << path;
-  return 0;
-}
 
 struct BadSpace {
   const char* name;

@@ -72,6 +72,17 @@ void write_file(const std::string& path, const std::string& text) {
 
 std::string read_file(const std::string& path) { return read_all(path); }
 
+int line_of(const std::string& path, const std::string& text) {
+  std::istringstream in(read_file(path));
+  int n = 0;
+  for (std::string line; std::getline(in, line);) {
+    ++n;
+    if (line.find(text) != std::string::npos) return n;
+  }
+  ADD_FAILURE() << text << " not in " << path;
+  return 0;
+}
+
 Study write_space(const TempDir& dir, const SpaceOptions& o) {
   Study s;
   s.name = o.name;

@@ -36,6 +36,9 @@ class TempDir {
 
 void write_file(const std::string& path, const std::string& text);
 std::string read_file(const std::string& path);
+// 1-based number of the first line of `path` that contains `text` (0 and a
+// test failure when none does).
+int line_of(const std::string& path, const std::string& text);
 
 // A study on the command backend running fake_trainer. Everything it writes
 // (database, trial folders) lands in `dir`.

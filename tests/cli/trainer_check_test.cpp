@@ -28,16 +28,6 @@ Result run_trainer(const std::vector<std::string>& args, const TempDir& dir,
   return run_program(spawn, args, dir.path().string());
 }
 
-int line_of(const std::string& path, const std::string& text) {
-  std::istringstream in(read_file(path));
-  int n = 0;
-  for (std::string line; std::getline(in, line);) {
-    ++n;
-    if (line.find(text) != std::string::npos) return n;
-  }
-  return 0;
-}
-
 // An embedded-backend space on one CPU rank.
 std::string embedded_space(const TempDir& dir, const std::string& base, const std::string& axes) {
   const std::string path = dir.file("embedded.toml");

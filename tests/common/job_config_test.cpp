@@ -5,19 +5,11 @@
 #include <nlohmann/json.hpp>
 
 #include "common/error.h"
+#include "tests/support/input_error.h"
 
 using namespace partune;
 
-namespace {
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const InputError& e) {
-    return e.what();
-  }
-  return "";
-}
-}  // namespace
+using partune::testing::error_of;
 
 TEST(JobConfig, DefaultsAreTorchtitans) {
   JobConfig c;

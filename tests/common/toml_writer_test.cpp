@@ -6,25 +6,18 @@
 
 #include <cmath>
 #include <cstring>
-#include <functional>
 #include <limits>
 #include <random>
 
 #include "common/error.h"
 #include "common/job_config.h"
+#include "tests/support/input_error.h"
 
 using namespace partune;
 
 namespace {
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const InputError& e) {
-    return e.what();
-  }
-  return "";
-}
+using partune::testing::error_of;
 
 void append_utf8(std::string& out, char32_t cp) {
   if (cp < 0x80) {

@@ -44,9 +44,10 @@ log_freq = 1
 train_timeout_seconds = 120
 )";
 
+using partune::testing::describe;
 using partune::testing::start_trainer;
-using partune::testing::TrainerProc;
-using Proc = TrainerProc;
+using partune::testing::wait_procs;
+using Proc = partune::testing::TrainerProc;
 
 // A test folder with the job config in it.
 class TempDir : public partune::testing::TempDir {
@@ -55,25 +56,14 @@ class TempDir : public partune::testing::TempDir {
   std::string config() const { return file("job.toml"); }
 };
 
-Proc start(const TempDir& dir, const std::string& name, int rank, int world, int port,
-           const std::vector<std::string>& args) {
-  return start_trainer(dir.path(), name, rank, world, port, args);
-}
-
-void wait_all(const std::vector<Proc*>& procs, Clock::time_point t0, double deadline_s) {
-  partune::testing::wait_procs(procs, t0, deadline_s);
-}
-
-std::string describe(const std::vector<const Proc*>& procs) { return partune::testing::describe(procs); }
-
 TEST(Rendezvous, RanksOfDifferentWorldsFailAtOnceNamingBoth) {
   TempDir dir;
   const int port = partune::testing::free_port();
   const std::vector<std::string> args = {"--job.config_file", dir.config(), "--comm.init_timeout_seconds", "60"};
   const auto t0 = Clock::now();
-  Proc r0 = start(dir, "rank0", 0, 2, port, args);  // WORLD_SIZE=2
-  Proc r1 = start(dir, "rank1", 1, 3, port, args);  // WORLD_SIZE=3
-  wait_all({&r0, &r1}, t0, 20);
+  Proc r0 = start_trainer(dir.path(), "rank0", 0, 2, port, args);  // WORLD_SIZE=2
+  Proc r1 = start_trainer(dir.path(), "rank1", 1, 3, port, args);  // WORLD_SIZE=3
+  wait_procs({&r0, &r1}, t0, 20);
   for (Proc* p : {&r0, &r1}) {
     EXPECT_TRUE(p->exited_with(1)) << describe({&r0, &r1});
     EXPECT_LT(p->seconds, 20) << "not the 60 s init timeout";
@@ -88,9 +78,9 @@ TEST(Rendezvous, RanksOfDifferentWorldsFailAtOnceNamingBoth) {
 TEST(Rendezvous, MissingRankFailsAtTheInitTimeout) {
   TempDir dir;
   const auto t0 = Clock::now();
-  Proc r0 = start(dir, "rank0", 0, 2, partune::testing::free_port(),
-                  {"--job.config_file", dir.config(), "--comm.init_timeout_seconds", "4"});
-  wait_all({&r0}, t0, 30);
+  Proc r0 = start_trainer(dir.path(), "rank0", 0, 2, partune::testing::free_port(),
+                          {"--job.config_file", dir.config(), "--comm.init_timeout_seconds", "4"});
+  wait_procs({&r0}, t0, 30);
   EXPECT_TRUE(r0.exited_with(1)) << describe({&r0});
   EXPECT_GE(r0.seconds, 3.5);
   EXPECT_LT(r0.seconds, 12);
@@ -107,9 +97,9 @@ TEST(Rendezvous, InitTimeoutIsSpentOnceFromRendezvousToFirstStep) {
   const int port = partune::testing::free_port();
   const std::vector<std::string> args = {"--job.config_file", dir.config(), "--comm.init_timeout_seconds", "20"};
   const auto t0 = Clock::now();
-  Proc r0 = start(dir, "rank0", 0, 2, port, args);
+  Proc r0 = start_trainer(dir.path(), "rank0", 0, 2, port, args);
   std::this_thread::sleep_for(std::chrono::seconds(8));
-  Proc r1 = start(dir, "rank1", 1, 2, port, args);
+  Proc r1 = start_trainer(dir.path(), "rank1", 1, 2, port, args);
   const fs::path init = dir.path() / "metrics" / "metrics-rank1.jsonl";
   bool started = false;
   while (!started && Clock::now() - t0 < std::chrono::seconds(20)) {
@@ -118,13 +108,13 @@ TEST(Rendezvous, InitTimeoutIsSpentOnceFromRendezvousToFirstStep) {
     while (std::getline(in, line)) started = started || line.find("\"type\":\"init\"") != std::string::npos;
     if (!started) std::this_thread::sleep_for(std::chrono::milliseconds(2));
   }
-  if (!started) wait_all({&r0, &r1}, t0, 0);
+  if (!started) wait_procs({&r0, &r1}, t0, 0);
   ASSERT_TRUE(started) << describe({&r0, &r1});
   ::kill(r1.pid, SIGSTOP);
   const double stopped_s = std::chrono::duration<double>(Clock::now() - t0).count();
-  wait_all({&r0}, t0, 90);
+  wait_procs({&r0}, t0, 90);
   ::kill(r1.pid, SIGKILL);
-  wait_all({&r1}, t0, 90);
+  wait_procs({&r1}, t0, 90);
   EXPECT_TRUE(r0.exited_with(1)) << describe({&r0, &r1});
   // Spending the budget again from the first step would end it 20 s after the stop.
   EXPECT_LT(r0.seconds, stopped_s + 15) << "a second comm.init_timeout_seconds after the rendezvous (rank 1 stopped at "
@@ -136,8 +126,8 @@ TEST(Rendezvous, InitTimeoutIsSpentOnceFromRendezvousToFirstStep) {
 TEST(ConfigFile, MissingFlagSaysSo) {
   TempDir dir;
   const auto t0 = Clock::now();
-  Proc p = start(dir, "trainer", 0, 0, 0, {"--training.steps", "1"});
-  wait_all({&p}, t0, 30);
+  Proc p = start_trainer(dir.path(), "trainer", 0, 0, 0, {"--training.steps", "1"});
+  wait_procs({&p}, t0, 30);
   EXPECT_TRUE(p.exited_with(2)) << describe({&p});
   EXPECT_NE(p.output().find("--job.config_file FILE is required"), std::string::npos) << p.output();
 }
@@ -149,8 +139,8 @@ TEST(ConfigFile, DirectoryOrFifoIsNotAConfig) {
   for (const auto& [path, kind] :
        {std::pair{dir.path().string(), std::string("a directory")}, std::pair{fifo.string(), std::string("a FIFO")}}) {
     const auto t0 = Clock::now();
-    Proc p = start(dir, "trainer", 0, 0, 0, {"--job.config_file", path});
-    wait_all({&p}, t0, 20);  // a FIFO must not be opened and waited on
+    Proc p = start_trainer(dir.path(), "trainer", 0, 0, 0, {"--job.config_file", path});
+    wait_procs({&p}, t0, 20);  // a FIFO must not be opened and waited on
     EXPECT_TRUE(p.exited_with(2)) << describe({&p});
     EXPECT_NE(p.output().find(path + ": not a regular file (" + kind + ")"), std::string::npos) << p.output();
   }
