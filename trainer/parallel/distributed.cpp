@@ -45,7 +45,19 @@ void meet_peers(c10d::Store& store, const RankEnv& env, std::chrono::steady_cloc
                 std::chrono::milliseconds timeout) {
   const std::string prefix = "partune/rendezvous/world_size/";
   const std::string mine = std::to_string(env.world_size);
-  store.set(prefix + std::to_string(env.rank), std::vector<uint8_t>(mine.begin(), mine.end()));
+  // Rank 0 exits as soon as it meets a peer of another world, so any call on
+  // its store here may find it gone (connection reset, broken pipe).
+  auto lost = [&](const std::string& doing, const std::exception& e) {
+    const std::string why = e.what();
+    return std::runtime_error("rendezvous: lost rank 0's store at " + env.master_addr + ":" +
+                              std::to_string(env.master_port) + " while " + doing +
+                              " (rank 0 failed or exited): " + why.substr(0, why.find('\n')));
+  };
+  try {
+    store.set(prefix + std::to_string(env.rank), std::vector<uint8_t>(mine.begin(), mine.end()));
+  } catch (const std::exception& e) {
+    throw lost("writing this rank's WORLD_SIZE", e);
+  }
   for (int r = 0; r < env.world_size; ++r) {
     const std::string key = prefix + std::to_string(r);
     const auto left =
@@ -54,16 +66,17 @@ void meet_peers(c10d::Store& store, const RankEnv& env, std::chrono::steady_cloc
       if (left.count() <= 0) throw std::runtime_error("deadline passed");
       store.wait({key}, left);
     } catch (const std::exception& e) {
-      if (std::chrono::steady_clock::now() < deadline) {  // not a timeout: rank 0's store went away
-        const std::string why = e.what();
-        throw std::runtime_error("rendezvous: lost rank 0's store at " + env.master_addr + ":" +
-                                 std::to_string(env.master_port) + " while waiting for rank " + std::to_string(r) +
-                                 " (rank 0 failed or exited): " + why.substr(0, why.find('\n')));
-      }
+      if (std::chrono::steady_clock::now() < deadline)  // not a timeout: rank 0's store went away
+        throw lost("waiting for rank " + std::to_string(r), e);
       throw std::runtime_error("rendezvous: rank " + std::to_string(r) + " of " + mine + " did not join within " +
                                "comm.init_timeout_seconds (" + std::to_string(timeout.count() / 1000) + " s)");
     }
-    const std::vector<uint8_t> v = store.get(key);
+    std::vector<uint8_t> v;
+    try {
+      v = store.get(key);
+    } catch (const std::exception& e) {
+      throw lost("reading rank " + std::to_string(r) + "'s WORLD_SIZE", e);
+    }
     const std::string theirs(v.begin(), v.end());
     if (theirs != mine)
       throw std::runtime_error("rendezvous: rank " + std::to_string(r) + " has WORLD_SIZE " + theirs + ", rank " +
