@@ -9,6 +9,7 @@
 // tune's parser classifies), plus an error record in the metrics file.
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
@@ -38,6 +39,12 @@ constexpr const char* kUsage =
     "                   $WORLD_SIZE, else 1), print ok or the reason, exit 0 or 2; builds nothing.\n"
     "                   With --stdin: JSON lines {\"world_size\": N, \"config\": {...}} in, one\n"
     "                   {\"ok\": ...} line out each (docs/trainer.md)\n"
+    "  --emulate-world N [--emulate-rank R]\n"
+    "                   run rank R (default 0) of a world of N alone: collectives move no data but\n"
+    "                   give outputs of the real shapes, routing is balanced; memory is the real\n"
+    "                   rank's, step time its compute without communication (docs/trainer.md)\n"
+    "  --balanced-routing  every expert gets the same rows (as the emulated rank routes), so a real\n"
+    "                   world's memory compares with the emulated rank's\n"
     "Environment: PARTUNE_METRICS_DIR (JSON-lines metrics), PARTUNE_PEAK_FLOPS (MFU peak),\n"
     "  PARTUNE_DEVICE_MEMORY_GIB (CPU memory budget). See docs/trainer.md.\n";
 
@@ -87,6 +94,48 @@ int run_check(std::vector<std::string> args) {
   return kExitBadInput;
 }
 
+// `--emulate-world N [--emulate-rank R]`, taken out of `args` (and
+// `--balanced-routing` into *balanced). nullopt when absent; InputError for
+// a bad value.
+struct Emulation {
+  int world_size = 1;
+  int rank = 0;
+};
+std::optional<Emulation> take_emulation(std::vector<std::string>& args, bool& balanced) {
+  using partune::InputError;
+  std::optional<int> world, rank;
+  std::vector<std::string> rest;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    if (a == "--balanced-routing") {
+      balanced = true;
+      continue;
+    }
+    if (a != "--emulate-world" && a != "--emulate-rank") {
+      rest.push_back(a);
+      continue;
+    }
+    if (i + 1 >= args.size()) throw InputError("command line: " + a + " needs a value");
+    const std::string& v = args[++i];
+    char* end = nullptr;
+    errno = 0;
+    const long n = std::strtol(v.c_str(), &end, 10);
+    if (v.empty() || *end != '\0' || errno != 0 || n < 0 || n > (1 << 20))
+      throw InputError("command line: " + a + " '" + v + "': must be a non-negative integer");
+    (a == "--emulate-world" ? world : rank) = static_cast<int>(n);
+  }
+  args = rest;
+  if (!world) {
+    if (rank) throw InputError("command line: --emulate-rank needs --emulate-world N");
+    return std::nullopt;
+  }
+  Emulation e{*world, rank.value_or(0)};
+  if (e.world_size < 1 || e.rank >= e.world_size)
+    throw InputError("command line: --emulate-rank " + std::to_string(e.rank) + " of --emulate-world " +
+                     std::to_string(e.world_size) + ": the rank must be in [0, world)");
+  return e;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -119,16 +168,28 @@ int main(int argc, char** argv) {
     return code;
   };
   try {
-    const RankEnv env = rank_env();
+    RankEnv env = rank_env();
+    bool balanced_routing = false;
+    const std::optional<Emulation> emulation = take_emulation(args, balanced_routing);
+    if (emulation) {
+      if (env.world_size > 1) throw InputError("command line: --emulate-world runs one process, not one of a world");
+      env.world_size = emulation->world_size;
+      env.rank = emulation->rank;
+    }
     rank = env.rank;
     file.emplace(MetricsFile::from_env(env.rank));
     TrainerConfig cfg = parse_trainer_args(args, env.world_size, env.rank);
+    cfg.emulated = emulation.has_value();
+    cfg.balanced_routing = balanced_routing || cfg.emulated;
     if (cfg.dry_run) {
       std::cout << dry_run_report(cfg).dump() << std::endl;
       return kExitOk;
     }
     const torch::Device device = resolve_device(cfg, env.local_rank);
-    if (env.world_size > 1) {
+    if (cfg.emulated) {
+      dist.emplace(
+          emulated_distributed(device, env.rank, env.world_size, std::chrono::seconds(cfg.init_timeout_seconds)));
+    } else if (env.world_size > 1) {
       // As under Python (torchrun): a peer that died must surface as an error
       // on the socket (then "rank N failed"), not kill this rank by SIGPIPE.
       std::signal(SIGPIPE, SIG_IGN);

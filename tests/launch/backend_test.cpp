@@ -47,7 +47,12 @@ TEST(Backend, EmbeddedOneProcessPerRankWithTorchrunEnv) {
     EXPECT_EQ(p.env.at("MASTER_PORT"), "29123");
     EXPECT_EQ(p.env.at("PARTUNE_METRICS_DIR"), "/r/s/trial-abc123");
     EXPECT_EQ(p.env.at("PARTUNE_STUDY_TOKEN"), "t1");
+    EXPECT_EQ(p.env.at("PYTORCH_ALLOC_CONF"), "expandable_segments:True");  // as production runs
   }
+  auto ctx = context();
+  ctx.extra_env["PYTORCH_ALLOC_CONF"] = "backend:native";  // the user's own setting wins
+  EXPECT_EQ(EmbeddedBackend("/b/bin/trainer").processes(ctx, 29123).at(0).env.at("PYTORCH_ALLOC_CONF"),
+            "backend:native");
   auto two_nodes = context();
   two_nodes.nodes = 2;
   EXPECT_THROW(EmbeddedBackend("/b/bin/trainer").processes(two_nodes, 1), InputError);
@@ -75,6 +80,20 @@ TEST(Backend, MadeFromTheSpaceBackendSection) {
 
   spec.kind = "slurm";
   EXPECT_THROW(make_backend(spec, ""), std::invalid_argument);
+}
+
+TEST(Backend, EmbeddedEmulatedIsOneProcessStandingInForRankZero) {
+  auto procs = EmbeddedBackend("/b/bin/trainer", /*emulate=*/true).processes(context(), 29123);
+  ASSERT_EQ(procs.size(), 1u);  // one device, whatever the world
+  EXPECT_EQ(procs[0].argv,
+            (std::vector<std::string>{"/b/bin/trainer", "--job.config_file", "/r/s/trial-abc123/config.toml",
+                                      "--emulate-world", "4", "--emulate-rank", "0"}));
+  for (const char* rank_var : {"RANK", "WORLD_SIZE", "MASTER_PORT"}) EXPECT_FALSE(procs[0].env.count(rank_var));
+  EXPECT_EQ(procs[0].env.at("PARTUNE_METRICS_DIR"), "/r/s/trial-abc123");
+  EXPECT_EQ(procs[0].env.at("PYTORCH_ALLOC_CONF"), "expandable_segments:True");
+  BackendSpec spec;
+  spec.emulate = true;
+  EXPECT_EQ(make_backend(spec, "/b/bin/trainer")->processes(context()).size(), 1u);
 }
 
 TEST(Backend, FreeTcpPortCanBeBound) {

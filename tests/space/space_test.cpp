@@ -203,6 +203,17 @@ module = "torchtitan.train"
   Space e = load_space_from_string("[study]\nname = \"e\"\n[backend]\ntrainer = \"/opt/bin/trainer\"\n", "e.toml");
   EXPECT_EQ(e.backend.kind, "embedded");
   EXPECT_EQ(e.backend.trainer, "/opt/bin/trainer");
+  EXPECT_FALSE(e.backend.emulate);
+  Space emu = load_space_from_string("[study]\nname = \"e\"\n[backend]\nemulate = true\n", "e.toml");
+  EXPECT_TRUE(emu.backend.emulate);
+  // Only the embedded trainer emulates a rank; a production check never does.
+  EXPECT_THROW(load_space_from_string("[study]\nname = \"t\"\n[backend]\nkind = \"command\"\nargv = [\"x\"]\n"
+                                      "emulate = true\n",
+                                      "t.toml"),
+               InputError);
+  EXPECT_THROW(
+      load_space_from_string("[study]\nname = \"c\"\n[confirm]\nkind = \"embedded\"\nemulate = true\n", "c.toml"),
+      InputError);
 }
 
 TEST(Space, AxesKeepFileOrderAndSchemaTypes) {

@@ -91,6 +91,8 @@ struct TrainerConfig {
   bool dry_run = false;               // --dry-run
   std::optional<std::string> device;  // --device cpu|cuda; else $PARTUNE_DEVICE_TYPE; else cuda if available
   int64_t loss_chunk_tokens = 0;      // --loss-chunk-tokens N: the fused loss's chunk; 0: the whole microbatch
+  bool emulated = false;              // --emulate-world N: rank `rank` of `world_size` alone (emulated_backend.h)
+  bool balanced_routing = false;      // --balanced-routing (and every emulated rank): RouterImpl::balanced
 
   // Things a user should know about how the config was interpreted (printed
   // at start): c4 replaced by synthetic data, ...

@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "common/error.h"
+#include "trainer/metrics/cpu_allocation.h"
 
 #ifdef PARTUNE_WITH_CUDA
 #include <ATen/cuda/CUDAContext.h>
@@ -68,6 +69,12 @@ DeviceMemoryMonitor::DeviceMemoryMonitor(torch::Device device) : device_(device)
   }
   type_ = "cpu";
   name_ = cpu_model_name();
+  if (const char* env = std::getenv("PARTUNE_CPU_MEMORY"); env != nullptr && *env != '\0') {
+    if (std::string(env) != "allocated" && std::string(env) != "rss")
+      throw InputError("PARTUNE_CPU_MEMORY='" + std::string(env) + "': must be allocated or rss");
+    cpu_counted_ = std::string(env) == "allocated";
+    if (cpu_counted_) install_counting_cpu_allocator();
+  }
   if (const char* env = std::getenv("PARTUNE_DEVICE_MEMORY_GIB"); env != nullptr && *env != '\0') {
     char* end = nullptr;
     const double gib = std::strtod(env, &end);
@@ -93,15 +100,26 @@ DeviceMemStats DeviceMemoryMonitor::peak_stats() const {
     return s;
   }
 #endif
-  s.max_reserved_bytes = process_peak_rss_bytes();
+  s.max_reserved_bytes = cpu_counted_ ? static_cast<double>(cpu_peak_allocated_bytes()) : process_peak_rss_bytes();
   return s;
+}
+
+double DeviceMemoryMonitor::allocated_bytes() const {
+#ifdef PARTUNE_WITH_CUDA
+  if (device_.is_cuda()) {
+    const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(device_.has_index() ? device_.index() : 0);
+    return static_cast<double>(stats.allocated_bytes[0].current);
+  }
+#endif
+  return cpu_counted_ ? static_cast<double>(cpu_allocated_bytes()) : -1.0;
 }
 
 void DeviceMemoryMonitor::reset_peak_stats() {
 #ifdef PARTUNE_WITH_CUDA
   if (device_.is_cuda()) c10::cuda::CUDACachingAllocator::resetPeakStats(device_.has_index() ? device_.index() : 0);
 #endif
-  // CPU: VmHWM cannot be reset (see the header).
+  // CPU: VmHWM cannot be reset (see the header); the counted peak can.
+  if (cpu_counted_) reset_cpu_peak_allocated_bytes();
 }
 
 void DeviceMemoryMonitor::release_cached_memory() {

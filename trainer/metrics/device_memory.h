@@ -9,6 +9,10 @@
 // log line. Its capacity is a budget: $PARTUNE_DEVICE_MEMORY_GIB when set,
 // else MemTotal from /proc/meminfo. Retries and OOMs are always 0 there.
 //
+// With PARTUNE_CPU_MEMORY=allocated the CPU's memory is instead the peak
+// bytes of live CPU tensors since the last reset (cpu_allocation.h): exact
+// and resettable, for comparing what runs keep.
+//
 // This is the one file with CUDA calls (under PARTUNE_WITH_CUDA).
 #pragma once
 #include <torch/torch.h>
@@ -36,6 +40,10 @@ class DeviceMemoryMonitor {
   }  // "device", "PARTUNE_DEVICE_MEMORY_GIB", "MemTotal"
 
   DeviceMemStats peak_stats() const;
+  // Bytes of live tensors now (CUDA: the caching allocator's allocated
+  // bytes; CPU: the counting allocator's), or -1 where not counted (CPU
+  // without PARTUNE_CPU_MEMORY=allocated).
+  double allocated_bytes() const;
   void reset_peak_stats();
   // Hands the caching allocator's unused blocks back to the device (after the
   // parallel passes freed the full model), so reserved memory reflects training.
@@ -48,6 +56,7 @@ class DeviceMemoryMonitor {
   torch::Device device_;
   std::string type_, name_, capacity_source_;
   double capacity_ = 1;
+  bool cpu_counted_ = false;  // PARTUNE_CPU_MEMORY=allocated
 };
 
 // Peak resident set size of this process in bytes (VmHWM); 0 when unknown.

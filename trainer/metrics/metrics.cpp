@@ -81,6 +81,10 @@ void MetricsProcessor::log_init(const StartupStats& startup) {
   std::snprintf(buf, sizeof buf, "Startup: %.2f s to the first step, host peak RSS %.2f GiB", startup.startup_s,
                 startup.host_peak_rss_gib);
   text << buf << '\n';
+  if (setup_.emulated)
+    text << "Emulated rank " << setup_.rank << " of " << setup_.world_size
+         << ": collectives move no data and routing is balanced; memory is this rank's, step time its compute "
+            "without communication, loss and grad_norm its own\n";
   text.flush();
   nlohmann::json init{{"type", "init"},
                       {"local_batch_size", setup_.local_batch_size},
@@ -97,6 +101,7 @@ void MetricsProcessor::log_init(const StartupStats& startup) {
                       {"world_size", setup_.world_size},
                       {"rank", setup_.rank}};
   if (local_params_ >= 0) init["local_params"] = local_params_;
+  if (setup_.emulated) init["emulated"] = true;
   init["startup_s"] = startup.startup_s;
   init["host_peak_rss_gib"] = startup.host_peak_rss_gib;
   file_.write(init);
@@ -130,21 +135,28 @@ StepLine MetricsProcessor::log(int64_t step, double loss, double grad_norm) {
   // torchtitan warns at every log while the counters are non-zero.
   if (mem.num_alloc_retries > 0) out_ << mem.num_alloc_retries << ' ' << type_upper << " memory allocation retries.\n";
   if (mem.num_ooms > 0) out_ << mem.num_ooms << ' ' << type_upper << " OOM errors thrown.\n";
-  if (setup_.print_lines) out_ << format_step_line(s, color_) << '\n';
+  if (setup_.print_lines) {
+    out_ << format_step_line(s, color_);
+    if (setup_.emulated) out_ << "  emulated: " << setup_.rank << '/' << setup_.world_size;
+    out_ << '\n';
+  }
   out_.flush();
 
-  file_.write({{"type", "step"},
-               {"rank", setup_.rank},
-               {"step", step},
-               {"loss", loss},
-               {"grad_norm", grad_norm},
-               {"memory_gib", DeviceMemoryMonitor::to_gib(mem.max_reserved_bytes)},
-               {"memory_pct", memory_.to_pct(mem.max_reserved_bytes)},
-               {"tps", s.tps},
-               {"tflops", s.tflops},
-               {"mfu", s.mfu},
-               {"alloc_retries", mem.num_alloc_retries},
-               {"oom_errors", mem.num_ooms}});
+  nlohmann::json step_record{{"type", "step"},
+                             {"rank", setup_.rank},
+                             {"step", step},
+                             {"loss", loss},
+                             {"grad_norm", grad_norm},
+                             {"memory_gib", DeviceMemoryMonitor::to_gib(mem.max_reserved_bytes)},
+                             {"memory_pct", memory_.to_pct(mem.max_reserved_bytes)},
+                             {"tps", s.tps},
+                             {"tflops", s.tflops},
+                             {"mfu", s.mfu},
+                             {"alloc_retries", mem.num_alloc_retries},
+                             {"oom_errors", mem.num_ooms}};
+  if (saved_bytes_ >= 0) step_record["saved_gib"] = DeviceMemoryMonitor::to_gib(saved_bytes_);
+  if (setup_.emulated) step_record["emulated"] = true;
+  file_.write(step_record);
   if (mem.num_alloc_retries > last_retries_)
     file_.write(
         {{"type", "event"},

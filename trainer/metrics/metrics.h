@@ -19,7 +19,9 @@
 //        start to the first step; host_peak_rss_gib: this rank's peak resident set (VmHWM) by then, GiB
 //   Startup: 8.21 s to the first step, host peak RSS 2.10 GiB    (text, rank 0, right before step 1)
 //   {"type":"step","rank":0,"step":1,"loss":..,"grad_norm":..,"memory_gib":..,"memory_pct":..,
-//    "tps":..,"tflops":..,"mfu":..,"alloc_retries":N,"oom_errors":N}
+//    "tps":..,"tflops":..,"mfu":..,"alloc_retries":N,"oom_errors":N,"saved_gib":..}
+//        saved_gib: what the step's first microbatch kept from its forward's start to its loss
+//        (CUDA; the CPU with PARTUNE_CPU_MEMORY=allocated); "emulated":true on an emulated rank
 //   {"type":"event","name":"alloc_retries"|"oom_errors","count":N,"rank":r,"message":".."}  (when N grows)
 //   {"type":"error","failure":"oom"|"error","rank":r,"message":".."}
 #pragma once
@@ -72,6 +74,10 @@ struct MetricsSetup {
   // The text lines (init, step) come from one rank (rank 0); every rank
   // prints its allocator warnings and writes its own JSON lines.
   bool print_lines = true;
+  // The emulated rank (--emulate-world): its step line ends in
+  // "  emulated: R/N" and its JSON records carry "emulated": true, since its
+  // loss, norm and step time are not the real run's.
+  bool emulated = false;
 };
 
 // Turns this rank's memory statistics into the step line's (a collective:
@@ -97,6 +103,10 @@ class MetricsProcessor {
 
   double peak_flops() const { return peak_flops_; }
   void set_memory_reducer(MemoryReducer r) { reduce_memory_ = std::move(r); }
+  // Bytes the step's first microbatch kept from the start of its forward to
+  // its loss (what backward will need), for the next log's JSON record
+  // ("saved_gib"); negative when the device does not count them.
+  void set_saved_bytes(double bytes) { saved_bytes_ = bytes; }
   // Parameter elements this rank holds (its shards; padding included), for the init record.
   void set_local_params(int64_t n) { local_params_ = n; }
 
@@ -113,6 +123,7 @@ class MetricsProcessor {
   int64_t last_retries_ = 0, last_ooms_ = 0;
   MemoryReducer reduce_memory_;
   int64_t local_params_ = -1;  // -1: not set
+  double saved_bytes_ = -1;    // -1: not counted
 };
 
 }  // namespace partune::trainer

@@ -138,8 +138,13 @@ RouterOutput RouterImpl::forward(const torch::Tensor& x, const torch::Tensor& ex
   torch::Tensor selected;
   {
     torch::NoGradGuard no_grad;  // selection is not differentiable
-    auto for_choice = expert_bias.defined() ? scores + expert_bias.to(scores.scalar_type()) : scores;
-    selected = std::get<1>(torch::topk(for_choice, top_k_, /*dim=*/-1, /*largest=*/true, /*sorted=*/true));
+    if (balanced) {
+      const auto index = torch::TensorOptions().dtype(torch::kInt64).device(scores.device());
+      selected = torch::arange(scores.size(0) * top_k_, index).remainder(num_experts_).view({-1, top_k_});
+    } else {
+      auto for_choice = expert_bias.defined() ? scores + expert_bias.to(scores.scalar_type()) : scores;
+      selected = std::get<1>(torch::topk(for_choice, top_k_, /*dim=*/-1, /*largest=*/true, /*sorted=*/true));
+    }
   }
   auto top_scores = scores.gather(1, selected);
   if (route_norm_) top_scores = top_scores / (top_scores.sum(-1, /*keepdim=*/true) + 1e-20);

@@ -168,6 +168,12 @@ class RouterImpl : public torch::nn::Module {
   // over k when route_norm, times route_scale.
   RouterOutput forward(const torch::Tensor& x, const torch::Tensor& expert_bias);
   Linear gate{nullptr};  // [num_experts, dim]
+  // Balanced routing (the emulated rank): token t's k experts are
+  // (t k + j) mod num_experts, so every expert gets the same rows (within
+  // one) whatever the scores; the gates are still the scores of those
+  // experts. A rank alone cannot see its peers' routing: balanced routing
+  // is what gives its all-to-all the split sizes a balanced node has.
+  bool balanced = false;
 
  private:
   int64_t num_experts_, top_k_;

@@ -6,8 +6,10 @@
 #include <cstdio>
 #include <cstdlib>
 #include <map>
+#include <numeric>
 
 #include "common/error.h"
+#include "trainer/parallel/emulated_backend.h"
 
 #ifdef PARTUNE_WITH_CUDA
 #include <c10/cuda/CUDAFunctions.h>
@@ -148,6 +150,10 @@ GroupPtr Distributed::build_group(const std::string& prefix, const std::string& 
                                 join(ranks) + "]");
   g->rank = static_cast<int>(me - ranks.begin());
   if (ranks.size() == 1) return g;
+  if (emulated_) {
+    g->backend = make_emulated_backend(g->rank, static_cast<int>(ranks.size()));
+    return g;
+  }
 
   auto store = c10::make_intrusive<c10d::PrefixStore>(prefix, store_);
   const int size = static_cast<int>(ranks.size());
@@ -301,6 +307,23 @@ Distributed single_process(torch::Device device) {
   g->ranks = {0};
   g->device = device;
   d.world_ = g;
+  return d;
+}
+
+Distributed emulated_distributed(torch::Device device, int rank, int world_size, std::chrono::seconds timeout) {
+  if (world_size < 1 || rank < 0 || rank >= world_size)
+    throw InputError("emulated rank " + std::to_string(rank) + " of " + std::to_string(world_size) +
+                     ": the rank must be in [0, world size)");
+  Distributed d;
+  d.device_ = device;
+  d.emulated_ = true;
+  d.env_.rank = rank;
+  d.env_.world_size = world_size;
+  d.timeout_ = std::chrono::duration_cast<std::chrono::milliseconds>(timeout);
+  d.init_deadline_ = std::chrono::steady_clock::now() + timeout;
+  std::vector<int> all(world_size);
+  std::iota(all.begin(), all.end(), 0);
+  d.world_ = d.build_group("emulated/world", "world", all);
   return d;
 }
 

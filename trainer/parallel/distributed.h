@@ -63,6 +63,8 @@ class Distributed {
   // first step together, once.
   std::chrono::steady_clock::time_point init_deadline() const { return init_deadline_; }
   const GroupPtr& world() const { return world_; }
+  // True for the emulated rank (emulated_distributed): its collectives move no data.
+  bool emulated() const { return emulated_; }
 
   // A group of `ranks` (ascending global ranks that include this one).
   // Collective over the members: they must create their groups in the same
@@ -77,10 +79,12 @@ class Distributed {
  private:
   friend Distributed init_distributed(const std::string&, std::chrono::seconds);
   friend Distributed single_process(torch::Device);
+  friend Distributed emulated_distributed(torch::Device, int, int, std::chrono::seconds);
   GroupPtr build_group(const std::string& prefix, const std::string& name, const std::vector<int>& ranks);
 
   RankEnv env_;
   int mesh_generation_ = 0;
+  bool emulated_ = false;
   torch::Device device_ = torch::kCPU;
   std::chrono::milliseconds timeout_{0};
   std::chrono::steady_clock::time_point init_deadline_ = std::chrono::steady_clock::time_point::max();
@@ -98,6 +102,13 @@ Distributed init_distributed(const std::string& device_type, std::chrono::second
 // One process and no rendezvous: a world of one rank on `device`, whose
 // groups (every mesh dim's too) have size 1, so collectives are the identity.
 Distributed single_process(torch::Device device);
+
+// Rank `rank` of a world of `world_size`, alone in this process on
+// `device`: the emulated rank (emulated_backend.h). Every group of more than
+// one rank gets the emulated backend, so the rank's tensors have the real
+// rank's shapes while no collective moves data. No rendezvous, no store.
+// `timeout` bounds the start-up as comm.init_timeout_seconds does.
+Distributed emulated_distributed(torch::Device device, int rank, int world_size, std::chrono::seconds timeout);
 
 // Prints "trainer: rank N failed: <reason>" to stderr and ends the process with
 // kExitFailure at once: a broken process group can block in its destructors.

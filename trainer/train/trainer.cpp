@@ -27,7 +27,8 @@ MetricsSetup metrics_setup(const TrainerConfig& c) {
   s.non_data_parallel_size = int64_t{c.dims.cp} * c.dims.tp * c.dims.pp;
   s.world_size = c.world_size;
   s.rank = c.rank;
-  s.print_lines = c.rank == 0;
+  s.print_lines = c.rank == 0 || c.emulated;  // the emulated rank is the only process
+  s.emulated = c.emulated;
   return s;
 }
 
@@ -98,6 +99,9 @@ Trainer::Trainer(const TrainerConfig& cfg, torch::Device device, std::ostream& o
   po.param_dtype = mo.compute_dtype;
   po.compile = {cfg.compile_model, cfg.compile_loss, cfg.loss_chunk_tokens};
   parallel_ = parallelize(model_, groups, dist->world(), po);
+  if (cfg.balanced_routing)  // the emulated rank routes as a balanced node does (emulated_backend.h)
+    for (auto& block : model_->layers())
+      if (block->is_moe()) block->moe->router->balanced = true;
   materialize(*model_, cfg.flavor, parallel_->views, cfg.seed, device);
   memory_.release_cached_memory();  // the generator's temporaries; the step line's memory starts from the shards
   data_ = make_dataset(cfg, groups.batch->rank, groups.batch->size());
@@ -154,13 +158,16 @@ StepResult Trainer::train_step() {
   valid_total = all_reduce_sum(valid_total, parallel_->groups.loss);  // the global batch's valid tokens
 
   torch::Tensor loss_sum = torch::zeros({}, torch::TensorOptions().dtype(torch::kFloat64).device(device_));
-  for (auto& b : microbatches) {
+  for (size_t i = 0; i < microbatches.size(); ++i) {
+    const Batch& b = microbatches[i];
     const auto inputs = b.inputs.to(device_);
     const auto labels = b.labels.to(device_);
     const int64_t valid = b.labels.ne(-100).sum().item<int64_t>();
+    const double before = i == 0 ? memory_.allocated_bytes() : -1;
     // Mean over this microbatch's valid tokens; any logits are released before backward.
     const torch::Tensor loss =
         model_->forward_loss(inputs, labels) * (static_cast<double>(valid) / static_cast<double>(valid_total));
+    if (i == 0 && before >= 0) metrics_.set_saved_bytes(memory_.allocated_bytes() - before);
     loss.backward();
     loss_sum += loss.detach().to(torch::kFloat64);
   }

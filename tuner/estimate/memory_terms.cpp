@@ -115,21 +115,23 @@ double saved_block_bytes_per_token(const MemoryShape& s, const Layout& l) {
   return attn + ffn;
 }
 
-// Bytes per token per-op selective AC keeps of one block (torchtitan's
-// policy: the block input, attention's outputs, and every other matmul
-// output; the rest is recomputed in backward).
+// Bytes per token per-op selective AC keeps of one block: the block's input
+// (the checkpoint's), attention kept whole with its graph (q, k and v as
+// SDPA reads them, its output and log-sum-exp), and the outputs of the
+// saved matmuls: torchtitan v0.2.2's policy saves every other aten.mm of a
+// block (the 1st, 3rd, ...), the router gate's forced to recompute and the
+// experts' grouped GEMMs not in its save list. The q, k, v projections
+// (1st, 3rd) need not be kept since attention's inputs are; wo is the 4th.
+// So an MoE block keeps no MoE tensor at all (its routing, dispatch,
+// experts and combine are recomputed in backward), and a dense block keeps
+// w1's output (5th) and w2's (7th).
 double per_op_block_bytes_per_token(const MemoryShape& s, const Layout& l) {
   const Flavor& f = s.flavor;
   const double c = double(s.compute_bytes), D = f.dim;
   const double hq = double(f.n_heads) * f.head_dim / l.tp, hkv = double(f.n_kv_heads) * f.head_dim / l.tp;
-  double mm = c * (hq + 2 * hkv) + c * D;  // q, k, v projections and wo
-  if (f.moe) {
-    const double route_share = l.token_split ? 1.0 / l.tp : 1.0;
-    mm += route_share * (c * f.num_experts + f.top_k * (2 * c * f.moe_inter_dim / l.etp + c * D));
-  } else {
-    mm += 2 * c * f.hidden_dim / l.tp + c * D;
-  }
-  return c * D + c * hq + 4.0 * f.n_heads / l.tp + 0.5 * mm;
+  double kept = c * D + c * (hq + 2 * hkv) + c * hq + 4.0 * f.n_heads / l.tp;
+  if (!f.moe) kept += c * f.hidden_dim / l.tp + c * D;
+  return kept;
 }
 
 double tokens_per_rank(const MemoryShape& s) {
@@ -220,9 +222,11 @@ MemoryTerms embedded_memory_terms(const MemoryShape& s) {
   // Weight copies in the compute dtype (casts, or FSDP's gathers), kept for
   // backward by every block that is not checkpointed (every block when FSDP
   // does not reshard), and the output layer's (FSDP: the embedding's too).
+  // A per-op block runs its forward under checkpoint too: its copies are
+  // made again in backward, not kept.
   const bool copies = l.any_fsdp() || c < 4;
   const double block_copy = copies ? c * b.total() : 0.0;
-  double kept_blocks = double(split.saved);
+  double kept_blocks = s.ac == AcKind::PerOp ? 0.0 : double(split.saved);
   if (l.any_fsdp() && !s.reshard_after_forward) kept_blocks = L;
   double transient = kept_blocks * block_copy;
   if (copies) transient += V * D * c * (l.any_fsdp() && !f.tie_embeddings ? 2 : 1);
@@ -243,7 +247,7 @@ MemoryTerms embedded_memory_terms(const MemoryShape& s) {
   if (split.checkpointed > 0)
     working += T * per_block + block_copy;  // a checkpointed block, recomputed whole
   else if (s.ac == AcKind::PerOp)
-    working += T * (per_block - saved_block);  // what per-op AC recomputes
+    working += T * (per_block - saved_block) + block_copy;  // what per-op AC recomputes, and its weight copy
   const double at_loss = acts + transient + logits;
   if (s.grad_accumulation > 1) {  // later microbatches run forward and loss with every gradient allocated
     t.grads = (grads + std::max(0.0, acts + transient + working - at_loss)) / kGiB;

@@ -17,7 +17,7 @@
 namespace partune {
 
 std::unique_ptr<Backend> make_backend(const BackendSpec& spec, const std::string& trainer_path) {
-  if (spec.kind == "embedded") return std::make_unique<EmbeddedBackend>(trainer_path);
+  if (spec.kind == "embedded") return std::make_unique<EmbeddedBackend>(trainer_path, spec.emulate);
   if (spec.kind == "torchtitan")
     return std::make_unique<TorchtitanBackend>(spec.torchrun, spec.torchrun_args, spec.module, spec.workdir);
   if (spec.kind == "command") return std::make_unique<CommandBackend>(spec.argv, spec.env, spec.workdir);

@@ -2,7 +2,9 @@
 // {trainer, "--job.config_file", config_file}, env RANK, LOCAL_RANK,
 // WORLD_SIZE, LOCAL_WORLD_SIZE, MASTER_ADDR=127.0.0.1, MASTER_PORT (a free
 // port per trial), PARTUNE_METRICS_DIR=log_dir, plus the context's env.
-// Single node only.
+// Single node only. Emulated ([backend] emulate): one process, the trainer
+// with --emulate-world <devices> --emulate-rank 0, no rank variables: rank 0
+// of the world alone on the slot's first device.
 #pragma once
 #include <string>
 #include <vector>
@@ -13,7 +15,8 @@ namespace partune {
 
 class EmbeddedBackend : public Backend {
  public:
-  explicit EmbeddedBackend(std::string trainer_path) : trainer_path_(std::move(trainer_path)) {}
+  explicit EmbeddedBackend(std::string trainer_path, bool emulate = false)
+      : trainer_path_(std::move(trainer_path)), emulate_(emulate) {}
   std::vector<ProcessSpec> processes(const TrialLaunchContext& ctx) const override;
   // The same with a given rendezvous port.
   std::vector<ProcessSpec> processes(const TrialLaunchContext& ctx, int master_port) const;
@@ -21,6 +24,7 @@ class EmbeddedBackend : public Backend {
 
  private:
   std::string trainer_path_;
+  bool emulate_ = false;
 };
 
 }  // namespace partune

@@ -284,9 +284,13 @@ void Reader::read_backend(const toml::table& t, const std::string& section, Back
       if (b.module.empty()) fail(v.source(), key, "must not be empty");
     } else if (k == "workdir") {
       b.workdir = str(v, key);
+    } else if (k == "emulate" && !top_k) {
+      only_for(k, key, "embedded");
+      b.emulate = boolean(v, key);
     } else {
       std::vector<std::string> known = {"kind",     "argv",          "env",    "trainer",
                                         "torchrun", "torchrun_args", "module", "workdir"};
+      if (!top_k) known.push_back("emulate");
       if (top_k) known.push_back("top_k");
       unknown(k, key, known);
     }

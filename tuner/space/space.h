@@ -46,6 +46,10 @@ struct BackendSpec {
   std::vector<std::string> torchrun_args;
   std::string module = "torchtitan.train";
   std::string workdir;  // working directory of the trial; empty: tune's
+  // embedded: each trial runs rank 0 of the [hardware] world alone on one
+  // device (trainer --emulate-world): its memory is the real rank's, its
+  // step time has no communication (docs/search-space.md, [backend]).
+  bool emulate = false;
 };
 
 // [confirm]: the study's best configs re-run on a production backend (the
