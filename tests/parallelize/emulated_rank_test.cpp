@@ -3,7 +3,12 @@
 // Gloo ranks (with --balanced-routing, the routing the emulated rank forces)
 // and each of its ranks emulated alone must keep the same bytes from the
 // start of the forward to the loss, counted exactly by the counting CPU
-// allocator (PARTUNE_CPU_MEMORY=allocated). And the emulated run must say
+// allocator (PARTUNE_CPU_MEMORY=allocated). Exactly but for one thing: Gloo
+// hands a finished collective back before its worker thread drops the
+// work's tensors, so when the count is read the real rank may still hold
+// (or free a moment late) the buffers of its last collectives: up to 16 KiB
+// seen at this size, where a rank keeps hundreds. The emulated rank (and
+// NCCL) have no such thread. And the emulated run must say
 // that it is one, on its step lines and in its metrics records, so its
 // losses are never mistaken for a real run's.
 #include <gtest/gtest.h>
@@ -30,8 +35,8 @@ name = "qwen3"
 flavor = "tiny_moe"
 
 [training]
-local_batch_size = 2
-seq_len = 16
+local_batch_size = 4
+seq_len = 64
 steps = 2
 dataset = "synthetic"
 
@@ -46,6 +51,11 @@ selective_ac_option = "op"
 init_timeout_seconds = 60
 train_timeout_seconds = 30
 )";
+
+constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;
+// The most a real Gloo rank's last collectives may still hold (see the top):
+// 16 KiB seen, twice that allowed.
+constexpr double kGloosInFlightBytes = 32 * 1024;
 
 struct Layout {
   std::string name;
@@ -129,14 +139,18 @@ TEST_P(EmulatedRank, KeepsWhatTheRealRankKeeps) {
     ASSERT_EQ(want.size(), 2u) << layout.name << " rank " << r;
     ASSERT_EQ(got.size(), 2u) << layout.name << " rank " << r;
     for (size_t i = 0; i < want.size(); ++i) {
-      EXPECT_GT(want[i], 0) << layout.name << " rank " << r;
-      EXPECT_DOUBLE_EQ(got[i], want[i]) << layout.name << " rank " << r << " step " << i + 1 << ": emulated keeps "
-                                        << got[i] * 1073741824.0 << " bytes, the real rank " << want[i] * 1073741824.0;
+      const double got_bytes = got[i] * kGiB, want_bytes = want[i] * kGiB;
+      EXPECT_GT(want_bytes, 20 * kGloosInFlightBytes) << layout.name << " rank " << r;
+      EXPECT_NEAR(got_bytes, want_bytes, kGloosInFlightBytes)
+          << layout.name << " rank " << r << " step " << i + 1 << ": emulated keeps " << got_bytes
+          << " bytes, the real rank " << want_bytes;
     }
     // The emulated run says so; the real one does not.
-    for (const auto& rec : emu_recs)
-      if (rec.at("type") == "step" || rec.at("type") == "init")
+    for (const auto& rec : emu_recs) {
+      if (rec.at("type") == "step" || rec.at("type") == "init") {
         EXPECT_EQ(rec.value("emulated", false), true) << rec.dump();
+      }
+    }
     for (const auto& rec : real_recs) EXPECT_FALSE(rec.contains("emulated")) << rec.dump();
     const std::string out = emulated[r].output();
     EXPECT_NE(out.find("Emulated rank " + std::to_string(r) + " of " + std::to_string(layout.world)), std::string::npos)
