@@ -68,8 +68,25 @@ const std::vector<MemoryMeasurement>& measured_memory() {
     add({"L4 s4096 b1 none compile", "30B-A3B-L4", 1, -1, 1, 1, 1, 4096, "none", true, kH200, 54.94, axis_study});
     add({"L4 s8192 b4 none compile", "30B-A3B-L4", 1, -1, 1, 1, 4, 8192, "none", true, kH200, 79.80, axis_study});
     add({"L4 s8192 b8 none compile", "30B-A3B-L4", 1, -1, 1, 1, 8, 8192, "none", true, kH200, 119.81, axis_study});
-    add({"L4 s8192 b8 sel2 compile", "30B-A3B-L4", 1, -1, 1, 1, 8, 8192, "2", true, kH200, 106.55, axis_study});
-    add({"L4 s8192 b8 full compile", "30B-A3B-L4", 1, -1, 1, 1, 8, 8192, "full", true, kH200, 87.68, axis_study});
+    // The default allocator's fragmentation at 64k tokens with checkpointing
+    // (docs/memory-model.md): trials run with expandable segments now, under
+    // which the same class peaks 2% under the prediction (the row below).
+    for (auto m : {MemoryMeasurement{"L4 s8192 b8 sel2 compile", "30B-A3B-L4", 1, -1, 1, 1, 8, 8192, "2", true, kH200,
+                                     106.55, axis_study},
+                   MemoryMeasurement{"L4 s8192 b8 full compile", "30B-A3B-L4", 1, -1, 1, 1, 8, 8192, "full", true,
+                                     kH200, 87.68, axis_study}}) {
+      m.loose = true;
+      add(m);
+    }
+    // The same trainer with expandable segments (docs/benchmarks.md, 8a8b2f8, one H200, 12 steps).
+    const std::string expandable = "one H200, expandable segments, 8a8b2f8 (docs/benchmarks.md)";
+    add({"L4 s4096 b4 sel2 compile exp", "30B-A3B-L4", 1, -1, 1, 1, 4, 4096, "2", true, kH200, 53.64, expandable});
+    add({"L4 s8192 b2 none compile exp", "30B-A3B-L4", 1, -1, 1, 1, 2, 8192, "none", true, kH200, 60.46, expandable});
+    add({"L4 s8192 b4 sel2 compile exp", "30B-A3B-L4", 1, -1, 1, 1, 4, 8192, "2", true, kH200, 67.74, expandable});
+    add({"L4 s16384 b4 sel2 compile exp", "30B-A3B-L4", 1, -1, 1, 1, 4, 16384, "2", true, kH200, 96.76, expandable});
+    add({"L4 s4096 b4 sel2 exp", "30B-A3B-L4", 1, -1, 1, 1, 4, 4096, "2", false, kH200, 77.45, expandable});
+    add({"L4 s8192 b2 none exp", "30B-A3B-L4", 1, -1, 1, 1, 2, 8192, "none", false, kH200, 86.24, expandable});
+    add({"L4 s8192 b4 sel2 exp", "30B-A3B-L4", 1, -1, 1, 1, 4, 8192, "2", false, kH200, 117.82, expandable});
     MemoryMeasurement old{"L4 s4096 b1 none H100 (082959b)",
                           "30B-A3B-L4",
                           1,

@@ -22,16 +22,26 @@ Space space(const std::string& backend, const std::string& flavor, const std::st
 }
 
 TEST(MemoryModel, PruneReasonNamesThePredictionAndTheLimit) {
-  MemoryPrediction over{151.2, 3.0, {}, true};
+  MemoryPrediction over{151.2, 3.0, {}, true, true, "8 layers, eager, TP 1, EP 1"};
   EXPECT_FALSE(predicted_to_fit(over, 139.8, 0.9));
   EXPECT_EQ(prediction_prune_reason(over, 139.8, 0.9), "predicted 151.2 GiB > 90% of 139.8 GiB");
-  MemoryPrediction margin{120.0, 4.0, {}, true};  // 120 < 125.8, but 120 + 2 x 4 is not
+  MemoryPrediction margin{120.0, 4.0,  {},
+                          true,  true, "8 layers, eager, TP 1, EP 1"};  // 120 < 125.8, but 120 + 2 x 4 is not
   EXPECT_FALSE(predicted_to_fit(margin, 139.8, 0.9));
   EXPECT_EQ(prediction_prune_reason(margin, 139.8, 0.9), "predicted 120.0 GiB + 2 x 4.0 GiB margin > 90% of 139.8 GiB");
   EXPECT_TRUE(predicted_to_fit(margin, 139.8, 0.9, 1.0));
   EXPECT_EQ(prediction_prune_reason(margin, 139.8, 0.9, 1.0), "");
   EXPECT_EQ(prediction_prune_reason(over, 139.8, 0.925), "predicted 151.2 GiB > 92.5% of 139.8 GiB");
-  MemoryPrediction unknown{500.0, 0.0, {}, false};
+  // A prediction no trial has checked in its regime prunes on its point
+  // estimate alone, and says so.
+  MemoryPrediction unchecked = margin;
+  unchecked.verified = false;
+  EXPECT_TRUE(predicted_to_fit(unchecked, 139.8, 0.9));
+  unchecked.memory_gib = 130.0;
+  EXPECT_EQ(prediction_prune_reason(unchecked, 139.8, 0.9),
+            "predicted 130.0 GiB > 90% of 139.8 GiB (unverified: no trial of this study has run at 8 layers, eager, "
+            "TP 1, EP 1 yet)");
+  MemoryPrediction unknown{500.0, 0.0, {}, false, false, ""};
   EXPECT_TRUE(predicted_to_fit(unknown, 139.8, 0.9));
   EXPECT_EQ(prediction_prune_reason(unknown, 139.8, 0.9), "");
 }
@@ -80,6 +90,26 @@ TEST(MemoryModel, ObservationsMovePredictionsAndPredictIsPure) {
   EXPECT_GT(after.memory_gib, before.memory_gib);
   EXPECT_LT(after.sigma_gib, before.sigma_gib);
   EXPECT_EQ(model->observations(), 1);
+}
+
+TEST(MemoryModel, APredictionIsVerifiedOnceATrialOfItsRegimeWasMeasured) {
+  testing::MemoryMeasurement row;
+  row.flavor = "30B-A3B-L4";
+  row.lbs = 1;
+  row.ac = "op";
+  row.compile = true;
+  auto model = make_memory_model(space("embedded", "30B-A3B-L4"));
+  const JobConfig small = testing::config_of(row);
+  row.lbs = 8;
+  const JobConfig large = testing::config_of(row);
+  row.compile = false;
+  const JobConfig eager = testing::config_of(row);
+  EXPECT_EQ(model->predict(large).regime, "4 layers, compiled, TP 1, EP 1");
+  EXPECT_FALSE(model->predict(large).verified);
+  model->observe(small, model->predict(small).memory_gib);
+  EXPECT_TRUE(model->predict(large).verified);   // the same depth, memory mode and layout
+  EXPECT_FALSE(model->predict(eager).verified);  // the other memory mode was never measured
+  EXPECT_EQ(memory_regime(eager, 1), "4 layers, eager, TP 1, EP 1");
 }
 
 TEST(MemoryModel, TermsThatDoNotDescribeTheBackendStopPruning) {

@@ -82,12 +82,21 @@ TEST(SeedRuns, PredictedWithinTenPercentAndTheThrashingRunsPruned) {
     if (r.thrashed) {
       // The allocator retried at 96%: the run asked for more than it got.
       EXPECT_GT(p.memory_gib, kHeadroom * kH200) << "run " << r.n;
+    } else if (r.tp > 1 && r.compile) {
+      // Not met (docs/memory-model.md): the embedded trainer replicates the
+      // logits over TP where torchtitan shards them (loss parallel), so at
+      // TP 4 it holds 3/4 of them more than production. The gap is no more
+      // than that.
+      EXPECT_GT(p.memory_gib, r.measured_gib) << "run " << r.n;
+      EXPECT_LE(p.memory_gib - r.measured_gib, p.terms.logits * (1.0 - 1.0 / r.tp)) << "run " << r.n;
     } else {
       EXPECT_LE(std::abs(p.memory_gib / r.measured_gib - 1), 0.10) << "run " << r.n << ": " << p.memory_gib;
     }
   }
-  // The seed's winner fits, margin included.
+  // The seed's winner fits: no trial has checked the model at 48 layers
+  // yet, so the plan judges it on the point estimate.
   const auto winner = model->predict(config_of(seed_runs().back()));
+  EXPECT_FALSE(winner.verified);
   EXPECT_TRUE(predicted_to_fit(winner, kH200, kHeadroom)) << prediction_prune_reason(winner, kH200, kHeadroom);
 }
 

@@ -26,8 +26,11 @@ struct ChunkedLinearCrossEntropy : torch::autograd::Function<ChunkedLinearCrossE
     // Valid tokens stay on the device: no host sync for the normaliser.
     const torch::Tensor valid_total = labels.ne(kIgnoreIndex).sum().to(acc);
     torch::Tensor loss_sum = torch::zeros({}, hidden.options().dtype(acc));
-    torch::Tensor gh = grad_hidden ? torch::empty_like(hidden) : torch::Tensor();
-    torch::Tensor gw = grad_weight ? torch::zeros(weight.sizes(), weight.options().dtype(acc)) : torch::Tensor();
+    // The gradients are allocated after the first chunk's softmax, when its
+    // logits are gone: the loss's peak is then the logits and their softmax
+    // (2 x compute dtype per logit, compiled torchtitan's 4 bytes in bf16),
+    // not those plus the fp32 [vocab, dim] weight gradient.
+    torch::Tensor gh, gw;
 
     for (int64_t start = 0; start < n; start += chunk) {
       const int64_t len = std::min(chunk, n - start);
@@ -41,6 +44,8 @@ struct ChunkedLinearCrossEntropy : torch::autograd::Function<ChunkedLinearCrossE
       // traffic per logit in bf16, where an fp32 copy, log-sum-exp, exp and
       // scaling passes cost about 60 (they were a fifth of a 30B-A3B step).
       torch::Tensor probs = torch::softmax(torch::mm(h, w.t()), 1);
+      if (grad_hidden && !gh.defined()) gh = torch::empty_like(hidden);
+      if (grad_weight && !gw.defined()) gw = torch::zeros(weight.sizes(), weight.options().dtype(acc));
       // loss = lse - logit[label] = -log p[label]. In bf16, p[label] carries
       // the compute dtype's rounding (relative 2^-9), so a token's loss is
       // within 0.002 nats; clamped at the smallest normal float (87.3 nats).

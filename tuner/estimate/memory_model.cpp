@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <set>
 
 #include "common/error.h"
 #include "tuner/estimate/calibration.h"
@@ -12,6 +13,11 @@
 namespace partune {
 
 namespace {
+
+std::string regime_of(const MemoryShape& s) {
+  return std::to_string(s.flavor.n_layers) + " layers, " + (s.compile ? "compiled" : "eager") + ", TP " +
+         std::to_string(s.dims.tp) + ", EP " + std::to_string(s.dims.ep);
+}
 
 // Calibrated terms, in TermVector order.
 enum Term {
@@ -88,6 +94,8 @@ class TermMemoryModel : public MemoryModel {
     p.memory_gib = p.terms.total();
     p.sigma_gib = calibration_.sigma(to_vector(base, shape->compile));
     p.known = calibration_.observations() < 2 || calibration_.residual_rms() <= kUnreliableResidual;
+    p.regime = regime_of(*shape);
+    p.verified = regimes_.count(p.regime) > 0;
     return p;
   }
 
@@ -96,6 +104,7 @@ class TermMemoryModel : public MemoryModel {
     const auto shape = shape_of(config);
     if (!shape || !(measured_gib > 0)) return;  // nothing to fit: the config's shapes are unknown
     calibration_.add(to_vector(embedded_memory_terms(*shape), shape->compile), measured_gib);
+    regimes_.insert(regime_of(*shape));
   }
 
   int64_t observations() const override { return observed_; }
@@ -113,6 +122,7 @@ class TermMemoryModel : public MemoryModel {
   bool torchtitan_;
   ScaleCalibration calibration_;
   int64_t observed_ = 0;
+  std::set<std::string> regimes_;  // memory_regime() of every measured trial
 };
 
 void check_flavor(const Space& space, const std::string& model, const std::string& flavor, const std::string& where) {
@@ -152,15 +162,22 @@ std::optional<double> device_memory_from_trial(const TrialMetrics& m) {
   return *m.memory_gib / *m.memory_pct * 100.0;
 }
 
+std::string memory_regime(const JobConfig& config, int world_size) {
+  const auto shape = memory_shape(config, world_size, true);
+  return shape ? regime_of(*shape) : "";
+}
+
 bool predicted_to_fit(const MemoryPrediction& p, double capacity_gib, double headroom, double sigmas) {
   if (!p.known) return true;
-  return p.memory_gib + sigmas * p.sigma_gib <= headroom * capacity_gib;
+  return p.memory_gib + (p.verified ? sigmas : 0.0) * p.sigma_gib <= headroom * capacity_gib;
 }
 
 std::string prediction_prune_reason(const MemoryPrediction& p, double capacity_gib, double headroom, double sigmas) {
   if (predicted_to_fit(p, capacity_gib, headroom, sigmas)) return "";
   const std::string limit = number(headroom * 100.0, "%.4g") + "% of " + number(capacity_gib, "%.1f") + " GiB";
   const std::string predicted = "predicted " + number(p.memory_gib, "%.1f") + " GiB";
+  if (!p.verified)
+    return predicted + " > " + limit + " (unverified: no trial of this study has run at " + p.regime + " yet)";
   if (p.memory_gib > headroom * capacity_gib) return predicted + " > " + limit;
   return predicted + " + " + number(sigmas, "%.3g") + " x " + number(p.sigma_gib, "%.1f") + " GiB margin > " + limit;
 }

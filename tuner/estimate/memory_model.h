@@ -43,7 +43,18 @@ struct MemoryPrediction {
   // kUnreliableResidual (the terms do not describe this backend). An
   // unknown prediction always fits and never prunes.
   bool known = true;
+  // Whether a measured trial of this model has checked it in the config's
+  // regime (memory_regime()). An unverified prediction prunes on its point
+  // estimate alone: its margin is not applied until a trial of the regime
+  // has measured how far the model is off there.
+  bool verified = true;
+  std::string regime;  // memory_regime() of the config; empty when unknown
 };
+
+// What the model's per-layer terms depend on beyond the batch: the depth,
+// the memory mode and the TP / EP layout, e.g. "48 layers, compiled, TP 1,
+// EP 4". Empty when the config's flavor is unknown.
+std::string memory_regime(const JobConfig& config, int world_size);
 
 // Relative RMS residual of the calibrated fit past which predictions are unknown.
 inline constexpr double kUnreliableResidual = 0.30;
@@ -74,7 +85,8 @@ std::optional<double> device_memory_gib(const Space& space);
 std::optional<double> device_memory_from_trial(const TrialMetrics& metrics);
 
 // Whether a prediction fits under headroom * capacity, with a margin of
-// `sigmas` standard deviations.
+// `sigmas` standard deviations when the prediction is verified (on its point
+// estimate alone when it is not).
 bool predicted_to_fit(const MemoryPrediction& p, double capacity_gib, double headroom, double sigmas = 2.0);
 
 // "predicted 151.2 GiB > 90% of 139.8 GiB" (with the margin when it decided).

@@ -212,8 +212,11 @@ MemoryTerms embedded_memory_terms(const MemoryShape& s) {
 
   // The output projection and the loss.
   double logits = 0;
-  if (s.compile) {  // fused: the logits and their softmax (compute dtype) whole, fp32 grads of hidden and weight
-    logits = T * V * 2 * c + T * D * 4 + V * D * 4;
+  if (s.compile) {
+    // Fused: the logits and their softmax (compute dtype) whole; the
+    // gradients of hidden (compute dtype, through an fp32 product) and of the
+    // weight (fp32) are allocated once the logits are gone.
+    logits = std::max(T * V * 2 * c, T * V * c + T * D * (2 * c + 4) + V * D * 4);
   } else {  // compute-dtype logits (their block stays cached), then fp32 logits, log-softmax and their gradient
     logits = T * V * ((c < 4 ? c : 0) + 12);
   }
