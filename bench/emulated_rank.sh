@@ -6,7 +6,7 @@
 # measurement (torchtitan v0.2.2, compiled, expandable segments) and the
 # emulated step's MFU (compute only: no communication).
 #   bench/emulated_rank.sh BUILD_DIR OUT_DIR
-# Environment: FLAVOR (30B-A3B), STEPS (6), RANK (0), DEVICE (cuda),
+# Environment: FLAVOR (30B-A3B), STEPS (6), RANK (0), DEVICE (cuda), RUN_TIMEOUT (seconds per run, 600),
 # RUNS ("1 2 3 4 5 6 7"), EXTRA (more trainer arguments), LBS_SCALE (1: a
 # CPU smoke run divides lbs and seq by it). Memory is the peak over steps
 # 2..STEPS. The allocator runs with expandable segments, as torchtitan's
@@ -52,7 +52,7 @@ for n in "${runs[@]}"; do
   flag=--compile.no-enable
   [ "$mode" = compile ] && flag=--compile.enable
   log="$out/run${n}.log"
-  PARTUNE_METRICS_DIR="$out/metrics_run$n" "$trainer" --job.config_file "$base" --model.name qwen3 --model.flavor "$flavor" --training.dataset synthetic \
+  PARTUNE_METRICS_DIR="$out/metrics_run$n" timeout "${RUN_TIMEOUT:-600}" "$trainer" --job.config_file "$base" --model.name qwen3 --model.flavor "$flavor" --training.dataset synthetic \
     --debug.seed 0 --training.steps "$steps" --metrics.log_freq 1 --lr_scheduler.warmup_steps 1 --device "$device" \
     --training.mixed_precision_param bfloat16 --parallelism.data_parallel_shard_degree -1 \
     --parallelism.tensor_parallel_degree "$tp" --parallelism.expert_parallel_degree "$ep" \
