@@ -159,8 +159,9 @@ TEST(ParallelTrials, TooFewCudaDevicesOnTheMachineIsAnInputError) {
     EXPECT_EQ(r.exit_code, 2) << r.describe();
     EXPECT_NE(r.err.find("launcher.parallel_trials"), std::string::npos) << r.err;
     EXPECT_NE(r.err.find(c.message), std::string::npos) << r.err;
-    if (fs::exists(s.db))
+    if (fs::exists(s.db)) {
       EXPECT_EQ(query(s.db, "SELECT count(*) FROM trials WHERE attempt > 0")[0][0], "0") << "a trial was launched";
+    }
   }
 }
 
