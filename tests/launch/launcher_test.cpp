@@ -115,6 +115,24 @@ TEST_F(Launcher, StreamsLinesToCallbackAndLogFile) {
   fs::remove_all(dir);
 }
 
+// What a callback does about a line (tune prints progress, a test reads the
+// log) may be seen at once: the line is in the log by then, though the log
+// is flushed once a batch of lines, not once a line.
+TEST_F(Launcher, TheLogHoldsALineBeforeTheCallbackSeesIt) {
+  const fs::path dir = temp_dir();
+  LaunchOptions opts;
+  opts.log_path = (dir / "output.log").string();
+  size_t checked = 0;
+  launch({trainer()}, opts, [&](size_t, std::string_view line) {
+    std::ifstream log(opts.log_path);
+    const std::string text((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
+    EXPECT_NE(text.find(std::string(line) + "\n"), std::string::npos) << line;
+    ++checked;
+  });
+  EXPECT_GT(checked, 5u);
+  fs::remove_all(dir);
+}
+
 TEST_F(Launcher, NothingToRun) {
   auto r = launch({}, {}, {});
   EXPECT_TRUE(r.exit_codes.empty());

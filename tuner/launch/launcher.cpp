@@ -353,22 +353,24 @@ class Run {
         break;
       }
     }
-    // One flush per call, not per line: a flush per line made tune slower
-    // than a child printing short lines (a write per line).
-    if (log_) std::fflush(log_);
   }
 
+  // Every complete line of what was read: first all into the log, flushed
+  // once (a flush per line made tune slower than a child printing short
+  // lines), then each to on_line, so the log holds a line before anything
+  // the callback does about it can be seen.
   void split_lines(size_t i) {
     static constexpr size_t kMaxLine = 1 << 20;  // a longer "line" is cut, not buffered forever
     std::string& s = procs_[i].partial;
-    size_t begin = 0;
-    while (true) {
-      size_t nl = s.find('\n', begin);
-      if (nl == std::string::npos) break;
-      emit(i, std::string_view(s).substr(begin, nl - begin));
-      begin = nl + 1;
+    size_t end = 0;
+    for (size_t begin = 0, nl; (nl = s.find('\n', begin)) != std::string::npos; begin = nl + 1) {
+      log_line(std::string_view(s).substr(begin, nl - begin));
+      end = nl + 1;
     }
-    s.erase(0, begin);
+    if (log_ && end > 0) std::fflush(log_);
+    for (size_t begin = 0, nl; begin < end && (nl = s.find('\n', begin)) != std::string::npos; begin = nl + 1)
+      deliver(i, std::string_view(s).substr(begin, nl - begin));
+    s.erase(0, end);
     if (s.size() >= kMaxLine) {
       emit(i, s);
       s.clear();
@@ -387,20 +389,35 @@ class Run {
     p.fd = -1;
   }
 
-  void emit(size_t i, std::string_view line) {
+  static std::string_view without_cr(std::string_view line) {
     if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-    if (log_ && !log_full_) {
-      if (log_bytes_ + static_cast<int64_t>(line.size()) + 1 > opts_.log_limit_bytes) {
-        log_full_ = true;
-        std::fprintf(log_, "partune: output truncated here: this log reached its cap of %lld bytes\n",
-                     static_cast<long long>(opts_.log_limit_bytes));
-      } else {
-        std::fwrite(line.data(), 1, line.size(), log_);
-        std::fputc('\n', log_);
-        log_bytes_ += static_cast<int64_t>(line.size()) + 1;
-      }
+    return line;
+  }
+
+  // Appends a line to the log (buffered; the caller flushes).
+  void log_line(std::string_view line) {
+    line = without_cr(line);
+    if (!log_ || log_full_) return;
+    if (log_bytes_ + static_cast<int64_t>(line.size()) + 1 > opts_.log_limit_bytes) {
+      log_full_ = true;
+      std::fprintf(log_, "partune: output truncated here: this log reached its cap of %lld bytes\n",
+                   static_cast<long long>(opts_.log_limit_bytes));
+    } else {
+      std::fwrite(line.data(), 1, line.size(), log_);
+      std::fputc('\n', log_);
+      log_bytes_ += static_cast<int64_t>(line.size()) + 1;
     }
-    if (on_line_) on_line_(i, line);
+  }
+
+  void deliver(size_t i, std::string_view line) {
+    if (on_line_) on_line_(i, without_cr(line));
+  }
+
+  // One line on its own (a cut or last partial line, a start error).
+  void emit(size_t i, std::string_view line) {
+    log_line(line);
+    if (log_) std::fflush(log_);
+    deliver(i, line);
   }
 
   void kill_all_and_reap() {

@@ -42,7 +42,8 @@ struct LaunchOptions {
   // attempts left in the file does not count, so an attempt after a flooding
   // one still leaves its lines. Past it one note line says so and later lines
   // are still parsed (on_line) but not written, so a trainer printing without
-  // end cannot fill the disk. The log is flushed after each batch of lines.
+  // end cannot fill the disk. Each batch of lines read is written and
+  // flushed before on_line sees any of them (one flush a batch, not a line).
   int64_t log_limit_bytes = int64_t{64} << 20;
   // Polled while the trial runs (after each batch of output lines, and at
   // least every 50 ms): true ends the trial
