@@ -209,11 +209,21 @@ std::string format_double(double v) {
 
 // A TOML basic string. TOML forbids raw control characters (U+0000-U+001F
 // except tab, and U+007F) in strings: each is escaped, or the file would not
-// parse (DEL) or a newline would end the string and start new keys.
+// parse (DEL) or a newline would end the string and start new keys. The C1
+// controls (U+0080-U+009F, UTF-8 C2 80-9F) are legal TOML but terminals act
+// on them (U+009B is CSI): escaped too, so a printed config is inert.
 std::string quote(std::string_view s) {
   std::string out = "\"";
-  for (char c : s) {
+  for (size_t i = 0; i < s.size(); ++i) {
+    const char c = s[i];
     const auto u = static_cast<unsigned char>(c);
+    if (u == 0xc2 && i + 1 < s.size() && static_cast<unsigned char>(s[i + 1]) >= 0x80 &&
+        static_cast<unsigned char>(s[i + 1]) <= 0x9f) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\u%04x", static_cast<unsigned>(static_cast<unsigned char>(s[++i])));
+      out += buf;
+      continue;
+    }
     switch (c) {
       case '"':
         out += "\\\"";

@@ -35,4 +35,27 @@ inline std::string printable(std::string_view s) {
   return out;
 }
 
+// JSON text made as safe: nlohmann's dump escapes C0 but sends DEL and the C1
+// controls raw. Each (only ever inside a string) becomes its \u escape, so
+// the JSON reads back the same.
+inline std::string printable_json(std::string_view json) {
+  std::string out;
+  out.reserve(json.size());
+  for (size_t i = 0; i < json.size(); ++i) {
+    const auto c = static_cast<unsigned char>(json[i]);
+    char buf[8];
+    if (c == 0x7f) {
+      out += "\\u007f";
+    } else if (c == 0xc2 && i + 1 < json.size() && static_cast<unsigned char>(json[i + 1]) >= 0x80 &&
+               static_cast<unsigned char>(json[i + 1]) <= 0x9f) {
+      std::snprintf(buf, sizeof buf, "\\u%04x", static_cast<unsigned char>(json[i + 1]));
+      out += buf;
+      ++i;
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  return out;
+}
+
 }  // namespace partune

@@ -74,7 +74,30 @@ INSTANTIATE_TEST_SUITE_P(
                  "name = \"nnn", "study.name", "at most 100"},
         BadSpace{"NulInAJobConfigString",
                  [](SpaceOptions& o) { o.base = "[base.job]\ndump_folder = \"out\\u0000/x\"\n"; }, "dump_folder",
-                 "job.dump_folder", "NUL byte"}),
+                 "job.dump_folder", "NUL byte"},
+        // Numbers: one parser and one range for a value wherever it comes
+        // from (the command line's are in BadFlags below).
+        BadSpace{"HexTimeBudget", [](SpaceOptions& o) { o.search += "time_budget = \"0x10\"\n"; },
+                 "time_budget = \"0x10\"", "search.time_budget", "expected a duration such as"},
+        BadSpace{"ExponentTimeBudget", [](SpaceOptions& o) { o.search += "time_budget = \"1e308h\"\n"; },
+                 "time_budget = \"1e308h\"", "search.time_budget", "expected a duration such as"},
+        BadSpace{"HugeTimeBudget", [](SpaceOptions& o) { o.search += "time_budget = 1e308\n"; }, "time_budget = 1e308",
+                 "search.time_budget", "must be at most 3.16224e+07 s (366 days)"},
+        BadSpace{"ZeroTimeBudget", [](SpaceOptions& o) { o.search += "time_budget = \"0h\"\n"; },
+                 "time_budget = \"0h\"", "search.time_budget", "must be more than 0 s, got 0"},
+        BadSpace{"ZeroMaxTrials", [](SpaceOptions& o) { o.search += "max_trials = 0\n"; }, "max_trials = 0",
+                 "search.max_trials", "must be >= 1, got 0"},
+        BadSpace{"HugeTimeout", [](SpaceOptions& o) { o.timeout_s = 1e308; }, "timeout_s = 1e+308", "trial.timeout_s",
+                 "must be at most"},
+        // Slurm's values.
+        BadSpace{"HugeSlurmTimeLimit", [](SpaceOptions& o) { o.launcher = "kind = \"slurm\"\ntime_limit = 1e308\n"; },
+                 "time_limit = 1e308", "launcher.time_limit", "must be at most"},
+        BadSpace{"NulInSlurmExtraArgs",
+                 [](SpaceOptions& o) { o.launcher = "kind = \"slurm\"\nextra_args = [\"--qos=hi\\u0000gh\"]\n"; },
+                 "extra_args", "launcher.extra_args", "a NUL character in \"--qos=hi\\x00gh\""},
+        BadSpace{"PlaceholderInSlurmExtraArgs",
+                 [](SpaceOptions& o) { o.launcher = "kind = \"slurm\"\nextra_args = [\"--comment={trial_id}\"]\n"; },
+                 "extra_args", "launcher.extra_args", "not in srun's extra_args: \"--comment={trial_id}\""}),
     [](const auto& info) { return std::string(info.param.name); });
 
 // Flags and ids: exit 2 with a message naming what was wrong.
@@ -118,12 +141,31 @@ TEST_F(BadFlags, UnknownTrialId) {
 }
 
 TEST_F(BadFlags, CountsAndBudgetsThatAreNotNonNegativeNumbers) {
-  expect_bad({"--space", study_.space, "--max-trials", "abc"}, {"--max-trials: 'abc' is not a number"});
+  expect_bad({"--space", study_.space, "--max-trials", "abc"},
+             {"--max-trials: 'abc' is not a whole number in decimal digits"});
   expect_bad({"run", "--space", study_.space, "--max-trials", "-1"}, {"--max-trials: '-1' is negative"});
   expect_bad({"run", "--space", study_.space, "--time-budget", "soon"},
-             {"--time-budget: 'soon' is not a duration (8h, 90m, 1h30m or seconds)"});
+             {"--time-budget: 'soon' is not a duration (8h, 90m, 1h30m or seconds"});
   expect_bad({"--space", study_.space, "--time-budget", "-5"}, {"--time-budget: '-5' is negative"});
   expect_bad({"best", "--db", study_.db, "--top", "-1"}, {"--top: '-1' is negative"});
+}
+
+// The command line reads a value as the space file does, with its range:
+// 0 trials and a budget of 0 were accepted here (exit 0, nothing run) and
+// refused there; "0x10" was 16; "1e308h" printed a budget of -2147483648h.
+TEST_F(BadFlags, CountsAndBudgetsHaveTheSpaceFilesParserAndRange) {
+  expect_bad({"--space", study_.space, "--max-trials", "0"}, {"--max-trials: must be >= 1, got 0"});
+  expect_bad({"--space", study_.space, "--max-trials", "0x10"},
+             {"--max-trials: '0x10' is not a whole number in decimal digits"});
+  expect_bad({"best", "--db", study_.db, "--top", "0x10"}, {"--top: '0x10' is not a whole number"});
+  expect_bad({"--space", study_.space, "--time-budget", "0"}, {"--time-budget: must be more than 0 s, got 0"});
+  expect_bad({"--space", study_.space, "--time-budget", "0x10"}, {"--time-budget: '0x10' is not a duration"});
+  expect_bad({"--space", study_.space, "--time-budget", "1e308h"}, {"--time-budget: '1e308h' is not a duration"});
+  expect_bad({"--space", study_.space, "--time-budget", "9000000h"},
+             {"--time-budget: must be at most 3.16224e+07 s (366 days)"});
+  // Leading zeros are decimal, not octal.
+  Result r = tune({"--space", study_.space, "--max-trials", "010"}, dir_.path());
+  EXPECT_EQ(r.exit_code, 0) << r.describe();
 }
 
 TEST_F(BadFlags, MissingDatabaseIsNotCreated) {

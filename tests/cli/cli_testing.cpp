@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <spawn.h>
 #include <sqlite3.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -191,8 +192,11 @@ Result Process::finish(double timeout_s) {
     pump(0.1);
   }
   int status = 0;
-  waitpid(pid_, &status, 0);
+  rusage usage{};
+  wait4(pid_, &status, 0, &usage);
   reaped_ = true;
+  result_.max_rss_kib = usage.ru_maxrss;
+  result_.wall_s = seconds_since(started_);
   if (WIFEXITED(status)) result_.exit_code = WEXITSTATUS(status);
   if (WIFSIGNALED(status)) result_.signal = WTERMSIG(status);
   return result_;

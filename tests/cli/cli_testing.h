@@ -5,6 +5,7 @@
 #pragma once
 #include <sys/types.h>
 
+#include <chrono>
 #include <filesystem>
 #include <functional>
 #include <map>
@@ -76,6 +77,8 @@ struct Result {
   int exit_code = -1;  // -1: killed by a signal
   int signal = 0;
   std::string out, err;
+  long max_rss_kib = 0;          // the program's own peak resident memory (wait4), not its children's
+  double wall_s = 0;             // from start to reaped
   std::string describe() const;  // for failure messages
 };
 
@@ -110,6 +113,7 @@ class Process {
   int out_fd_ = -1, err_fd_ = -1;
   Result result_;
   bool reaped_ = false;
+  std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
 };
 
 // Runs `tune args...` in `cwd` to its end (killed after timeout_s).

@@ -78,5 +78,24 @@ TEST(Failure, ATrainerErrorIsRecordedWithItsExceptionAndTheStudyGoesOn) {
   EXPECT_NE(best.err.find("no healthy finished trial"), std::string::npos) << best.err;
 }
 
+// A program that cannot start says why (it was a bare "exit code 127", the
+// cause only in output.log).
+TEST(Failure, AProgramThatCannotStartSaysWhy) {
+  TempDir dir;
+  SpaceOptions o;
+  o.axes = "\"training.local_batch_size\" = [1]\n";
+  Study s = write_space(dir, o);
+  std::string text = read_file(s.space);
+  text.replace(text.find(kFakeTrainer), kFakeTrainer.size(), "/nonexistent/partune-trainer");
+  write_file(s.space, text);
+  Result run = tune({"--space", s.space, "--plain"}, dir.path());
+  EXPECT_EQ(run.exit_code, 4) << run.describe();
+  const std::string why = "cannot execute /nonexistent/partune-trainer: No such file or directory";
+  EXPECT_NE(run.out.find(why), std::string::npos) << run.out;
+  const auto list = json_of(tune({"list", "--db", s.db, "--format", "json"}, dir.path()));
+  ASSERT_EQ(list.size(), 1u);
+  EXPECT_EQ(list[0].value("reason", ""), why) << list.dump();
+}
+
 }  // namespace
 }  // namespace partune::cli_testing

@@ -157,23 +157,35 @@ TEST(StudyLock, KeyedOnTheRealPathOfTheDatabase) {
 }
 
 // Symlinks planted where tune writes: the lock file, a trial's config and
-// its output log. Nothing is written through them.
+// its output log, the trial folder. Nothing is written through them; a
+// trial whose files are planted is refused with the reason and the study
+// goes on (before, the whole study stopped and left the trial "running").
 class PlantedSymlinks : public ::testing::Test {
  protected:
   void SetUp() override {
     SpaceOptions o;
-    o.axes = "\"training.local_batch_size\" = [1]\n";
+    o.axes = "\"training.local_batch_size\" = [1, 2]\n";
     study_ = write_space(dir_, o);
     victim_ = dir_.file("victim.txt");
     write_file(victim_, "precious\n");
     auto plan = json_of(tune({"plan", "--space", study_.space, "--format", "json"}, dir_.path()));
     id_ = plan["candidates"][0]["id"].get<std::string>();
+    other_ = plan["candidates"][1]["id"].get<std::string>();
   }
   void expect_victim_untouched() { EXPECT_EQ(read_file(victim_), "precious\n"); }
+  void expect_refused_and_the_study_goes_on(const Result& r) {
+    EXPECT_EQ(r.exit_code, 0) << r.describe();
+    auto trials = trials_by_id(json_of(tune({"list", "--db", study_.db, "--format", "json"}, dir_.path())));
+    ASSERT_EQ(trials.size(), 2u);
+    EXPECT_EQ(trials[id_]["status"], "failed") << trials[id_].dump();
+    EXPECT_NE(trials[id_].value("reason", "").find("symbolic link"), std::string::npos) << trials[id_].dump();
+    EXPECT_EQ(trials[other_]["status"], "done") << trials[other_].dump();
+    EXPECT_EQ(query(study_.db, "SELECT count(*) FROM trials WHERE status = 'running'")[0][0], "0");
+  }
 
   TempDir dir_;
   Study study_;
-  std::string victim_, id_;
+  std::string victim_, id_, other_;
 };
 
 TEST_F(PlantedSymlinks, LockFile) {
@@ -191,25 +203,21 @@ TEST_F(PlantedSymlinks, LockFile) {
 TEST_F(PlantedSymlinks, TrialConfig) {
   fs::create_directories(study_.trial_dir(id_));
   fs::create_symlink(victim_, study_.trial_dir(id_) / "config.toml");
-  Result r = tune({"run", "--space", study_.space}, dir_.path());
-  EXPECT_NE(r.exit_code, 0) << r.describe();
-  EXPECT_NE(r.err.find("symbolic link"), std::string::npos) << r.err;
+  expect_refused_and_the_study_goes_on(tune({"run", "--space", study_.space}, dir_.path()));
   expect_victim_untouched();
 }
 
 TEST_F(PlantedSymlinks, TrialLog) {
   fs::create_directories(study_.trial_dir(id_));
   fs::create_symlink(victim_, study_.trial_dir(id_) / "output.log");
-  tune({"run", "--space", study_.space}, dir_.path());
+  expect_refused_and_the_study_goes_on(tune({"run", "--space", study_.space}, dir_.path()));
   expect_victim_untouched();
 }
 
 TEST_F(PlantedSymlinks, TrialFolder) {
   fs::create_directories(study_.results);
   fs::create_directory_symlink(dir_.path(), study_.trial_dir(id_));
-  Result r = tune({"run", "--space", study_.space}, dir_.path());
-  EXPECT_NE(r.exit_code, 0) << r.describe();
-  EXPECT_NE(r.err.find("symbolic link"), std::string::npos) << r.err;
+  expect_refused_and_the_study_goes_on(tune({"run", "--space", study_.space}, dir_.path()));
   EXPECT_FALSE(fs::exists(dir_.file("config.toml")));
 }
 
@@ -317,6 +325,47 @@ TEST(TerminalOutput, ControlBytesInValuesAreEscaped) {
       EXPECT_NE(r.out.find("red \\x1b[31m"), std::string::npos) << r.out;
     }
   }
+}
+
+// tune show and tune export print every value escaped too: C1 controls
+// (U+009B, the one-byte CSI; U+0085, next line) as ESC, BEL and DEL are; in
+// TOML and JSON as their \u escapes (the same value read back), on the
+// command line as a $'...' word.
+TEST(TerminalOutput, ShowAndExportEscapeC1ControlsAsTheyDoEscBelAndDel) {
+  TempDir dir;
+  SpaceOptions o;
+  o.axes = "\"training.dataset\" = [\"x \\u001b[31m \\u0007 \\u007f \\u009b2J \\u0085 y\"]\n";
+  Study s = write_space(dir, o);
+  ASSERT_EQ(tune({"run", "--space", s.space, "--plain"}, dir.path()).exit_code, 0);
+  const auto list = json_of(tune({"list", "--db", s.db, "--format", "json"}, dir.path()));
+  ASSERT_EQ(list.size(), 1u);
+  const std::string id = list[0]["id"];
+  for (const std::vector<std::string>& args : {std::vector<std::string>{"show", "--db", s.db, id},
+                                               {"show", "--db", s.db, id, "--format", "json"},
+                                               {"export", "--db", s.db, "--trial", id},
+                                               {"export", "--db", s.db, "--trial", id, "--format", "cli"},
+                                               {"export", "--db", s.db, "--trial", id, "--format", "json"}}) {
+    Result r = tune(args, dir.path());
+    const std::string what = args[0] + (args.size() > 5 ? " " + args.back() : "");
+    EXPECT_EQ(r.exit_code, 0) << what << ": " << r.describe();
+    for (const std::string* text : {&r.out, &r.err}) {
+      EXPECT_EQ(text->find('\x1b'), std::string::npos) << what << ": raw ESC in\n" << *text;
+      EXPECT_EQ(text->find('\x07'), std::string::npos) << what << ": raw BEL in\n" << *text;
+      EXPECT_EQ(text->find('\x7f'), std::string::npos) << what << ": raw DEL in\n" << *text;
+      EXPECT_EQ(text->find("\xc2\x9b"), std::string::npos) << what << ": raw U+009B in\n" << *text;
+      EXPECT_EQ(text->find("\xc2\x85"), std::string::npos) << what << ": raw U+0085 in\n" << *text;
+    }
+    EXPECT_NE(r.out.find("x "), std::string::npos) << what << ": the value is shown\n" << r.out;
+  }
+  // What export writes still reads back as the same value.
+  const std::string toml = tune({"export", "--db", s.db, "--trial", id}, dir.path()).out;
+  EXPECT_EQ(JobConfig::from_toml_string(toml, "export").get_string("training.dataset"),
+            "x \x1b[31m \x07 \x7f \xc2\x9b"
+            "2J \xc2\x85 y");
+  const auto json = json_of(tune({"export", "--db", s.db, "--trial", id, "--format", "json"}, dir.path()));
+  EXPECT_EQ(json["job_config"]["training.dataset"],
+            "x \x1b[31m \x07 \x7f \xc2\x9b"
+            "2J \xc2\x85 y");
 }
 
 // Every launched trial failed: the run says so and exits 4, not 0.

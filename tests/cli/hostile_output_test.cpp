@@ -57,7 +57,8 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{"NanTps", "tps", {"--field", "tps=nan"}, "tps nan is not a number"},
                       Case{"InfiniteTflops", "tflops", {"--field", "tflops=inf"}, "tflops inf is infinite"},
                       Case{"AbsurdMemory", "tps", {"--field", "memory=1e12GiB(5.00%)"}, "memory 1e+12 is over"},
-                      Case{"StepOverflow", "tps", {"--field", "step=18446744073709551621"}, "overflows"}),
+                      Case{"StepOverflow", "tps", {"--field", "step=18446744073709551621"}, "overflows"},
+                      Case{"HexMfu", "mfu", {"--field", "mfu=0x1p4"}, "mfu '0x1p4%' is not a decimal number"}),
     [](const auto& info) { return std::string(info.param.name); });
 
 TEST(OutputVolume, AMillionStepLinesAreBoundedInTheDbTheLogAndTunesMemory) {
@@ -90,6 +91,36 @@ TEST(OutputVolume, AMillionStepLinesAreBoundedInTheDbTheLogAndTunesMemory) {
   // The note is the last line: nothing is written after it.
   EXPECT_EQ(text.substr(text.rfind('\n', text.size() - 2) + 1),
             "partune: output truncated here: this log reached its cap of 67108864 bytes\n");
+}
+
+// A trainer flooding short lines is ended at timeout_s, whatever it writes:
+// 1 GB of newlines (faster than tune handles lines; before, tune ran on
+// until the trainer stopped, and recorded the trial as done), or 10^6 lines
+// a second without end. Within timeout_s + 2 s, with tune's own peak memory
+// under 200 MB.
+TEST(OutputFlood, TheTimeLimitHoldsAndTunesMemoryStaysBounded) {
+  const char* asan = std::getenv("ASAN_OPTIONS");
+  ::setenv("ASAN_OPTIONS", (std::string(asan ? asan : "") + ":quarantine_size_mb=4").c_str(), 1);
+  for (const auto& flood :
+       std::vector<std::vector<std::string>>{{"--newline-flood", "1000000000"}, {"--paced-lines", "1000000"}}) {
+    TempDir dir;
+    SpaceOptions o;
+    o.trainer_args = flood;
+    o.axes = "\"training.local_batch_size\" = [1]\n";
+    o.timeout_s = 2;
+    o.hang_timeout_s = 30;
+    Study s = write_space(dir, o);
+    // tune's own limit: far past what the trial may take, so that a
+    // regression fails here rather than waiting for the whole flood.
+    Result run = tune({"--space", s.space, "--plain"}, dir.path(), 30);
+    EXPECT_EQ(run.exit_code, 4) << flood[0] << ": " << run.describe();  // its only trial failed
+    const auto rows = query(s.db, "SELECT status, failure, wall_s FROM trials");
+    ASSERT_EQ(rows.size(), 1u);
+    EXPECT_EQ(rows[0][0], "failed") << flood[0];
+    EXPECT_EQ(rows[0][1], "timeout") << flood[0];
+    EXPECT_LT(std::stod(rows[0][2]), o.timeout_s + 2) << flood[0];
+    EXPECT_LT(run.max_rss_kib, 200 * 1024) << flood[0] << " (KiB)";
+  }
 }
 
 TEST(RankPrefix, StepLinesOfNonZeroRanksOnlyAreStored) {

@@ -2,6 +2,7 @@
 // becomes a finished trial (noted) that ranks and exports with the rest;
 // ingesting it again changes nothing.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include "cli_testing.h"
 #include "common/job_config.h"
@@ -130,6 +131,93 @@ mode = "full"
   EXPECT_NE(again.out.find("already has a result"), std::string::npos) << again.out;
   EXPECT_EQ(query(s.db, "SELECT COUNT(*) FROM events WHERE kind = 'ingest_repeat' AND trial = '" + wanted + "'"),
             (std::vector<std::vector<std::string>>{{"1"}}));
+}
+
+// Only a regular file of bounded size is a log: a FIFO without a writer
+// blocked tune forever, /dev/zero grew it without end, a folder was taken
+// for an empty log (a failed trial). Each is refused (exit 2) before the
+// database is touched.
+TEST(Ingest, ALogMustBeARegularFileOfBoundedSize) {
+  TempDir dir;
+  const std::string config = dir.file("hand_run.toml");
+  write_file(config, kHandRunConfig);
+  const std::string fifo = dir.file("fifo.log");
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  const std::string folder = dir.file("a-folder");
+  fs::create_directories(folder);
+  const std::string huge = dir.file("huge.log");
+  write_file(huge, "");
+  fs::resize_file(huge, (uintmax_t{1} << 30) + 1);  // sparse: no disk used
+  const std::string db = dir.file("ingest.db");
+  for (const auto& [log, reason] :
+       std::vector<std::pair<std::string, std::string>>{{fifo, "not a regular file (a FIFO)"},
+                                                        {"/dev/zero", "not a regular file (a character device)"},
+                                                        {folder, "not a regular file (a folder)"},
+                                                        {huge, "larger than the 1024 MiB a log may be"}}) {
+    Result r = tune({"ingest", "--db", db, "--study", "hand", "--config", config, log}, dir.path(), 10);
+    EXPECT_EQ(r.exit_code, 2) << log << ": " << r.describe();
+    EXPECT_NE(r.err.find(log + ": " + reason), std::string::npos) << r.err;
+    EXPECT_FALSE(fs::exists(db)) << log;
+  }
+}
+
+// An empty log (a failed run) then a good log of the same config: the trial
+// ends done, the failure kept as an event (it stayed failed, the good run
+// only an event).
+TEST(Ingest, AGoodLogAfterAFailedOneOfTheSameConfigLeavesTheTrialDone) {
+  TempDir dir;
+  SpaceOptions o;
+  o.objective = "mfu";
+  o.axes = "\"training.local_batch_size\" = [2]\n";
+  Study s = write_space(dir, o);
+  const std::string id =
+      json_of(tune({"plan", "--space", s.space, "--format", "json"}, dir.path()))["candidates"][0]["id"];
+  const std::string config = dir.file("hand.toml");
+  write_file(config, "[model]\nname = \"qwen3\"\nflavor = \"debugmodel_moe\"\n[training]\nlocal_batch_size = 2\n");
+  const std::string empty = dir.file("empty.log");
+  write_file(empty, "");
+  Result first = tune({"ingest", "--space", s.space, "--config", config, empty}, dir.path());
+  ASSERT_EQ(first.exit_code, 0) << first.describe();
+  EXPECT_NE(first.out.find("trial " + id + " failed"), std::string::npos) << first.out;
+
+  const std::string good = kFixtures + "/logs/torchtitan_v022_colored.log";
+  Result second = tune({"ingest", "--space", s.space, "--config", config, "--warmup-steps", "2", good}, dir.path());
+  ASSERT_EQ(second.exit_code, 0) << second.describe();
+  const auto trials = trials_by_id(json_of(tune({"list", "--db", s.db, "--format", "json"}, dir.path())));
+  ASSERT_EQ(trials.size(), 1u);
+  EXPECT_EQ(trials.at(id)["status"], "done") << trials.at(id).dump();
+  EXPECT_EQ(trials.at(id)["attempt"], 2) << trials.at(id).dump();
+  EXPECT_EQ(query(s.db, "SELECT count(*) FROM events WHERE kind = 'ingest_replaced' AND trial = '" + id + "'")[0][0],
+            "1");
+}
+
+// Without --space, a run of a config the study plans gets the planner's id
+// from the space the study recorded: `tune export --trial ID` ingested from
+// two logs is two runs of ID (it was two new ids, neither ID).
+TEST(Ingest, AnExportedTrialIngestedWithoutTheSpaceGetsThePlannersId) {
+  TempDir dir;
+  SpaceOptions o;
+  o.objective = "mfu";
+  o.axes = "\"training.local_batch_size\" = [1, 2]\n";
+  Study s = write_space(dir, o);
+  ASSERT_EQ(tune({"--space", s.space}, dir.path()).exit_code, 0);
+  const auto before = trials_by_id(json_of(tune({"list", "--db", s.db, "--format", "json"}, dir.path())));
+  ASSERT_EQ(before.size(), 2u);
+  const std::string id = before.begin()->first;
+  const std::string config = dir.file("exported.toml");
+  Result exported = tune({"export", "--db", s.db, "--trial", id, "-o", config}, dir.path());
+  ASSERT_EQ(exported.exit_code, 0) << exported.describe();
+  const std::string log1 = dir.file("one.log"), log2 = dir.file("two.log");
+  write_file(log1, read_file(kFixtures + "/logs/torchtitan_v022_colored.log"));
+  write_file(log2, read_file(log1));
+  Result in = tune({"ingest", "--db", s.db, "--study", s.name, "--config", config, "--warmup-steps", "2", log1, log2},
+                   dir.path());
+  ASSERT_EQ(in.exit_code, 0) << in.describe();
+  EXPECT_NE(in.out.find(log1 + ": trial " + id + " already has a result"), std::string::npos) << in.out;
+  EXPECT_NE(in.out.find(log2 + ": trial " + id + " already has a result"), std::string::npos) << in.out;
+  EXPECT_EQ(trials_by_id(json_of(tune({"list", "--db", s.db, "--format", "json"}, dir.path()))).size(), 2u);
+  EXPECT_EQ(query(s.db, "SELECT count(*) FROM events WHERE kind = 'ingest_repeat' AND trial = '" + id + "'")[0][0],
+            "2");
 }
 
 }  // namespace

@@ -93,7 +93,8 @@ TEST(ParallelTrials, KillNineWithFourRunningEndsThemAllAndResumeFinishes) {
 }
 
 TEST(ParallelTrials, CudaSlotsGetDisjointDeviceSets) {
-  ::unsetenv("CUDA_VISIBLE_DEVICES");  // the slots then number devices 0..7
+  ::unsetenv("CUDA_VISIBLE_DEVICES");             // the slots then number the machine's devices 0..7
+  ::setenv("PARTUNE_CUDA_DEVICE_COUNT", "8", 1);  // the driver's answer (test hook)
   TempDir dir;
   SpaceOptions o = eight_slow_trials("cuda");
   o.trainer_args = {"--step-ms", "100", "--print-env", "CUDA_VISIBLE_DEVICES"};
@@ -101,6 +102,7 @@ TEST(ParallelTrials, CudaSlotsGetDisjointDeviceSets) {
   o.launcher = "parallel_trials = 4\n";
   const Study s = write_space(dir, o);
   const Result r = tune({"--space", s.space}, dir.path(), 60);
+  ::unsetenv("PARTUNE_CUDA_DEVICE_COUNT");
   ASSERT_EQ(r.exit_code, 0) << r.describe();
   std::set<std::string> sets;
   for (const auto& row : query(s.db, "SELECT id FROM trials")) {
@@ -124,6 +126,43 @@ TEST(ParallelTrials, MoreDevicesThanVisibleIsAnInputError) {
   EXPECT_EQ(r.exit_code, 2) << r.describe();
   EXPECT_NE(r.err.find("launcher.parallel_trials"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("CUDA_VISIBLE_DEVICES=0,1,2 has 3"), std::string::npos) << r.err;
+}
+
+// CUDA_VISIBLE_DEVICES unset: the machine's devices are counted (devices =
+// 8 and 2 trials gave slots 0..7 and 8..15 on any machine); too few, or no
+// driver to count them, is refused as too few visible are. An empty
+// CUDA_VISIBLE_DEVICES is no device, not unset.
+TEST(ParallelTrials, TooFewCudaDevicesOnTheMachineIsAnInputError) {
+  struct Case {
+    const char* visible;       // nullptr: unset
+    const char* driver_count;  // PARTUNE_CUDA_DEVICE_COUNT; nullptr: the real driver (none here, or any)
+    const char* message;
+  };
+  for (const Case& c : {Case{nullptr, "8", "2 trials of 8 devices need 16 devices; this machine has 8"},
+                        Case{nullptr, "none",
+                             "CUDA_VISIBLE_DEVICES is unset and this machine's CUDA devices "
+                             "cannot be counted"},
+                        Case{"", "16", "CUDA_VISIBLE_DEVICES is set and empty: no device is visible"}}) {
+    if (c.visible)
+      ::setenv("CUDA_VISIBLE_DEVICES", c.visible, 1);
+    else
+      ::unsetenv("CUDA_VISIBLE_DEVICES");
+    ::setenv("PARTUNE_CUDA_DEVICE_COUNT", c.driver_count, 1);
+    TempDir dir;
+    SpaceOptions o = eight_slow_trials("count");
+    o.hardware = "device_type = \"cuda\"\ndevices = 8\nmemory_gib = 80\n";
+    o.launcher = "parallel_trials = 2\n";
+    const Study s = write_space(dir, o);
+    const Result r = tune({"--space", s.space}, dir.path());
+    ::unsetenv("CUDA_VISIBLE_DEVICES");
+    ::unsetenv("PARTUNE_CUDA_DEVICE_COUNT");
+    EXPECT_EQ(r.exit_code, 2) << r.describe();
+    EXPECT_NE(r.err.find("launcher.parallel_trials"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find(c.message), std::string::npos) << r.err;
+    if (fs::exists(s.db)) {
+      EXPECT_EQ(query(s.db, "SELECT count(*) FROM trials WHERE attempt > 0")[0][0], "0") << "a trial was launched";
+    }
+  }
 }
 
 TEST(ParallelTrials, SlurmOutsideAnAllocationIsAnInputError) {

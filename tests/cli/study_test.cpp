@@ -130,22 +130,29 @@ TEST(Study, BestRanksHealthyTrialsByTheObjectiveAndAllAddsTheFlaggedOnes) {
   EXPECT_NE(table.out.find("healthy"), std::string::npos) << table.out;
 }
 
-TEST(Study, ATimeBudgetOfZeroStartsNothingAndSaysHowToResume) {
+// A budget of 0 is refused, as the space file refuses it (one range for a
+// value wherever it comes from); a short one ends the study, which the same
+// command resumes.
+TEST(Study, ATimeBudgetEndsTheStudyAndSaysHowToResume) {
   TempDir dir;
-  Study s = write_space(dir, {});
-  Result r = tune({"--space", s.space, "--time-budget", "0"}, dir.path());
+  SpaceOptions o;
+  o.trainer_args = {"--step-ms", "300"};  // about 2 s a trial: the budget ends the study after the first
+  Study s = write_space(dir, o);
+  Result zero = tune({"--space", s.space, "--time-budget", "0"}, dir.path());
+  EXPECT_EQ(zero.exit_code, 2) << zero.describe();
+  EXPECT_NE(zero.err.find("--time-budget: must be more than 0 s, got 0"), std::string::npos) << zero.err;
+  EXPECT_FALSE(fs::exists(s.db));
+
+  Result r = tune({"--space", s.space, "--time-budget", "1s"}, dir.path());
   ASSERT_EQ(r.exit_code, 0) << r.describe();
   EXPECT_NE(r.out.find("run the same command again to resume"), std::string::npos) << r.out;
-  EXPECT_NE(r.out.find("ran 0 trials"), std::string::npos) << r.out;
-  EXPECT_FALSE(fs::exists(s.results) && !fs::is_empty(s.results));
   auto list = json_of(tune({"list", "--db", s.db, "--format", "json"}, dir.path()));
   ASSERT_EQ(list.size(), 4u);
-  for (const auto& t : list) {
-    EXPECT_EQ(t["status"], "pending");
-    EXPECT_EQ(t["attempt"], 0);
-  }
+  int pending = 0;
+  for (const auto& t : list) pending += t["status"] == "pending";
+  EXPECT_GE(pending, 3) << list.dump();
   // Resuming as told finishes it.
-  Result resumed = tune({"--space", s.space}, dir.path());
+  Result resumed = tune({"--space", s.space}, dir.path(), 60);
   ASSERT_EQ(resumed.exit_code, 0) << resumed.describe();
   EXPECT_NE(resumed.out.find("4 done"), std::string::npos) << resumed.out;
 }

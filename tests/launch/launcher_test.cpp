@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
@@ -114,6 +115,24 @@ TEST_F(Launcher, StreamsLinesToCallbackAndLogFile) {
   fs::remove_all(dir);
 }
 
+// What a callback does about a line (tune prints progress, a test reads the
+// log) may be seen at once: the line is in the log by then, though the log
+// is flushed once a batch of lines, not once a line.
+TEST_F(Launcher, TheLogHoldsALineBeforeTheCallbackSeesIt) {
+  const fs::path dir = temp_dir();
+  LaunchOptions opts;
+  opts.log_path = (dir / "output.log").string();
+  size_t checked = 0;
+  launch({trainer()}, opts, [&](size_t, std::string_view line) {
+    std::ifstream log(opts.log_path);
+    const std::string text((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
+    EXPECT_NE(text.find(std::string(line) + "\n"), std::string::npos) << line;
+    ++checked;
+  });
+  EXPECT_GT(checked, 5u);
+  fs::remove_all(dir);
+}
+
 TEST_F(Launcher, NothingToRun) {
   auto r = launch({}, {}, {});
   EXPECT_TRUE(r.exit_codes.empty());
@@ -190,14 +209,33 @@ TEST_F(Launcher, MissingProgramIsExit127AndEndsTheOthers) {
   EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 3.0);
   EXPECT_EQ(r.exit_codes[1], 127);
   EXPECT_EQ(r.signals[0], SIGKILL);
-  EXPECT_TRUE(cap.has("partune: cannot start /nonexistent/partune-no-such-program: not an executable file"));
+  // Why, as execve would say it: in the output and in the result.
+  const std::string why = "cannot execute /nonexistent/partune-no-such-program: No such file or directory";
+  EXPECT_TRUE(cap.has("partune: " + why));
+  EXPECT_EQ(r.start_error, why);
 
   Captured cap2;
   ProcessSpec not_on_path;
   not_on_path.argv = {"partune-no-such-program-on-path"};
   auto r2 = launch({not_on_path}, {}, cap2.sink());
   EXPECT_EQ(r2.exit_codes[0], 127);
-  EXPECT_TRUE(cap2.has("partune: cannot start partune-no-such-program-on-path: not found on PATH"));
+  EXPECT_EQ(
+      r2.start_error.rfind("cannot execute partune-no-such-program-on-path: No such file or directory on PATH (", 0),
+      0u)
+      << r2.start_error;
+
+  // A file that is there but not executable, and a folder.
+  const fs::path dir = temp_dir();
+  const std::string plain = (dir / "not-executable").string();
+  std::ofstream(plain) << "#!/bin/sh\n";
+  ProcessSpec no_x;
+  no_x.argv = {plain};
+  Captured cap3;
+  EXPECT_EQ(launch({no_x}, {}, cap3.sink()).start_error, "cannot execute " + plain + ": Permission denied");
+  ProcessSpec folder;
+  folder.argv = {dir.string()};
+  EXPECT_EQ(launch({folder}, {}, cap3.sink()).start_error, "cannot execute " + dir.string() + ": Is a directory");
+  fs::remove_all(dir);
 }
 
 TEST_F(Launcher, TimeoutKillsTheGroup) {
@@ -216,6 +254,61 @@ TEST_F(Launcher, TimeoutKillsTheGroup) {
   for (const auto& [p, l] : cap.lines) st.feed(l);
   auto [code, sig] = trial_exit(r);
   EXPECT_EQ(classify_exit(code, sig, r.timed_out, r.hung, st), FailureClass::Timeout);
+}
+
+// A child writing short lines faster than they are handled (each one to
+// the log, as a trial's are) still ends at the time limit, which was only
+// checked when the pipe was empty: 1 GB of newlines ran on past it. Also
+// 10^6 lines a second, paced. A watchdog ends the child when the limit
+// does not, so a regression fails here instead of waiting for 1 GB.
+TEST_F(Launcher, TimeLimitHoldsWhileAChildFloodsShortLines) {
+  for (const auto& flood :
+       std::vector<std::vector<std::string>>{{"--newline-flood", "1000000000"}, {"--paced-lines", "1000000"}}) {
+    const fs::path dir = temp_dir();
+    LaunchOptions opts;
+    opts.timeout_s = 1;
+    opts.hang_timeout_s = 30;
+    opts.kill_grace_s = 2;
+    opts.log_path = (dir / "output.log").string();
+    std::atomic<int> group{0};
+    std::atomic<bool> done{false};
+    std::thread watchdog([&] {
+      const auto t0 = std::chrono::steady_clock::now();
+      while (!done && std::chrono::steady_clock::now() - t0 < std::chrono::seconds(8))
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      if (!done && group > 0) ::killpg(group, SIGKILL);
+    });
+    size_t lines = 0;
+    const auto r = launch(
+        {trainer(flood)}, opts, [&](size_t, std::string_view) { ++lines; }, [&](int pgid) { group = pgid; });
+    done = true;
+    watchdog.join();
+    EXPECT_TRUE(r.timed_out) << flood[0];
+    EXPECT_EQ(r.signals[0], SIGTERM) << flood[0];
+    EXPECT_LT(r.wall_s, opts.timeout_s + 2) << flood[0];
+    EXPECT_GT(lines, 10000u) << flood[0];  // it did flood
+    EXPECT_LE(fs::file_size(opts.log_path), (uintmax_t{64} << 20) + 200) << flood[0];
+    fs::remove_all(dir);
+  }
+}
+
+// The log cap is per attempt: an attempt after one that filled the log to
+// its cap still leaves its lines (and its own truncation note).
+TEST_F(Launcher, LogCapIsPerAttempt) {
+  const fs::path dir = temp_dir();
+  LaunchOptions opts;
+  opts.log_path = (dir / "output.log").string();
+  opts.log_limit_bytes = 4096;
+  Captured cap;
+  launch({trainer({"--flood", "1000"})}, opts, cap.sink());
+  const auto first = fs::file_size(opts.log_path);
+  EXPECT_LE(first, 4096u + 200);
+  launch({trainer()}, opts, cap.sink());
+  std::ifstream log(opts.log_path);
+  std::string text((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
+  EXPECT_GT(text.size(), first);
+  EXPECT_NE(text.find("step:  5", first), std::string::npos) << "the second attempt's last step is in the log";
+  fs::remove_all(dir);
 }
 
 TEST_F(Launcher, HangIsNoOutputForHangTimeout) {

@@ -4,7 +4,10 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdlib>
+
 #include "common/error.h"
+#include "tuner/launch/cuda_devices.h"
 #include "tuner/launch/torchtitan_backend.h"
 #include "tuner/launch/trial_slots.h"
 
@@ -66,9 +69,14 @@ TEST(Slurm, TorchrunPerNodeGetsTheRendezvousAndTheNodeRankPlaceholder) {
                                                  "torchtitan.train", "--job.config_file", "c.toml"}));
 }
 
+// The machine's device count, as the driver would say it.
+std::function<std::optional<int>()> machine_with(std::optional<int> devices) {
+  return [devices] { return devices; };
+}
+
 TEST(TrialSlots, OneSlotPinsNothing) {
   std::vector<std::string> notes;
-  const auto s = local_slots(1, 8, "cuda", "", {0, 1, 2, 3}, "s.toml", notes);
+  const auto s = local_slots(1, 8, "cuda", std::nullopt, machine_with(std::nullopt), {0, 1, 2, 3}, "s.toml", notes);
   ASSERT_EQ(s.size(), 1u);
   EXPECT_TRUE(s[0].env.empty());
   EXPECT_TRUE(s[0].cpus.empty());
@@ -76,25 +84,64 @@ TEST(TrialSlots, OneSlotPinsNothing) {
 
 TEST(TrialSlots, CudaSlotsSplitTheVisibleDevices) {
   std::vector<std::string> notes;
-  auto s = local_slots(4, 2, "cuda", "", {}, "s.toml", notes);
+  auto s = local_slots(4, 2, "cuda", std::nullopt, machine_with(8), {}, "s.toml", notes);
   ASSERT_EQ(s.size(), 4u);
   EXPECT_EQ(s[0].env.at("CUDA_VISIBLE_DEVICES"), "0,1");
   EXPECT_EQ(s[3].env.at("CUDA_VISIBLE_DEVICES"), "6,7");
-  s = local_slots(2, 1, "cuda", "3,5,7", {}, "s.toml", notes);
+  s = local_slots(2, 1, "cuda", "3,5,7", machine_with(std::nullopt), {}, "s.toml", notes);
   EXPECT_EQ(s[0].env.at("CUDA_VISIBLE_DEVICES"), "3");
   EXPECT_EQ(s[1].env.at("CUDA_VISIBLE_DEVICES"), "5");
-  EXPECT_THROW(local_slots(2, 2, "cuda", "3,5,7", {}, "s.toml", notes), InputError);
+  EXPECT_THROW(local_slots(2, 2, "cuda", "3,5,7", machine_with(8), {}, "s.toml", notes), InputError);
   EXPECT_TRUE(notes.empty());
+}
+
+std::string slots_error(const std::optional<std::string>& visible, std::optional<int> devices) {
+  std::vector<std::string> notes;
+  try {
+    local_slots(2, 8, "cuda", visible, machine_with(devices), {}, "s.toml", notes);
+  } catch (const InputError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+// With CUDA_VISIBLE_DEVICES unset the machine's own devices are counted
+// (8 and 2 trials gave slots 0..7 and 8..15 on any machine); an empty one
+// is no device at all, not unset.
+TEST(TrialSlots, TooFewCudaDevicesAreRefused) {
+  const std::string need = "s.toml: key 'launcher.parallel_trials': 2 trials of 8 devices need 16 devices; ";
+  EXPECT_EQ(slots_error(std::nullopt, 8), need + "this machine has 8 (CUDA_VISIBLE_DEVICES is unset)");
+  EXPECT_EQ(slots_error(std::nullopt, std::nullopt)
+                .rfind(need + "CUDA_VISIBLE_DEVICES is unset and this machine's "
+                              "CUDA devices cannot be counted (no NVIDIA driver",
+                       0),
+            0u)
+      << slots_error(std::nullopt, std::nullopt);
+  EXPECT_EQ(slots_error(std::string(), 16), need + "CUDA_VISIBLE_DEVICES is set and empty: no device is visible");
+  EXPECT_EQ(slots_error(std::nullopt, 16), "");
+}
+
+// The driver's count: no NVML library is no driver; the test hook answers
+// instead when set.
+TEST(CudaDevices, NoDriverIsNoCountAndTheHookAnswersWhenSet) {
+  ::unsetenv(kCudaDeviceCountEnv);
+  EXPECT_EQ(cuda_device_count("libpartune-no-such-nvml.so.1"), std::nullopt);
+  ::setenv(kCudaDeviceCountEnv, "3", 1);
+  EXPECT_EQ(cuda_device_count("libpartune-no-such-nvml.so.1"), 3);
+  ::setenv(kCudaDeviceCountEnv, "none", 1);
+  EXPECT_EQ(cuda_device_count(), std::nullopt);
+  ::unsetenv(kCudaDeviceCountEnv);
 }
 
 TEST(TrialSlots, CpuSlotsSplitTheCpusAndSayWhenTheyOverlap) {
   std::vector<std::string> notes;
-  auto s = local_slots(2, 1, "cpu", "", {0, 1, 2, 3, 4, 5, 6, 7}, "s.toml", notes);
+  auto s =
+      local_slots(2, 1, "cpu", std::nullopt, machine_with(std::nullopt), {0, 1, 2, 3, 4, 5, 6, 7}, "s.toml", notes);
   EXPECT_EQ(s[0].cpus, (std::vector<int>{0, 1, 2, 3}));
   EXPECT_EQ(s[1].cpus, (std::vector<int>{4, 5, 6, 7}));
   EXPECT_EQ(s[1].env.at("OMP_NUM_THREADS"), "4");
   EXPECT_TRUE(notes.empty());
-  s = local_slots(4, 1, "cpu", "", {0, 1}, "s.toml", notes);
+  s = local_slots(4, 1, "cpu", std::nullopt, machine_with(std::nullopt), {0, 1}, "s.toml", notes);
   EXPECT_EQ(s[2].cpus, (std::vector<int>{0}));
   EXPECT_EQ(s[3].cpus, (std::vector<int>{1}));
   ASSERT_EQ(notes.size(), 1u);

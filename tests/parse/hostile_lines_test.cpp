@@ -66,6 +66,42 @@ TEST(HostileStepLine, NonFiniteNegativeAndAbsurdValuesAreRefused) {
   }
 }
 
+// Hex and malformed numbers fail the line as the other bad values do: "0x10%"
+// and "0x1p4%" were read as mfu 0 (the "0"), a done and healthy trial.
+TEST(HostileStepLine, HexAndMalformedNumbersAreRefused) {
+  struct Case {
+    std::string field, value;
+  };
+  const Case cases[] = {
+      {"mfu", "0x10%"},
+      {"mfu", "0x1p4%"},
+      {"mfu", "1.2.3%"},
+      {"mfu", "10.00%%"},
+      {"mfu", "ten%"},
+      {"tps", "0x3e8"},
+      {"tps", "1,000abc"},
+      {"tflops", "100.00x"},
+      {"loss", "2.5e"},
+      {"memory", "0x10GiB(12.50%)"},
+      {"memory", "10.00MiB(12.50%)"},
+      {"memory", "10.00GiB(0x10%)"},
+      {"memory", "10.00GiB(12.50%)x"},
+  };
+  for (const auto& c : cases) {
+    const std::string line = with(c.field, c.value);
+    auto p = parse_log_line(line);
+    EXPECT_EQ(p.kind, Kind::Failure) << line;
+    EXPECT_TRUE(p.refused_step) << line;
+    EXPECT_NE(p.message.find(c.field + " '" + c.value + "' is not a decimal number"), std::string::npos)
+        << line << " -> " << p.message;
+  }
+  // Through a whole trial's state: refused, no row, the trial fails.
+  TrialLogState st;
+  st.feed(with("mfu", "0x10%"));
+  EXPECT_TRUE(st.steps().empty());
+  EXPECT_EQ(st.failure(), FailureClass::Error);
+}
+
 TEST(HostileStepLine, MfuOverAHundredPercentIsTorchtitansFallbackPeakNotAbsurd) {
   EXPECT_EQ(parse_log_line(with("mfu", "720.00%")).kind, Kind::Step);
 }

@@ -83,27 +83,32 @@ Opened open_db(const DbArgs& a) {
   return o;
 }
 
-// Negative counts and budgets would read as "stop at once" (or wrap around
-// to "no limit"); CLI11's own range check prints the whole double range.
-CLI::Validator non_negative() {
+// Counts and durations have one parser and one range each, whether they
+// come from the command line or the space file (tuner/space/duration.h).
+// A count: decimal digits only (CLI11 alone would read "0x10" as 16 and
+// "010" as 8), at least `lo`; the text is rewritten to its plain decimal
+// form before CLI11 converts it.
+CLI::Validator count_at_least(int64_t lo) {
   return CLI::Validator(
-      [](std::string& text) -> std::string {
-        char* end = nullptr;
-        const double v = std::strtod(text.c_str(), &end);
-        if (text.empty() || *end != '\0') return "'" + text + "' is not a number";
-        if (v < 0) return "'" + text + "' is negative";
+      [lo](std::string& text) -> std::string {
+        const auto v = parse_count(text);
+        if (!text.empty() && text[0] == '-') return "'" + text + "' is negative";
+        if (!v) return "'" + text + "' is not a whole number in decimal digits";
+        if (*v < lo) return "must be >= " + std::to_string(lo) + ", got " + text;
+        text = std::to_string(*v);
         return "";
       },
-      "NUMBER>=0");
+      "INTEGER>=" + std::to_string(lo));
 }
 
-// A time budget: "8h", "90m", "1h30m" or seconds (tuner/space/duration.h).
+// A duration: "8h", "90m", "1h30m" or seconds, in the range of every limit.
 CLI::Validator duration_text() {
   return CLI::Validator(
       [](std::string& text) -> std::string {
         if (!text.empty() && text[0] == '-') return "'" + text + "' is negative";
-        if (!parse_duration(text)) return "'" + text + "' is not a duration (8h, 90m, 1h30m or seconds)";
-        return "";
+        const auto d = parse_duration(text);
+        if (!d) return "'" + text + "' is not a duration (8h, 90m, 1h30m or seconds, in decimal digits)";
+        return duration_problem(*d);
       },
       "DURATION");
 }
@@ -147,7 +152,8 @@ int main(int argc, char** argv) {
     cmd->add_option("--time-budget", budget,
                     "end the study after this long (8h, 90m, 1h30m or seconds); run again to resume")
         ->check(duration_text());
-    cmd->add_option("--max-trials", max_trials, "launch at most this many trials in this run")->check(non_negative());
+    cmd->add_option("--max-trials", max_trials, "launch at most this many trials in this run")
+        ->check(count_at_least(1));
     cmd->add_flag("--plain", plain, "one line per event even on a terminal");
   }
 
@@ -174,7 +180,7 @@ int main(int argc, char** argv) {
   bool all = false;
   auto* best = app.add_subcommand("best", "the best healthy trials, best first");
   add_db_args(best, db_args);
-  best->add_option("--top", top, "how many (0: all)")->check(non_negative());
+  best->add_option("--top", top, "how many (0: all)")->check(count_at_least(0));
   best->add_option("--objective", objective, "mfu | tps | tflops (default: the study's)");
   best->add_flag("--all", all, "also trials over the memory headroom or with allocation retries, flagged");
   best->add_option("--format", format, "table | json");
@@ -195,7 +201,7 @@ int main(int argc, char** argv) {
   auto* report = app.add_subcommand("report", "the morning report: one self-contained HTML file with plots");
   add_db_args(report, db_args);
   report->add_option("-o,--output", report_path, "HTML file to write (default: <db>-report.html beside the db)");
-  report->add_option("--top", report_top, "rows of the top-k table")->check(non_negative());
+  report->add_option("--top", report_top, "rows of the top-k table")->check(count_at_least(0));
 
   auto* why = app.add_subcommand("why", "why one candidate is where it is: rejected, pruned, failed, or its rank");
   add_db_args(why, db_args);
@@ -208,7 +214,7 @@ int main(int argc, char** argv) {
   ing->add_option("--db", ingest.db_path, "results database (default: the space's)");
   ing->add_option("--study", ingest.study, "study name (default: the space's)");
   ing->add_option("--config", ingest.config_path, "the runs' torchtitan job config")->required();
-  ing->add_option("--warmup-steps", ingest.warmup_steps, "steps not counted in the medians")->check(non_negative());
+  ing->add_option("--warmup-steps", ingest.warmup_steps, "steps not counted in the medians")->check(count_at_least(0));
   ing->add_option("logs", ingest.logs, "log files, one run each")->required();
 
   try {
@@ -244,7 +250,7 @@ int main(int argc, char** argv) {
       if (auto note = check_with_trainer(space, r.candidates, embedded_trainer_path(space, argv[0])))
         r.notes.push_back(*note);
       if (format == "json")
-        std::cout << plan_output_json(space, r).dump(2) << "\n";
+        std::cout << printable_json(plan_output_json(space, r).dump(2)) << "\n";
       else
         std::cout << plan_output_table(space, r);
       return kExitOk;
@@ -256,7 +262,7 @@ int main(int argc, char** argv) {
       if (format == "json") {
         nlohmann::json arr = nlohmann::json::array();
         for (const auto& t : trials) arr.push_back(trial_to_json(t, false, o.health));
-        std::cout << arr.dump(2) << "\n";
+        std::cout << printable_json(arr.dump(2)) << "\n";
       } else {
         TableOptions to;
         to.health_rule = o.health;
@@ -269,7 +275,7 @@ int main(int argc, char** argv) {
       Opened o = open_db(db_args);
       TrialRecord r = resolve_trial(o);
       if (format == "json")
-        std::cout << trial_to_json(r, true, o.health).dump(2) << "\n";
+        std::cout << printable_json(trial_to_json(r, true, o.health).dump(2)) << "\n";
       else
         std::cout << trial_detail(r, o.health);
       return kExitOk;
@@ -281,7 +287,7 @@ int main(int argc, char** argv) {
       if (format == "json") {
         nlohmann::json arr = nlohmann::json::array();
         for (const auto& t : ranked) arr.push_back(trial_to_json(t, false, o.health));
-        std::cout << arr.dump(2) << "\n";
+        std::cout << printable_json(arr.dump(2)) << "\n";
       } else {
         TableOptions to;
         to.rank = true;
@@ -310,7 +316,7 @@ int main(int argc, char** argv) {
       const std::optional<JobConfig> base = r.source == "tune" ? o.base : std::nullopt;
       std::string text = format == "toml"  ? export_toml(r, base)
                          : format == "cli" ? export_cli(r) + "\n"
-                                           : export_json(r, base).dump(2) + "\n";
+                                           : printable_json(export_json(r, base).dump(2)) + "\n";
       write_output(text, out_path);
       return kExitOk;
     }

@@ -27,7 +27,10 @@ struct Predictions {
 
 // The trial cost a study's database shows, when it exists and has finished trials.
 std::optional<TrialCost> measured_cost(const Space& space) {
-  if (!std::filesystem::exists(space.study.db_path)) return std::nullopt;
+  // No database yet (an empty file is none either: `tune run` makes one there).
+  std::error_code ec;
+  if (!std::filesystem::exists(space.study.db_path, ec) || std::filesystem::is_empty(space.study.db_path, ec))
+    return std::nullopt;
   Store store = Store::open(space.study.db_path, Store::Mode::Existing);
   if (!store.study(space.study.name)) return std::nullopt;
   const std::vector<TrialRecord> trials = store.trials(space.study.name);

@@ -91,13 +91,19 @@ struct ChildSetup : bp::extend::handler {
 // PATH (the child's PATH when the spec sets one). Empty: not found.
 std::string resolve_program(const ProcessSpec& spec, std::string& why) {
   const std::string& name = spec.argv[0];
-  auto executable = [](const std::string& p) {
+  // Why `p` cannot be executed, as execve would say it; "" when it can.
+  auto not_executable = [](const std::string& p) -> std::string {
     struct stat st;
-    return ::stat(p.c_str(), &st) == 0 && S_ISREG(st.st_mode) && ::access(p.c_str(), X_OK) == 0;
+    if (::stat(p.c_str(), &st) != 0) return std::strerror(errno);
+    if (S_ISDIR(st.st_mode)) return std::strerror(EISDIR);
+    if (!S_ISREG(st.st_mode)) return "not a regular file";
+    if (::access(p.c_str(), X_OK) != 0) return std::strerror(errno);
+    return "";
   };
+  auto executable = [&](const std::string& p) { return not_executable(p).empty(); };
   if (name.find('/') != std::string::npos) {
-    if (executable(name)) return name;
-    why = "not an executable file";
+    why = not_executable(name);
+    if (why.empty()) return name;
     return {};
   }
   std::string path;
@@ -111,7 +117,7 @@ std::string resolve_program(const ProcessSpec& spec, std::string& why) {
     std::string cand = (dir.empty() ? std::string(".") : dir) + "/" + name;
     if (executable(cand)) return cand;
   }
-  why = "not found on PATH";
+  why = "No such file or directory on PATH (" + (path.empty() ? std::string("PATH is empty") : path) + ")";
   return {};
 }
 
@@ -133,8 +139,7 @@ class Run {
     if (!opts.log_path.empty()) {
       log_ = open_trial_log(opts.log_path);  // not through a planted symlink
       if (!log_) throw std::system_error(errno, std::system_category(), "cannot open trial log " + opts.log_path);
-      struct stat st;
-      if (::fstat(::fileno(log_), &st) == 0) log_bytes_ = st.st_size;
+      // The cap counts this attempt's output only (log_limit_bytes).
     }
   }
   ~Run() {
@@ -202,6 +207,7 @@ class Run {
            seconds_since(drain_start) < 2.0)
       pump(50);
     for (size_t i = 0; i < procs_.size(); ++i) close_pipe(i);
+    if (log_) std::fflush(log_);
     result_.wall_s = seconds_since(start_time_);
   }
 
@@ -219,13 +225,15 @@ class Run {
       program.clear();
     }
     if (program.empty()) {
-      emit(i, "partune: cannot start " + (spec.argv.empty() ? std::string("process") : spec.argv[0]) + ": " + why);
+      const std::string name = spec.argv.empty() ? std::string("process") : spec.argv[0];
+      start_failed(i,
+                   (why.rfind("working directory", 0) == 0 ? "cannot start " : "cannot execute ") + name + ": " + why);
       return false;
     }
 
     int fds[2];
     if (::pipe2(fds, O_CLOEXEC) != 0) {
-      emit(i, std::string("partune: cannot start ") + spec.argv[0] + ": pipe: " + std::strerror(errno));
+      start_failed(i, std::string("cannot start ") + spec.argv[0] + ": pipe: " + std::strerror(errno));
       return false;
     }
     bp::pipe out(fds[0], fds[1]);
@@ -249,7 +257,7 @@ class Run {
                 bp::start_dir = spec.cwd.empty() ? std::string(".") : spec.cwd, setup, ec);
     if (ec || !c.valid()) {
       if (setup.failed_pid > 0) ::waitpid(setup.failed_pid, nullptr, 0);
-      emit(i, "partune: cannot start " + spec.argv[0] + ": " + ec.message());
+      start_failed(i, "cannot execute " + spec.argv[0] + ": " + ec.message());
       return false;
     }
     if (containment_) containment_->track(c.id());
@@ -263,6 +271,13 @@ class Run {
     p.child = std::move(c);
     p.running = true;
     return true;
+  }
+
+  // The first process that could not be started says why, in the log and
+  // in the result (a bare exit code 127 would not).
+  void start_failed(size_t i, const std::string& why) {
+    if (result_.start_error.empty()) result_.start_error = why;
+    emit(i, "partune: " + why);
   }
 
   void reap() {
@@ -310,15 +325,25 @@ class Run {
     }
     int n = ::poll(pfds.data(), pfds.size(), timeout_ms);
     if (n <= 0) return;
+    // A child that writes faster than its lines are handled keeps the pipe
+    // full: reading until it is empty would never return to the loop, and the
+    // time limits (checked there) would never be. So one call reads a bounded
+    // amount per pipe, and for a bounded time (per pipe: a flooding rank
+    // does not starve the others).
+    static constexpr size_t kMaxBytesPerCall = size_t{1} << 20;
+    static constexpr double kMaxSecondsPerCall = 0.05;
     char buf[65536];
     for (size_t k = 0; k < pfds.size(); ++k) {
       if (!(pfds[k].revents & (POLLIN | POLLHUP | POLLERR))) continue;
       size_t i = idx[k];
       Proc& p = procs_[i];
-      while (true) {
+      const auto read_start = Clock::now();
+      size_t taken = 0;
+      while (taken < kMaxBytesPerCall && seconds_since(read_start) < kMaxSecondsPerCall) {
         ssize_t got = ::read(p.fd, buf, sizeof buf);
         if (got > 0) {
           last_output_ = Clock::now();
+          taken += static_cast<size_t>(got);
           p.partial.append(buf, static_cast<size_t>(got));
           split_lines(i);
           continue;
@@ -330,17 +355,22 @@ class Run {
     }
   }
 
+  // Every complete line of what was read: first all into the log, flushed
+  // once (a flush per line made tune slower than a child printing short
+  // lines), then each to on_line, so the log holds a line before anything
+  // the callback does about it can be seen.
   void split_lines(size_t i) {
     static constexpr size_t kMaxLine = 1 << 20;  // a longer "line" is cut, not buffered forever
     std::string& s = procs_[i].partial;
-    size_t begin = 0;
-    while (true) {
-      size_t nl = s.find('\n', begin);
-      if (nl == std::string::npos) break;
-      emit(i, std::string_view(s).substr(begin, nl - begin));
-      begin = nl + 1;
+    size_t end = 0;
+    for (size_t begin = 0, nl; (nl = s.find('\n', begin)) != std::string::npos; begin = nl + 1) {
+      log_line(std::string_view(s).substr(begin, nl - begin));
+      end = nl + 1;
     }
-    s.erase(0, begin);
+    if (log_ && end > 0) std::fflush(log_);
+    for (size_t begin = 0, nl; begin < end && (nl = s.find('\n', begin)) != std::string::npos; begin = nl + 1)
+      deliver(i, std::string_view(s).substr(begin, nl - begin));
+    s.erase(0, end);
     if (s.size() >= kMaxLine) {
       emit(i, s);
       s.clear();
@@ -359,21 +389,35 @@ class Run {
     p.fd = -1;
   }
 
-  void emit(size_t i, std::string_view line) {
+  static std::string_view without_cr(std::string_view line) {
     if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-    if (log_ && !log_full_) {
-      if (log_bytes_ + static_cast<int64_t>(line.size()) + 1 > opts_.log_limit_bytes) {
-        log_full_ = true;
-        std::fprintf(log_, "partune: output truncated here: this log reached its cap of %lld bytes\n",
-                     static_cast<long long>(opts_.log_limit_bytes));
-      } else {
-        std::fwrite(line.data(), 1, line.size(), log_);
-        std::fputc('\n', log_);
-        log_bytes_ += static_cast<int64_t>(line.size()) + 1;
-      }
-      std::fflush(log_);
+    return line;
+  }
+
+  // Appends a line to the log (buffered; the caller flushes).
+  void log_line(std::string_view line) {
+    line = without_cr(line);
+    if (!log_ || log_full_) return;
+    if (log_bytes_ + static_cast<int64_t>(line.size()) + 1 > opts_.log_limit_bytes) {
+      log_full_ = true;
+      std::fprintf(log_, "partune: output truncated here: this log reached its cap of %lld bytes\n",
+                   static_cast<long long>(opts_.log_limit_bytes));
+    } else {
+      std::fwrite(line.data(), 1, line.size(), log_);
+      std::fputc('\n', log_);
+      log_bytes_ += static_cast<int64_t>(line.size()) + 1;
     }
-    if (on_line_) on_line_(i, line);
+  }
+
+  void deliver(size_t i, std::string_view line) {
+    if (on_line_) on_line_(i, without_cr(line));
+  }
+
+  // One line on its own (a cut or last partial line, a start error).
+  void emit(size_t i, std::string_view line) {
+    log_line(line);
+    if (log_) std::fflush(log_);
+    deliver(i, line);
   }
 
   void kill_all_and_reap() {

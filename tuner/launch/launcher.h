@@ -38,9 +38,12 @@ struct LaunchOptions {
   // prefix is the child's job); "" : no log file. The file is opened before
   // anything starts; failure to open it throws std::system_error.
   std::string log_path;
-  // The log file's size cap, counting what earlier attempts left in it: past
-  // it one note line says so and later lines are still parsed (on_line) but
-  // not written, so a trainer printing without end cannot fill the disk.
+  // The log file's size cap for this launch (an attempt): what earlier
+  // attempts left in the file does not count, so an attempt after a flooding
+  // one still leaves its lines. Past it one note line says so and later lines
+  // are still parsed (on_line) but not written, so a trainer printing without
+  // end cannot fill the disk. Each batch of lines read is written and
+  // flushed before on_line sees any of them (one flush a batch, not a line).
   int64_t log_limit_bytes = int64_t{64} << 20;
   // Polled while the trial runs (after each batch of output lines, and at
   // least every 50 ms): true ends the trial
@@ -70,6 +73,9 @@ struct LaunchResult {
   // the group kill reached first (a cgroup counts the whole group).
   std::string containment;
   int escaped_killed = 0;
+  // Why a process could not be started ("cannot execute /opt/torchrun: No
+  // such file or directory"); "" when all started. Its exit code is 127.
+  std::string start_error;
 };
 
 // Starts `procs`, feeds each complete output line (stdout and stderr merged per
@@ -78,7 +84,10 @@ struct LaunchResult {
 // returns when all have exited. Any output (even a partial line) resets the
 // hang clock. `on_started(pgid)` is called once every process is running.
 // A process that cannot be started (no such program, bad cwd) gets a line
-// "partune: cannot start ...: reason" and exit code 127; the others are ended.
+// "partune: cannot execute PROGRAM: reason" (or "cannot start ...: working
+// directory ..."), exit code 127 and LaunchResult::start_error; the others
+// are ended. Output is read in bounded batches, so the time limits hold
+// however fast a child writes.
 // If a callback throws, every process is killed and reaped before the
 // exception propagates.
 LaunchResult launch(const std::vector<ProcessSpec>& procs, const LaunchOptions& opts,

@@ -20,24 +20,40 @@ std::vector<int> allowed_cpus() {
 }
 
 std::vector<TrialSlot> local_slots(int parallel, int devices, const std::string& device_type,
-                                   const std::string& visible, const std::vector<int>& cpus,
-                                   const std::string& space_path, std::vector<std::string>& notes) {
+                                   const std::optional<std::string>& visible,
+                                   const std::function<std::optional<int>()>& count_devices,
+                                   const std::vector<int>& cpus, const std::string& space_path,
+                                   std::vector<std::string>& notes) {
   std::vector<TrialSlot> slots(static_cast<size_t>(parallel));
   for (int k = 0; k < parallel; ++k) slots[static_cast<size_t>(k)].index = k;
   if (parallel == 1) return slots;
   if (device_type == "cuda") {
+    const int64_t needed = int64_t{parallel} * devices;
+    const std::string need = space_path + ": key 'launcher.parallel_trials': " + std::to_string(parallel) +
+                             " trials of " + std::to_string(devices) + " devices need " + std::to_string(needed) +
+                             " devices; ";
     std::vector<std::string> pool;
-    if (visible.empty()) {
-      for (int d = 0; d < parallel * devices; ++d) pool.push_back(std::to_string(d));
+    if (!visible) {
+      // Not 0..needed-1 on trust: on a machine with fewer, trials would
+      // share devices (or name ones that do not exist).
+      const std::optional<int> present = count_devices ? count_devices() : std::nullopt;
+      if (!present)
+        throw InputError(need +
+                         "CUDA_VISIBLE_DEVICES is unset and this machine's CUDA devices cannot be counted (no "
+                         "NVIDIA driver: libnvidia-ml.so.1 does not load); set CUDA_VISIBLE_DEVICES to the devices "
+                         "tune may use");
+      if (*present < needed)
+        throw InputError(need + "this machine has " + std::to_string(*present) + " (CUDA_VISIBLE_DEVICES is unset)");
+      for (int d = 0; d < *present; ++d) pool.push_back(std::to_string(d));
+    } else if (visible->empty()) {
+      throw InputError(need + "CUDA_VISIBLE_DEVICES is set and empty: no device is visible");
     } else {
-      std::stringstream ss(visible);
+      std::stringstream ss(*visible);
       for (std::string id; std::getline(ss, id, ',');)
         if (!id.empty()) pool.push_back(id);
     }
-    if (pool.size() < static_cast<size_t>(parallel) * static_cast<size_t>(devices))
-      throw InputError(space_path + ": key 'launcher.parallel_trials': " + std::to_string(parallel) + " trials of " +
-                       std::to_string(devices) + " devices need " + std::to_string(parallel * devices) +
-                       " devices; CUDA_VISIBLE_DEVICES=" + visible + " has " + std::to_string(pool.size()));
+    if (pool.size() < static_cast<size_t>(needed))
+      throw InputError(need + "CUDA_VISIBLE_DEVICES=" + *visible + " has " + std::to_string(pool.size()));
     for (auto& s : slots) {
       std::string list;
       for (int d = 0; d < devices; ++d)

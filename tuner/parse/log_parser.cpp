@@ -174,22 +174,36 @@ bool parse_step(std::string_view msg, StepRow& row, std::string& refused) {
     if (key.empty() || !c.eat(":")) break;
     c.skip_spaces();
     std::optional<double> v;
+    // A value of a known field must be a decimal number, whole up to the
+    // next space: "0x10%" or "0x1p4%" read as 0 and a done, healthy trial.
+    const size_t value_begin = c.i;
+    auto malformed = [&] {
+      size_t end = value_begin;
+      while (end < msg.size() && !is_space(msg[end])) ++end;
+      refused = std::string(key) + " '" + std::string(msg.substr(value_begin, end - value_begin)) +
+                "' is not a decimal number";
+      return false;
+    };
+    auto value_ends = [&] { return c.done() || is_space(c.s[c.i]); };
     if (key == "memory") {
       v = c.number();
-      if (!v || !c.eat("GiB")) break;
+      if (!v || !c.eat("GiB")) return malformed();
       row.memory_gib = v;
       ++fields;
       if (c.eat("(")) {
         c.skip_spaces();
         auto pct = c.number();
-        if (pct && c.eat("%)")) row.memory_pct = pct;
+        if (!pct || !c.eat("%)")) return malformed();
+        row.memory_pct = pct;
       }
+      if (!value_ends()) return malformed();
       continue;
     }
     if (key == "loss" || key == "grad_norm" || key == "tps" || key == "wps" || key == "tflops" || key == "mfu") {
       v = c.number();
-      if (!v) break;
+      if (!v) return malformed();
       c.eat("%");
+      if (!value_ends()) return malformed();
       if (key == "loss")
         row.loss = v;
       else if (key == "grad_norm")

@@ -1,5 +1,7 @@
 #include "tuner/report/exporter.h"
 
+#include <cstdio>
+
 #include "common/job_keys.h"
 #include "common/printable.h"
 #include "common/utc.h"
@@ -22,6 +24,38 @@ std::string shell_quote(const std::string& s) {
                                       "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
                                       "0123456789_-.,/:=+@%") == std::string::npos;
   if (safe) return s;
+  // A control byte (C0, DEL, or a byte of a C1 control, U+0080-U+009F) would
+  // act on the terminal that shows the line: such a word is written as
+  // $'...' with every control byte as \xNN (bash, zsh and ksh read it back).
+  bool control = false;
+  for (size_t i = 0; i < s.size(); ++i) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    control = control || c < 0x20 || c == 0x7f ||
+              (c == 0xc2 && i + 1 < s.size() && static_cast<unsigned char>(s[i + 1]) <= 0x9f &&
+               static_cast<unsigned char>(s[i + 1]) >= 0x80);
+  }
+  if (control) {
+    std::string out = "$'";
+    for (size_t i = 0; i < s.size(); ++i) {
+      const auto c = static_cast<unsigned char>(s[i]);
+      const bool c1 = c == 0xc2 && i + 1 < s.size() && static_cast<unsigned char>(s[i + 1]) >= 0x80 &&
+                      static_cast<unsigned char>(s[i + 1]) <= 0x9f;
+      char buf[16];
+      if (c1) {
+        std::snprintf(buf, sizeof buf, "\\xc2\\x%02x", static_cast<unsigned char>(s[++i]));
+        out += buf;
+      } else if (c < 0x20 || c == 0x7f) {
+        std::snprintf(buf, sizeof buf, "\\x%02x", c);
+        out += buf;
+      } else if (c == '\'' || c == '\\') {
+        out += '\\';
+        out += static_cast<char>(c);
+      } else {
+        out += static_cast<char>(c);
+      }
+    }
+    return out + "'";
+  }
   std::string out = "'";
   for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
   return out + "'";

@@ -196,19 +196,22 @@ std::string trials_table(const std::vector<TrialRecord>& trials, const TableOpti
 
 std::string trial_detail(const TrialRecord& r, const HealthRule& health) {
   std::string out;
-  out += "trial " + r.id + "  (study " + r.study + ", source " + r.source + ")\n";
+  // Every text from the database printed escaped (common/printable.h); the
+  // job config's strings are escaped by its TOML writer.
+  out += "trial " + printable(r.id) + "  (study " + printable(r.study) + ", source " + printable(r.source) + ")\n";
   out += "status: " + std::string(to_string(r.status));
   if (r.failure != FailureClass::None) out += " (" + std::string(to_string(r.failure)) + ")";
   out += "  attempt: " + std::to_string(r.attempt) + "\n";
   if (!r.reason.empty()) out += "reason: " + printable(r.reason) + "\n";
-  if (!r.pruned_by.empty()) out += "pruned by: " + r.pruned_by + "\n";
-  if (!r.started_at.empty()) out += "started: " + r.started_at + "\n";
-  if (!r.finished_at.empty()) out += "finished: " + r.finished_at + "\n";
+  if (!r.pruned_by.empty()) out += "pruned by: " + printable(r.pruned_by) + "\n";
+  if (!r.started_at.empty()) out += "started: " + printable(r.started_at) + "\n";
+  if (!r.finished_at.empty()) out += "finished: " + printable(r.finished_at) + "\n";
   if (r.wall_s) out += "wall time: " + fmt::fixed(*r.wall_s, 1) + " s\n";
   if (!r.log_dir.empty()) out += "logs: " + printable(r.log_dir) + "\n";
 
   out += "\naxes:\n";
-  for (const auto& [key, value] : r.axes) out += "  " + key + " = " + value_to_string(value) + "\n";
+  for (const auto& [key, value] : r.axes)
+    out += "  " + printable(key) + " = " + printable(value_to_string(value)) + "\n";
 
   const TrialMetrics& m = r.metrics;
   out += "\nsummary:\n";

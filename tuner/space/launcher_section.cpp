@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "common/error.h"
+#include "common/printable.h"
 #include "tuner/space/duration.h"
 
 namespace partune {
@@ -55,8 +56,9 @@ void read_launcher_section(const toml::table& t, const std::string& path, Launch
         s = static_cast<double>(*i);
       else if (auto f = v.value_exact<double>())
         s = *f;
-      if (!s || !(*s > 0) || !std::isfinite(*s))
-        fail(path, v.source(), key, "expected a duration such as \"30m\", \"2h\" or seconds > 0");
+      if (!s) fail(path, v.source(), key, "expected a duration such as \"30m\", \"2h\" or seconds > 0");
+      // One range for every limit (1e308 became srun --time=-9223372036854775808).
+      if (auto why = duration_problem(*s); !why.empty()) fail(path, v.source(), key, why);
       out.time_limit_s = *s;
     } else if (k == "extra_args") {
       slurm_only(k, key);
@@ -66,6 +68,15 @@ void read_launcher_section(const toml::table& t, const std::string& path, Launch
       for (const toml::node& e : *a) {
         std::string s = text(e, path, key);
         if (s.empty()) fail(path, e.source(), key, "an empty argument");
+        // A NUL would end the argument where srun reads it; tune fills no
+        // placeholder in srun's own options, so a brace would stay literal.
+        if (s.find('\0') != std::string::npos)
+          fail(path, e.source(), key, "a NUL character in \"" + printable(s) + "\" (srun would see it cut there)");
+        if (s.find('{') != std::string::npos)
+          fail(path, e.source(), key,
+               "placeholders are filled in [backend] argv, torchrun_args and env values only, not in srun's "
+               "extra_args: \"" +
+                   printable(s) + "\"");
         out.extra_args.push_back(std::move(s));
       }
     } else if (k == "parallel_trials") {

@@ -99,14 +99,25 @@ class Reader {
       fail(n.source(), key, "must be a positive number, got " + std::to_string(d));
     return d;
   }
-  // A time budget: "8h" / "90m" / "1h30m", or a number of seconds; > 0.
+  // A duration: "8h" / "90m" / "1h30m", or a number of seconds (as text or
+  // a TOML number); the range of every limit (duration.h), as on the
+  // command line.
   double duration(const toml::node& n, const std::string& key) const {
+    double d = 0;
     if (auto text = n.value_exact<std::string>()) {
-      auto d = parse_duration(*text);
-      if (!d || *d <= 0) fail(n.source(), key, "expected a duration such as \"8h\", \"90m\" or seconds > 0");
-      return *d;
+      auto parsed = parse_duration(*text);
+      if (!parsed)
+        fail(n.source(), key, "expected a duration such as \"8h\", \"90m\" or seconds > 0, got \"" + *text + "\"");
+      d = *parsed;
+    } else if (auto i = n.value_exact<int64_t>()) {
+      d = static_cast<double>(*i);
+    } else if (auto f = n.value_exact<double>()) {
+      d = *f;
+    } else {
+      fail(n.source(), key, "expected a duration such as \"8h\", \"90m\" or seconds > 0, got " + node_type_name(n));
     }
-    return positive(n, key);
+    if (auto why = duration_problem(d); !why.empty()) fail(n.source(), key, why);
+    return d;
   }
   std::string choice(const toml::node& n, const std::string& key, const std::vector<std::string>& choices) const {
     std::string v = str(n, key);
@@ -315,9 +326,9 @@ void Reader::read_trial(const toml::table& t, Space& s) const {
     else if (k == "warmup_steps")
       s.trial.warmup_steps = static_cast<int>(integer(v, key, 0, 1 << 30));
     else if (k == "timeout_s")
-      s.trial.timeout_s = positive(v, key);
+      s.trial.timeout_s = duration(v, key);
     else if (k == "hang_timeout_s")
-      s.trial.hang_timeout_s = positive(v, key);
+      s.trial.hang_timeout_s = duration(v, key);
     else if (k == "repeats")
       s.trial.repeats = static_cast<int>(integer(v, key, 1, 1000));
     else

@@ -1,11 +1,14 @@
 #include "tuner/store/store.h"
 
+#include <fcntl.h>
 #include <sqlite3.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <mutex>
 #include <thread>
@@ -176,6 +179,28 @@ struct Store::Impl {
     for (int v = version; v < kStoreSchemaVersion; ++v) exec(schema::kMigrations[v]);
     exec(("PRAGMA user_version = " + std::to_string(kStoreSchemaVersion)).c_str());
     tx.commit();
+  }
+
+  // For queries, which do not migrate: InputError unless this is a partune
+  // database of this partune's schema. `note` ends each message.
+  void require_current_schema(const std::string& note) {
+    const int version = user_version();
+    if (version == kStoreSchemaVersion) return;
+    if (version > kStoreSchemaVersion)
+      throw InputError(path + ": results database has schema version " + std::to_string(version) +
+                       ", newer than this partune knows (" + std::to_string(kStoreSchemaVersion) +
+                       "); use a newer partune" + note);
+    if (version == 0) {
+      auto s = prepare("SELECT count(*) FROM sqlite_master");
+      s.step();
+      throw InputError(path + ": an SQLite database, but not a partune results database (" +
+                       (s.int64(0) == 0 ? std::string("it has no tables") : "it has tables and no schema version") +
+                       "); queries leave it as it is" + note);
+    }
+    throw InputError(path + ": results database of schema version " + std::to_string(version) +
+                     ", written by an older partune; queries do not upgrade it: a `tune run` of its study does "
+                     "(this partune reads version " +
+                     std::to_string(kStoreSchemaVersion) + ")" + note);
   }
 
   bool study_exists(const std::string& study) {
@@ -369,6 +394,23 @@ std::string uri_path(const std::string& path) {
   return out;
 }
 
+// Before SQLite sees it: an empty file (SQLite would take it for a new
+// database) or a file of another kind.
+void refuse_what_is_not_sqlite(const std::string& path) {
+  static constexpr char kMagic[16] = {'S', 'Q', 'L', 'i', 't', 'e', ' ', 'f', 'o', 'r', 'm', 'a', 't', ' ', '3', '\0'};
+  const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) return;  // SQLite says why
+  struct stat st;
+  char head[sizeof kMagic];
+  const bool is_file = ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
+  const ssize_t got = is_file ? ::pread(fd, head, sizeof head, 0) : 0;
+  ::close(fd);
+  if (!is_file) throw InputError(path + ": not a regular file, not a results database");
+  if (st.st_size == 0) throw InputError(path + ": an empty file, not a results database (left as it is)");
+  if (got != static_cast<ssize_t>(sizeof head) || std::memcmp(head, kMagic, sizeof head) != 0)
+    throw InputError(path + ": not an SQLite database, so not a results database (left as it is)");
+}
+
 std::string read_only_note(bool read_only, const std::filesystem::path& folder) {
   if (!read_only) return "";
   return " (the folder '" + folder.string() + "' or the file is not writable, so it was opened read-only)";
@@ -391,12 +433,13 @@ Store Store::open(const std::string& path, Mode mode) {
   }
   if (fs::is_directory(p, ec)) throw InputError(path + ": is a folder, not a results database");
 
-  // Queries on a folder tune may not write (a read-only mount, another
-  // user's results) open the database read-only: reading a WAL database
-  // needs its -shm file, which cannot be created there.
+  // Queries never write: not the file (an empty file or a database of no
+  // tables would become a partune database), not its schema, not a -wal or
+  // -shm beside it. What is not a current partune database is refused.
   const fs::path folder = p.has_parent_path() ? p.parent_path() : fs::path(".");
-  const bool read_only =
-      mode == Mode::Existing && (::access(folder.c_str(), W_OK) != 0 || ::access(path.c_str(), W_OK) != 0);
+  const bool read_only = mode == Mode::Existing;
+  const bool folder_read_only = read_only && (::access(folder.c_str(), W_OK) != 0 || ::access(path.c_str(), W_OK) != 0);
+  if (read_only) refuse_what_is_not_sqlite(path);
 
   auto impl = std::make_unique<Impl>();
   impl->path = path;
@@ -405,8 +448,10 @@ Store Store::open(const std::string& path, Mode mode) {
   int flags = SQLITE_OPEN_READWRITE | (mode == Mode::Create ? SQLITE_OPEN_CREATE : 0);
   if (read_only) {
     flags = SQLITE_OPEN_READONLY | SQLITE_OPEN_URI;
-    // Without a -wal file nothing is uncommitted and no writer can start in
-    // a folder nobody can write: the file is all there is (immutable).
+    // A -wal file means a tune writes (or was killed writing): read through
+    // it. Without one, nothing is uncommitted: the file is all there is
+    // (immutable), and no -wal or -shm file is made beside it (mode=ro
+    // would leave both).
     const bool has_wal = fs::exists(path + "-wal", ec) && fs::exists(path + "-shm", ec);
     target = "file:" + uri_path(fs::absolute(p, ec).string()) + (has_wal ? "?mode=ro" : "?immutable=1");
   }
@@ -414,16 +459,13 @@ Store Store::open(const std::string& path, Mode mode) {
   impl->db.reset(raw);
   if (rc != SQLITE_OK)
     throw InputError(path + ": cannot open results database" + (read_only ? " read-only" : "") + ": " +
-                     (raw ? sqlite3_errmsg(raw) : sqlite3_errstr(rc)) + read_only_note(read_only, folder));
+                     (raw ? sqlite3_errmsg(raw) : sqlite3_errstr(rc)) + read_only_note(folder_read_only, folder));
   try {
     sqlite3_extended_result_codes(raw, 1);
     sqlite3_busy_timeout(raw, kBusyTimeoutMs);
     impl->exec("PRAGMA foreign_keys = ON");
     if (read_only) {
-      if (impl->user_version() != kStoreSchemaVersion)
-        throw InputError(path + ": results database has schema version " + std::to_string(impl->user_version()) +
-                         ", this partune reads version " + std::to_string(kStoreSchemaVersion) +
-                         ", and it cannot be upgraded here" + read_only_note(true, folder));
+      impl->require_current_schema(read_only_note(folder_read_only, folder));
       return Store(std::move(impl));
     }
     impl->set_wal_mode();
@@ -432,7 +474,7 @@ Store Store::open(const std::string& path, Mode mode) {
     impl->migrate();
   } catch (const StoreError& e) {
     throw InputError(std::string(e.what()) + " (is it a partune results database?)" +
-                     read_only_note(read_only, folder));
+                     read_only_note(folder_read_only, folder));
   }
   return Store(std::move(impl));
 }
@@ -683,23 +725,37 @@ void Store::insert_ingested(const std::string& study, const TrialRecord& record)
   Impl::Transaction tx(*impl_);
   impl_->require_study(study);
   int plan_index = -1;
+  int attempt = std::max(1, record.attempt);
+  bool replace = false;
   if (auto existing = impl_->query_trial(study, record.id)) {
-    if (existing->status != TrialStatus::Pending || existing->attempt != 0)
+    const bool failed_ingest = existing->status == TrialStatus::Failed && existing->source == "ingest";
+    if (!failed_ingest && (existing->status != TrialStatus::Pending || existing->attempt != 0))
       throw InputError(impl_->path + ": trial '" + record.id + "' is already in study '" + study + "' (source " +
                        existing->source + ", status " + std::string(to_string(existing->status)) + ")");
-    // A planned candidate not run yet: the hand run is its measurement (warm start).
+    // A planned candidate not run yet: the hand run is its measurement (warm
+    // start). A failed ingested run: this one is its next attempt.
     plan_index = existing->plan_index;
-    auto del = impl_->prepare("DELETE FROM trials WHERE study = ?1 AND id = ?2");
-    del.bind(1, study).bind(2, record.id);
-    del.run();
+    if (failed_ingest) {
+      // Updated in place: a delete would take the failed attempt's step rows with it.
+      attempt = std::max(attempt, existing->attempt + 1);
+      replace = true;
+    } else {
+      auto del = impl_->prepare("DELETE FROM trials WHERE study = ?1 AND id = ?2");
+      del.bind(1, study).bind(2, record.id);
+      del.run();
+    }
   }
-  const int attempt = std::max(1, record.attempt);
   auto s = impl_->prepare(
-      "INSERT INTO trials (study, id, plan_index, status, failure, reason, config_json, "
-      "axes_json, attempt, log_dir, started_at, finished_at, wall_s, mfu, tps, tflops, "
-      "memory_gib, memory_pct, alloc_retries, oom_errors, counted_steps, source, facts_json) "
-      "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, "
-      "?19, ?20, ?21, 'ingest', ?22)");
+      replace ? "UPDATE trials SET plan_index = ?3, status = ?4, failure = ?5, reason = ?6, config_json = ?7, "
+                "axes_json = ?8, attempt = ?9, log_dir = ?10, started_at = ?11, finished_at = ?12, wall_s = ?13, "
+                "mfu = ?14, tps = ?15, tflops = ?16, memory_gib = ?17, memory_pct = ?18, alloc_retries = ?19, "
+                "oom_errors = ?20, counted_steps = ?21, source = 'ingest', facts_json = ?22 "
+                "WHERE study = ?1 AND id = ?2"
+              : "INSERT INTO trials (study, id, plan_index, status, failure, reason, config_json, "
+                "axes_json, attempt, log_dir, started_at, finished_at, wall_s, mfu, tps, tflops, "
+                "memory_gib, memory_pct, alloc_retries, oom_errors, counted_steps, source, facts_json) "
+                "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, "
+                "?19, ?20, ?21, 'ingest', ?22)");
   s.bind(1, study).bind(2, record.id).bind(3, plan_index >= 0 ? plan_index : impl_->next_plan_index(study));
   s.bind(4, std::string(to_string(record.status)));
   if (record.failure == FailureClass::None)

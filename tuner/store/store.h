@@ -78,8 +78,12 @@ struct EventRow {
 class Store {
  public:
   enum class Mode {
-    Create,    // create the file (and its folders) when missing
-    Existing,  // InputError when missing: for queries, so a typo makes no empty db
+    Create,  // create the file (and its folders) when missing
+    // For queries: opened read-only, never written (no -wal or -shm file is
+    // made beside it either). InputError when missing (a typo makes no empty
+    // db), empty, not SQLite, not a partune database, or of another schema
+    // version (queries do not migrate).
+    Existing,
   };
 
   // Opens (creating folders, file and schema as needed, migrating an older
@@ -143,7 +147,8 @@ class Store {
   // A run done outside tune, as a finished trial with source 'ingest', its
   // steps included (as attempt max(1, record.attempt)). A planned candidate
   // with that id that has never run takes the run as its result (keeping its
-  // plan index); any other trial with that id is an InputError.
+  // plan index), and so does a failed ingested run (as its next attempt);
+  // any other trial with that id is an InputError.
   void insert_ingested(const std::string& study, const TrialRecord& record);
 
  private:

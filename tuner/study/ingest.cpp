@@ -1,13 +1,20 @@
 #include "tuner/study/ingest.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
-#include <fstream>
+#include <optional>
 #include <sstream>
 
 #include "common/error.h"
 #include "common/flavors.h"
 #include "common/hash.h"
 #include "common/job_keys.h"
+#include "common/printable.h"
 #include "tuner/parse/log_parser.h"
 #include "tuner/plan/planner.h"
 #include "tuner/space/space.h"
@@ -42,12 +49,17 @@ std::optional<int> world_of(const JobConfig& config) {
 
 Identity identify(const JobConfig& config, const std::string& log_text, const Space* space, const PlanResult* planned) {
   Identity out;
-  const std::optional<int> world = space ? std::optional<int>(space->hardware.world_size()) : world_of(config);
-  std::optional<JobConfig> canonical;
-  if (world) {
+  auto canonical_for = [&](std::optional<int> world) -> std::optional<JobConfig> {
+    if (!world) return std::nullopt;
     ParallelDims dims = parallel_dims_of(config);
-    if (check_parallel_dims(dims, *world).empty()) canonical = canonicalize(config, *world);
-  }
+    if (!check_parallel_dims(dims, *world).empty()) return std::nullopt;
+    return canonicalize(config, *world);
+  };
+  // The study's world first; a config for another world is still one job
+  // by its own degrees.
+  std::optional<JobConfig> canonical =
+      canonical_for(space ? std::optional<int>(space->hardware.world_size()) : std::nullopt);
+  if (!canonical) canonical = canonical_for(world_of(config));
   if (canonical && planned) {
     for (const Candidate& c : planned->candidates) {
       bool same = canonical->get(keys::kModelName) == c.config.get(keys::kModelName) &&
@@ -61,6 +73,73 @@ Identity identify(const JobConfig& config, const std::string& log_text, const Sp
   // Same config and same log: the same run, so ingesting twice is a no-op.
   out.id = canonical ? config_id(*canonical) : fnv1a64_hex(config.to_toml() + '\n' + log_text);
   return out;
+}
+
+// A run's log, whole. Only a regular file is a log: a FIFO without a writer
+// blocked forever, /dev/zero grew without end, a folder read as an empty log
+// (a failed trial). The FIFO is opened without blocking to be looked at.
+std::string read_log(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) throw InputError(path + ": cannot read log file: " + std::strerror(errno));
+  struct stat st;
+  if (::fstat(fd, &st) != 0) {
+    const int err = errno;
+    ::close(fd);
+    throw InputError(path + ": cannot read log file: " + std::strerror(err));
+  }
+  if (!S_ISREG(st.st_mode)) {
+    ::close(fd);
+    throw InputError(path + ": not a regular file (" +
+                     (S_ISDIR(st.st_mode)    ? "a folder"
+                      : S_ISFIFO(st.st_mode) ? "a FIFO"
+                      : S_ISCHR(st.st_mode)  ? "a character device"
+                      : S_ISSOCK(st.st_mode) ? "a socket"
+                                             : "not a file") +
+                     "), so not a log");
+  }
+  auto too_large = [&] {
+    return InputError(path + ": larger than the " + std::to_string(kMaxIngestLogBytes >> 20) +
+                      " MiB a log may be for tune ingest");
+  };
+  if (st.st_size > kMaxIngestLogBytes) {
+    ::close(fd);
+    throw too_large();
+  }
+  std::string text;
+  char buf[1 << 16];
+  while (true) {
+    const ssize_t got = ::read(fd, buf, sizeof buf);
+    if (got < 0 && errno == EINTR) continue;
+    if (got < 0) {
+      const int err = errno;
+      ::close(fd);
+      throw InputError(path + ": cannot read log file: " + std::strerror(err));
+    }
+    if (got == 0) break;
+    text.append(buf, static_cast<size_t>(got));
+    if (static_cast<int64_t>(text.size()) > kMaxIngestLogBytes) {  // it grows as it is read
+      ::close(fd);
+      throw too_large();
+    }
+  }
+  ::close(fd);
+  return text;
+}
+
+// The study's own space, as its last run recorded it: without --space, a
+// run of a config the study plans still gets the planner's id (an exported
+// trial ingested from two logs got two new ids). nullopt when the study has
+// none or it no longer loads (then ids come from the config alone).
+std::optional<Space> recorded_space(Store& store, const std::string& study, std::ostream& out) {
+  const auto row = store.study(study);
+  if (!row || row->space_text.empty()) return std::nullopt;
+  try {
+    return load_space_from_string(row->space_text, row->space_path);
+  } catch (const InputError& e) {
+    out << "note: the study's recorded space does not load (" << printable(e.what())
+        << "); trial ids come from the config alone\n";
+    return std::nullopt;
+  }
 }
 
 }  // namespace
@@ -84,15 +163,13 @@ std::vector<std::string> ingest_runs(const IngestOptions& options, std::ostream&
 
   // Every log is read before the db is touched: a typo in one creates nothing.
   std::vector<std::string> texts;
-  for (const auto& log_path : o.logs) {
-    std::ifstream f(log_path, std::ios::binary);
-    if (!f) throw InputError(log_path + ": cannot read log file");
-    std::stringstream ss;
-    ss << f.rdbuf();
-    texts.push_back(ss.str());
-  }
+  for (const auto& log_path : o.logs) texts.push_back(read_log(log_path));
 
   Store store = Store::open(o.db_path);
+  if (!space) {
+    space = recorded_space(store, o.study, out);
+    if (space) planned = plan(*space);
+  }
   if (!store.study(o.study)) {
     StudyRow row;
     row.name = o.study;
@@ -134,7 +211,12 @@ std::vector<std::string> ingest_runs(const IngestOptions& options, std::ostream&
       r.facts["note"] = "flavor '" + flavor + "' of model '" + model +
                         "' is not in partune's flavor table; ingested from the log's numbers only";
 
-    if (auto existing = store.trial(o.study, r.id); existing && existing->status != TrialStatus::Pending) {
+    std::optional<TrialRecord> existing = store.trial(o.study, r.id);
+    // A failed ingested run (an empty log) gives way to a good run of the
+    // same config; the failure stays as an event.
+    const bool replaces_failure = existing && existing->status == TrialStatus::Failed && existing->source == "ingest" &&
+                                  r.status == TrialStatus::Done;
+    if (existing && existing->status != TrialStatus::Pending && !replaces_failure) {
       if (existing->source == "ingest" && existing->facts.value("log", "") == r.facts["log"].get<std::string>()) {
         out << log_path << ": already ingested as trial " << r.id << "\n";
       } else {  // another run of a measured config: kept, not overwriting the measurement
@@ -149,6 +231,10 @@ std::vector<std::string> ingest_runs(const IngestOptions& options, std::ostream&
       continue;
     }
     store.insert_ingested(o.study, r);
+    if (replaces_failure)
+      store.add_event(o.study, r.id, "ingest_replaced",
+                      "a failed ingested run (" + existing->reason + ") replaced by a good one from " + log_path,
+                      {{"log", existing->facts.value("log", "")}, {"reason", existing->reason}});
     if (!known_flavor) store.add_event(o.study, r.id, "info", r.facts["note"].get<std::string>());
     out << log_path << ": trial " << r.id << " " << to_string(r.status);
     if (who.planned) out << " (a planned candidate of the study: warm start)";

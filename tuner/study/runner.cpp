@@ -4,9 +4,12 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <condition_variable>
+#include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <exception>
 #include <filesystem>
 #include <fstream>
@@ -19,6 +22,7 @@
 #include "common/hash.h"
 #include "tuner/launch/backend.h"
 #include "tuner/launch/command_backend.h"
+#include "tuner/launch/cuda_devices.h"
 #include "tuner/launch/embedded_backend.h"
 #include "tuner/launch/launcher.h"
 #include "tuner/launch/slurm.h"
@@ -148,13 +152,17 @@ class TrialRunner {
     auto hold = [shared] { return shared ? std::unique_lock<std::mutex>(*shared) : std::unique_lock<std::mutex>(); };
     const std::string& study = space_.study.name;
     const fs::path dir = dir_of(c);
-    make_trial_dir(dir);
-    // Files of an earlier attempt would mix into this one's metrics.
-    for (const auto& e : fs::directory_iterator(dir))
-      if (e.path().filename().string().rfind("metrics-rank", 0) == 0) fs::remove(e.path());
     const fs::path config_file = dir / "config.toml";
-    write_trial_file(config_file, "# partune trial " + c.id + " of study " + study + "\n" +
-                                      trial_config(c, steps, fs::absolute(dir).string()).to_toml());
+    // A trial whose folder or files cannot be written (a planted symbolic
+    // link) is refused with the reason; the study goes on with the others.
+    try {
+      prepare_trial_files(c, steps, dir, config_file);
+    } catch (const InputError& e) {
+      Attempt refused;
+      refused.failure = FailureClass::Error;
+      refused.reason = e.what();
+      return refused;
+    }
 
     TrialLaunchContext ctx;
     ctx.trial_id = c.id;
@@ -328,7 +336,9 @@ class TrialRunner {
       a.reason = "no step line after the " + std::to_string(space_.trial.warmup_steps) + " warmup steps";
     }
     if (a.failure != FailureClass::None && a.reason.empty()) {
-      if (a.launch.timed_out)
+      if (!a.launch.start_error.empty())
+        a.reason = a.launch.start_error;  // "cannot execute PROGRAM: No such file or directory"
+      else if (a.launch.timed_out)
         a.reason = "timed out after " + std::to_string(int(space_.trial.timeout_s)) + " s";
       else if (a.launch.hung)
         a.reason = "no output for " + std::to_string(int(space_.trial.hang_timeout_s)) + " s";
@@ -348,6 +358,24 @@ class TrialRunner {
   }
 
  private:
+  // The trial folder, its job config, and a check that its log can be
+  // opened. InputError when one is a symbolic link or cannot be written.
+  void prepare_trial_files(const Candidate& c, int steps, const fs::path& dir, const fs::path& config_file) const {
+    make_trial_dir(dir);
+    // Files of an earlier attempt would mix into this one's metrics.
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(dir, ec))
+      if (e.path().filename().string().rfind("metrics-rank", 0) == 0) fs::remove(e.path(), ec);
+    write_trial_file(config_file, "# partune trial " + c.id + " of study " + space_.study.name + "\n" +
+                                      trial_config(c, steps, fs::absolute(dir).string()).to_toml());
+    const fs::path log = dir / "output.log";
+    std::FILE* f = open_trial_log(log.string());
+    if (!f && errno == ELOOP)
+      throw InputError(log.string() + ": is a symbolic link; tune does not write through it (remove it)");
+    if (!f) throw InputError(log.string() + ": cannot write: " + std::strerror(errno));
+    std::fclose(f);
+  }
+
   // Locally: the slot's devices or CPUs (what [backend] env sets wins).
   void pin(std::vector<ProcessSpec>& procs, const TrialSlot& slot) const {
     for (auto& p : procs) {
@@ -613,8 +641,10 @@ RunSummary run_study(const Space& space, const RunOptions& opts, std::ostream& o
   } else {
     std::vector<std::string> notes;
     const char* visible = std::getenv("CUDA_VISIBLE_DEVICES");
-    placement.slots = local_slots(parallel, space.hardware.devices, space.hardware.device_type, visible ? visible : "",
-                                  allowed_cpus(), space.path, notes);
+    placement.slots = local_slots(
+        parallel, space.hardware.devices, space.hardware.device_type,
+        visible ? std::optional<std::string>(visible) : std::nullopt, [] { return cuda_device_count(); },
+        allowed_cpus(), space.path, notes);
     for (const auto& n : notes) progress.note("note: " + n);
     if (parallel > 1)
       for (const auto& slot : placement.slots) {
