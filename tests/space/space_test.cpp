@@ -214,6 +214,10 @@ module = "torchtitan.train"
   EXPECT_THROW(
       load_space_from_string("[study]\nname = \"c\"\n[confirm]\nkind = \"embedded\"\nemulate = true\n", "c.toml"),
       InputError);
+  // One local device stands in for the world: not a Slurm step.
+  EXPECT_NE(load_error("[study]\nname = \"s\"\n[backend]\nemulate = true\n[launcher]\nkind = \"slurm\"\n")
+                .find("backend.emulate"),
+            std::string::npos);
 }
 
 TEST(Space, AxesKeepFileOrderAndSchemaTypes) {

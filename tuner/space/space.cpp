@@ -206,6 +206,9 @@ void Reader::read(const toml::table& root, Space& s) const {
     read_backend(*n->as_table(), "confirm", s.confirm->backend, &s.confirm->top_k);
   }
   if (const toml::node* n = root.get("launcher")) read_launcher_section(*n->as_table(), path_, s.launcher);
+  if (s.backend.emulate && s.launcher.kind != "local")
+    fail(root.at_path("backend.emulate").node()->source(), "backend.emulate",
+         "an emulated rank runs on one local device: [launcher] kind must be \"local\"");
   const toml::node* nodes = root.at_path("hardware.nodes").node();
   check_launcher_fits(s.launcher, s.hardware, where(nodes ? nodes->source() : toml::source_region{}));
   if (const toml::node* n = root.get("trial")) read_trial(*n->as_table(), s);

@@ -641,8 +641,11 @@ RunSummary run_study(const Space& space, const RunOptions& opts, std::ostream& o
   } else {
     std::vector<std::string> notes;
     const char* visible = std::getenv("CUDA_VISIBLE_DEVICES");
+    // An emulated trial ([backend] emulate) is one process on one device,
+    // whatever the world it stands in for.
+    const int devices_per_trial = space.backend.emulate ? 1 : space.hardware.devices;
     placement.slots = local_slots(
-        parallel, space.hardware.devices, space.hardware.device_type,
+        parallel, devices_per_trial, space.hardware.device_type,
         visible ? std::optional<std::string>(visible) : std::nullopt, [] { return cuda_device_count(); },
         allowed_cpus(), space.path, notes);
     for (const auto& n : notes) progress.note("note: " + n);
