@@ -29,6 +29,8 @@ struct SimRun {
   std::vector<std::string> notes;                           // the sampler's decisions
   size_t max_running = 0;                                   // the most trials at once
   std::map<std::string, TrialMetrics> metrics;              // every done trial's stored metrics, by id
+  int64_t pending_predicted_to_fit = 0;                     // at the end: untried candidates the study would launch
+  std::string finished_why;                                 // the sampler's last word
 
   // The best-so-far ratio at time t (0 before the first healthy result).
   double ratio_at(double t) const {
@@ -72,7 +74,20 @@ struct SimOptions {
   std::optional<int64_t> max_trials;
   std::optional<uint64_t> shuffle_seed;  // of the axis values; default: the seed
   int slots = 1;                         // trials at once
+  Landscape landscape = current();
 };
+
+// What grid spends on the landscape: every candidate once, start-up plus its
+// steps (a hang: the hang timeout; an OOM: one step). The same sum the
+// executor's clock makes for a grid study, without running one.
+inline double grid_wall_s(const Space& space, const std::vector<Candidate>& candidates, const Landscape& l) {
+  double s = 0;
+  for (const auto& c : candidates) {
+    const Truth t = truth(c, l);
+    s += kStartupS + (t.hangs ? kHangTimeoutS : t.memory_gib > kCapacityGib ? t.step_s : space.trial.steps * t.step_s);
+  }
+  return s;
+}
 
 // Runs the simulated study, or resumes it when `dir` holds it already.
 inline SimRun run_sim(const std::string& source_dir, const std::string& dir, const std::string& strategy, uint64_t seed,
@@ -87,10 +102,10 @@ inline SimRun run_sim(const std::string& source_dir, const std::string& dir, con
   store.ensure_study(row);
   store.add_candidates(space.study.name, planned.candidates);
 
-  SimExecutor executor(seed, space.trial, o.slots);
+  SimExecutor executor(seed, space.trial, o.slots, o.landscape);
   Study study(
-      space, planned.candidates, store, std::make_unique<SimMemoryModel>(), [&executor] { return executor.now_s(); },
-      budget_s);
+      space, planned.candidates, store, std::make_unique<SimMemoryModel>(o.landscape),
+      [&executor] { return executor.now_s(); }, budget_s);
   RecordingSampler sampler(make_sampler(space.search));
   std::ostringstream sink;
   Progress progress(sink, false);
@@ -101,8 +116,10 @@ inline SimRun run_sim(const std::string& source_dir, const std::string& dir, con
   SimRun run;
   run.candidates = static_cast<int64_t>(planned.candidates.size());
   for (const auto& c : planned.candidates)
-    if (Truth t = truth(c); t.healthy) run.best_truth = std::max(run.best_truth, t.mfu);
+    if (Truth t = truth(c, o.landscape); t.healthy) run.best_truth = std::max(run.best_truth, t.mfu);
   run.drive = drive_study(study, sampler, executor, progress, options);
+  for (size_t i = 0; i < study.size(); ++i)
+    run.pending_predicted_to_fit += study.status(i) == TrialStatus::Pending && study.predicted_to_fit(i);
   run.asked = sampler.asked;
   run.notes = sampler.notes;
   run.wall_s = executor.now_s();
@@ -111,10 +128,10 @@ inline SimRun run_sim(const std::string& source_dir, const std::string& dir, con
   for (const auto& r : store.trials(space.study.name))
     if (r.status == TrialStatus::Done) run.metrics[r.id] = r.metrics;
   for (const auto& p : run.drive.curve)
-    run.curve.emplace_back(p.time_s, p.best ? truth(study.candidate(*p.best)).mfu / run.best_truth : 0.0);
+    run.curve.emplace_back(p.time_s, p.best ? truth(study.candidate(*p.best), o.landscape).mfu / run.best_truth : 0.0);
   if (auto best = study.best()) {
     run.best_id = study.candidate(*best).id;
-    run.final_ratio = truth(study.candidate(*best)).mfu / run.best_truth;
+    run.final_ratio = truth(study.candidate(*best), o.landscape).mfu / run.best_truth;
   }
   return run;
 }

@@ -163,69 +163,18 @@ std::optional<TrialRequest> GuidedSampler::next_promotion(const StudyView& view)
   return std::nullopt;
 }
 
-std::optional<TrialRequest> GuidedSampler::next_explore(const StudyView& view) {
-  if (exploring_done_) return std::nullopt;
-  if (since_gain_ >= opt_.patience) {
-    exploring_done_ = true;
-    notes_.push_back("exploration ends: " + std::to_string(since_gain_) + " trials without a 0.5% gain");
-    return std::nullopt;
-  }
-  if (auto left = view.remaining_s()) {
-    const double full = full_cost_n_ ? full_cost_sum_ / full_cost_n_ : 0;
-    const double shorter = short_cost_n_ ? short_cost_sum_ / short_cost_n_ : full;
-    const double keep = opt_.confirm_top_k * full + shorter;
-    if (*left < keep) {
-      exploring_done_ = true;
-      ended_by_budget_ = true;
-      notes_.push_back("exploration ends: the " + num(*left) + " s left of the time budget go to confirmation");
-      return std::nullopt;
-    }
-  }
-  if (model_stale_) {
-    std::vector<std::pair<size_t, double>> obs;
-    for (size_t i = 0; i < state_.size(); ++i)
-      if (double v = known_value(i); v > 0) obs.emplace_back(i, std::log(v));
-    model_->fit(obs);
-    model_stale_ = false;
-  }
-  const double best = best_known();
-  const double best_log = best > 0 ? std::log(best) : kNone;
-  // Nothing measured yet but trials running: their results come first.
-  if (best_log == kNone && !outstanding_.empty()) return std::nullopt;
-  std::optional<size_t> pick;
-  double pick_score = 0;
-  for (size_t i = 0; i < state_.size(); ++i) {
-    if (view.status(i) != TrialStatus::Pending || outstanding_.count(i) || !state_[i].healthy) continue;
-    if (state_[i].short_value) continue;  // measured; a promotion is its next run
-    if (!layouts_[layout_of_[i]].set_aside.empty() || !view.predicted_to_fit(i)) continue;
-    const auto p = model_->predict(i);
-    const double sd = std::hypot(p.sd, std::max(opt_.model_misfit, model_->noise_sd()));
-    const double ei = best_log == kNone ? std::exp(p.mean + sd) : expected_improvement(p.mean, sd, best_log);
-    const double score = ei * view.fit_probability(i);
-    if (!pick || score > pick_score || (score == pick_score && tie(i) < tie(*pick))) {
-      pick = i;
-      pick_score = score;
-    }
-  }
-  if (!pick) {
-    if (!outstanding_.empty()) return std::nullopt;  // the running ones may open new candidates
-    exploring_done_ = true;
-    notes_.push_back("exploration ends: no candidate left to try");
-    return std::nullopt;
-  }
-  if (best_log != kNone && pick_score < opt_.min_improvement) {
-    exploring_done_ = true;
-    notes_.push_back("exploration ends: the best expected improvement is " + pct(pick_score) + " (< " +
-                     pct(opt_.min_improvement) + ")");
-    return std::nullopt;
-  }
-  const auto p = model_->predict(*pick);
-  return request(view, *pick, Fidelity::Short,
-                 "expected improvement " + pct(pick_score) + " (model " + num(std::exp(p.mean)) + " +- " + pct(p.sd) +
-                     ", fits with p=" + num(view.fit_probability(*pick)) + ")");
+double GuidedSampler::model_error() const {
+  const double measured = model_->measured_error();
+  return measured >= 0 ? std::max(measured, opt_.min_model_error) : opt_.model_misfit;
 }
 
-std::optional<TrialRequest> GuidedSampler::next_confirm(const StudyView& view) {
+int GuidedSampler::unconfirmed_contenders(const StudyView& view) const {
+  int n = 0;
+  for (size_t i : contenders(view)) n += !state_[i].confirmed && state_[i].full_values.size() < 2;
+  return n;
+}
+
+std::vector<size_t> GuidedSampler::contenders(const StudyView& view) const {
   std::vector<size_t> full;
   for (size_t i = 0; i < state_.size(); ++i)
     if (state_[i].healthy && !state_[i].full_values.empty() && view.status(i) == TrialStatus::Done) full.push_back(i);
@@ -238,6 +187,109 @@ std::optional<TrialRequest> GuidedSampler::next_confirm(const StudyView& view) {
   // ranking however its re-run came out.
   const double best = full.empty() ? 0 : known_value(full.front());
   std::erase_if(full, [&](size_t i) { return known_value(i) < (1 - 2 * opt_.promote_margin) * best; });
+  return full;
+}
+
+void GuidedSampler::refit(const StudyView& view) {
+  if (!model_stale_) return;
+  std::vector<std::pair<size_t, double>> obs;
+  for (size_t i = 0; i < state_.size(); ++i)
+    if (double v = known_value(i); v > 0) obs.emplace_back(i, std::log(v));
+  model_->fit(obs);
+  model_stale_ = false;
+  // The memory frontier: per layout x everything but the batch, the largest
+  // batch predicted to fit (what is left of it untried is a probe worth
+  // more than the model alone says).
+  frontier_.assign(state_.size(), false);
+  std::map<std::string, size_t> top;  // layout + other memory axes -> candidate
+  for (size_t i = 0; i < state_.size(); ++i) {
+    if (!view.predicted_to_fit(i) || !state_[i].healthy) continue;
+    const Candidate& c = view.candidate(i);
+    std::string key;
+    for (const auto& [k, v] : c.axes)
+      if (k != kLbs) key += k + "=" + value_to_string(v) + ";";
+    auto [it, inserted] = top.emplace(key, i);
+    if (!inserted && axis_number(c, kLbs) > axis_number(view.candidate(it->second), kLbs)) it->second = i;
+  }
+  for (const auto& [key, i] : top) frontier_[i] = true;
+}
+
+std::optional<TrialRequest> GuidedSampler::next_explore(const StudyView& view) {
+  if (exploring_done_) return std::nullopt;
+  const std::optional<double> left = view.remaining_s();
+  const double full = full_cost_n_ ? full_cost_sum_ / full_cost_n_ : 0;
+  const double shorter = short_cost_n_ ? short_cost_sum_ / short_cost_n_ : full;
+  if (left) {
+    // With a time budget the search goes on while it has time: it stops
+    // only to keep what confirming the contenders not yet confirmed costs,
+    // and starts again once they are (leftover budget goes back to the
+    // search).
+    const double keep = std::max(1, unconfirmed_contenders(view)) * full + shorter;
+    if (*left < keep) {
+      ended_by_budget_ = true;
+      if (!budget_noted_)
+        notes_.push_back("exploration pauses: the " + num(*left) + " s left of the time budget go to confirmation");
+      budget_noted_ = true;
+      return std::nullopt;
+    }
+    budget_noted_ = false;
+  } else if (since_gain_ >= opt_.patience) {
+    exploring_done_ = true;
+    notes_.push_back("exploration ends: " + std::to_string(since_gain_) + " trials without a 0.5% gain");
+    return std::nullopt;
+  }
+  refit(view);
+  const double best = best_known();
+  const double best_log = best > 0 ? std::log(best) : kNone;
+  // Nothing measured yet but trials running: their results come first.
+  if (best_log == kNone && !outstanding_.empty()) return std::nullopt;
+  const double error = model_error();
+  std::optional<size_t> pick;
+  double pick_score = 0, pick_upper = 0;
+  for (size_t i = 0; i < state_.size(); ++i) {
+    if (view.status(i) != TrialStatus::Pending || outstanding_.count(i) || !state_[i].healthy) continue;
+    if (state_[i].short_value) continue;  // measured; a promotion is its next run
+    if (!layouts_[layout_of_[i]].set_aside.empty() || !view.predicted_to_fit(i)) continue;
+    const auto p = model_->predict(i);
+    const double sd = std::hypot(p.sd, error);
+    // The memory frontier is where winners sit and where the model knows
+    // least (the fall past memory pressure is sharp): its points count with
+    // a wider spread.
+    const double spread = frontier_[i] ? opt_.frontier_spread * sd : sd;
+    const double ei = best_log == kNone ? std::exp(p.mean + sd) : expected_improvement(p.mean, spread, best_log);
+    const double score = ei * view.fit_probability(i);
+    const double upper = p.mean + opt_.exclude_sigmas * spread;
+    if (!pick || score > pick_score || (score == pick_score && tie(i) < tie(*pick))) {
+      pick = i;
+      pick_score = score;
+      pick_upper = upper;
+    }
+  }
+  if (!pick) {
+    if (!outstanding_.empty()) return std::nullopt;  // the running ones may open new candidates
+    exploring_done_ = true;
+    notes_.push_back("exploration ends: no candidate left to try");
+    return std::nullopt;
+  }
+  // Without a budget: stop when no candidate is expected to gain more than
+  // min_improvement, judged with the model's measured error.
+  if (!left && best_log != kNone && pick_score < opt_.min_improvement) {
+    exploring_done_ = true;
+    notes_.push_back("exploration ends: the best expected improvement is " + pct(pick_score) + " (< " +
+                     pct(opt_.min_improvement) + ", model error " + pct(error) + " measured on " +
+                     std::to_string(model_->residual().loo_residuals().size()) + " results)");
+    return std::nullopt;
+  }
+  (void)pick_upper;
+  const auto p = model_->predict(*pick);
+  return request(view, *pick, Fidelity::Short,
+                 std::string(frontier_[*pick] ? "memory frontier, " : "") + "expected improvement " + pct(pick_score) +
+                     " (model " + num(std::exp(p.mean)) + " +- " + pct(std::hypot(p.sd, error)) +
+                     ", fits with p=" + num(view.fit_probability(*pick)) + ")");
+}
+
+std::optional<TrialRequest> GuidedSampler::next_confirm(const StudyView& view) {
+  const std::vector<size_t> full = contenders(view);
   for (size_t i : full) {
     if (state_[i].confirmed || state_[i].full_values.size() >= 2 || outstanding_.count(i)) continue;
     state_[i].confirmed = true;  // asked once, whatever comes of it
@@ -256,6 +308,12 @@ Ask GuidedSampler::ask(const StudyView& view) {
   if (!outstanding_.empty()) return Ask::wait("waiting for running trials before confirmation");
   if (auto r = next_confirm(view)) return Ask::trial(*r);
   if (!outstanding_.empty()) return Ask::wait("waiting for confirmation runs");
+  // Confirmed, and time left: back to the search (next_explore keeps only
+  // what confirming a new contender would cost).
+  if (view.remaining_s() && !exploring_done_) {
+    if (auto r = next_explore(view)) return Ask::trial(*r);
+    if (!outstanding_.empty()) return Ask::wait("waiting for running trials");
+  }
   if (ended_by_budget_)
     return Ask::finished(
         "the time budget is used up and the best so far confirmed; run the same command again to go on");

@@ -40,9 +40,17 @@ struct GuidedOptions {
   // top of its own uncertainty: a linear model of log throughput fitted on a
   // handful of points can be confidently wrong (one H200: a 4% better
   // config was never tried when only the fitted uncertainty counted).
+  // Until the model's error is measured (ResidualModel::kMinForError
+  // results), this is its error; after, the measured leave-one-out error,
+  // at least min_model_error.
   double model_misfit = 0.05;
-  int patience = 40;         // trials without a 0.5% gain before exploration stops
-  double stop_sigmas = 3.0;  // early stop: mean + this many standard errors below the best
+  double min_model_error = 0.01;
+  // A memory-frontier candidate's spread is this times the model's: the
+  // fall past memory pressure is where the model knows least.
+  double frontier_spread = 1.5;
+  double exclude_sigmas = 2.0;  // a candidate whose mean + this many sds is below the best is excluded
+  int patience = 40;            // without a budget: trials without a 0.5% gain before exploration stops
+  double stop_sigmas = 3.0;     // early stop: mean + this many standard errors below the best
 };
 
 class GuidedSampler : public Sampler {
@@ -76,6 +84,10 @@ class GuidedSampler : public Sampler {
   std::optional<TrialRequest> next_promotion(const StudyView& view);
   std::optional<TrialRequest> next_explore(const StudyView& view);
   std::optional<TrialRequest> next_confirm(const StudyView& view);
+  void refit(const StudyView& view);
+  double model_error() const;                                   // the error the model is credited with (log scale)
+  std::vector<size_t> contenders(const StudyView& view) const;  // the top-k full results worth confirming
+  int unconfirmed_contenders(const StudyView& view) const;
   TrialRequest request(const StudyView& view, size_t i, Fidelity f, std::string why);
   double known_value(size_t i) const;  // the best estimate measured so far; -inf: none
   double best_known() const;
@@ -93,6 +105,8 @@ class GuidedSampler : public Sampler {
   std::vector<size_t> promotions_;  // queued, in order
   bool exploring_done_ = false;
   bool ended_by_budget_ = false;  // exploration cut short to confirm within the budget
+  bool budget_noted_ = false;
+  std::vector<bool> frontier_;  // candidate -> on the memory frontier (refit)
   int since_gain_ = 0;
   double gain_mark_ = 0;  // best value at the last 0.5% gain
   double step_rel_sd_sum_ = 0;
