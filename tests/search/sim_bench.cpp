@@ -15,6 +15,7 @@
 #include <sstream>
 
 #include "sim_study.h"
+#include "tuner/search/throughput_model.h"
 
 namespace fs = std::filesystem;
 using partune::sim::Landscape;
@@ -35,6 +36,22 @@ std::vector<std::string> split(const std::string& text) {
   return out;
 }
 
+// With PARTUNE_SIM_TRACE set: every trial of seed 1, its reason and true
+// value, and the sampler's notes, on stderr.
+void trace(const SimRun& r, const Landscape& landscape) {
+  for (const auto& [id, req] : r.asked) {
+    const auto& c = r.candidates_by_id.at(id);
+    const auto t = partune::sim::truth(c, landscape);
+    std::fprintf(stderr, "  %s %-7s true %.2f%% (%.3f) mem %.0f%% %s | %s\n", id.c_str(),
+                 std::string(partune::to_string(req.fidelity)).c_str(), t.mfu, t.mfu / r.best_truth,
+                 100 * t.memory_gib / partune::sim::kCapacityGib, partune::layout_key(c).c_str(), req.why.c_str());
+    for (const auto& [k, v] : c.axes)
+      if (partune::is_memory_axis(k))
+        std::fprintf(stderr, "      %s=%s\n", k.c_str(), partune::value_to_string(v).c_str());
+  }
+  for (const auto& n : r.notes) std::fprintf(stderr, "  note: %s\n", n.c_str());
+}
+
 void bench(const Landscape& landscape, int seeds, const fs::path& work, const std::vector<std::string>& strategies) {
   const std::vector<double> fractions = {0.01, 0.02, 0.03, 0.05, 0.08, 0.10, 0.12, 0.20, 0.35, 0.50, 0.75, 1.00};
   std::map<std::string, std::vector<std::vector<double>>> ratios;  // strategy -> fraction -> per seed
@@ -51,6 +68,7 @@ void bench(const Landscape& landscape, int seeds, const fs::path& work, const st
       const fs::path d = work / (landscape.name + s + std::to_string(seed));
       fs::create_directories(d);
       runs[s] = run_sim(PARTUNE_SOURCE_DIR, d.string(), s, static_cast<uint64_t>(seed), o);
+      if (std::getenv("PARTUNE_SIM_TRACE") && seed == 1) trace(runs[s], landscape);
     }
     for (const auto& s : strategies) {
       const SimRun& r = runs[s];

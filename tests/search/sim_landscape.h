@@ -156,7 +156,7 @@ inline Landscape frontier_thrash() {
   l.name = "frontier_thrash";
   l.sat_tokens = 32768, l.sat_power = 1.0;
   l.thrash_at = 0.90, l.thrash = 0.5;
-  l.act_none = 0.9, l.act_selective = 0.55, l.act_full = 0.12;
+  l.fixed_gib = 36, l.act_none = 1.3, l.act_selective = 0.8, l.act_full = 0.23;
   l.seq_gain = 0.0;
   return l;
 }

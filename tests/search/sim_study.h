@@ -30,7 +30,7 @@ struct SimRun {
   size_t max_running = 0;                                   // the most trials at once
   std::map<std::string, TrialMetrics> metrics;              // every done trial's stored metrics, by id
   int64_t pending_predicted_to_fit = 0;                     // at the end: untried candidates the study would launch
-  std::string finished_why;                                 // the sampler's last word
+  std::map<std::string, Candidate> candidates_by_id;
 
   // The best-so-far ratio at time t (0 before the first healthy result).
   double ratio_at(double t) const {
@@ -115,6 +115,7 @@ inline SimRun run_sim(const std::string& source_dir, const std::string& dir, con
 
   SimRun run;
   run.candidates = static_cast<int64_t>(planned.candidates.size());
+  for (const auto& c : planned.candidates) run.candidates_by_id[c.id] = c;
   for (const auto& c : planned.candidates)
     if (Truth t = truth(c, o.landscape); t.healthy) run.best_truth = std::max(run.best_truth, t.mfu);
   run.drive = drive_study(study, sampler, executor, progress, options);

@@ -74,7 +74,7 @@ void GuidedSampler::init(const StudyView& view) {
   for (size_t i = 0; i < n; ++i) {
     const std::string key = layout_key(cands[i]);
     auto [it, inserted] = by_key.emplace(key, layouts_.size());
-    if (inserted) layouts_.push_back({key, {}, false, ""});
+    if (inserted) layouts_.push_back({key, {}, false, false, ""});
     layouts_[it->second].members.push_back(i);
     layout_of_[i] = it->second;
   }
@@ -144,6 +144,37 @@ std::optional<TrialRequest> GuidedSampler::next_probe(const StudyView& view) {
     }
     return request(view, *pick, Fidelity::Short,
                    layout.key.empty() ? std::string("probe of the only layout") : "probe of layout " + layout.key);
+  }
+  return std::nullopt;
+}
+
+std::optional<TrialRequest> GuidedSampler::next_frontier_probe(const StudyView& view) {
+  // After the first probes: the first results place every layout, so each
+  // gets one more probe, on its memory frontier (where winners sit), at the
+  // point the model ranks highest: a layout's small-batch probe says little
+  // of how it does at a long sequence or a large batch.
+  for (const auto& l : layouts_)
+    if (!l.probed && l.set_aside.empty()) return std::nullopt;
+  if (best_known() == kNone) return std::nullopt;
+  refit(view);
+  for (auto& layout : layouts_) {
+    if (layout.frontier_probed || !layout.set_aside.empty()) continue;
+    layout.frontier_probed = true;
+    std::optional<size_t> pick;
+    double pick_mean = 0;
+    for (size_t i : layout.members) {
+      if (!frontier_[i] || view.status(i) != TrialStatus::Pending || outstanding_.count(i)) continue;
+      if (state_[i].short_value || !state_[i].full_values.empty()) continue;
+      const double mean = model_->predict(i).mean + std::log(std::max(1e-9, view.fit_probability(i)));
+      if (!pick || mean > pick_mean || (mean == pick_mean && tie(i) < tie(*pick))) {
+        pick = i;
+        pick_mean = mean;
+      }
+    }
+    if (!pick) continue;
+    return request(
+        view, *pick, Fidelity::Short,
+        "frontier probe of layout " + layout.key + ": its largest batch predicted to fit at the model's best");
   }
   return std::nullopt;
 }
@@ -245,7 +276,8 @@ std::optional<TrialRequest> GuidedSampler::next_explore(const StudyView& view) {
   if (best_log == kNone && !outstanding_.empty()) return std::nullopt;
   const double error = model_error();
   std::optional<size_t> pick;
-  double pick_score = 0, pick_upper = 0;
+  double pick_score = 0;
+  int frontier_due = 0;  // untried frontier points not excluded with confidence
   for (size_t i = 0; i < state_.size(); ++i) {
     if (view.status(i) != TrialStatus::Pending || outstanding_.count(i) || !state_[i].healthy) continue;
     if (state_[i].short_value) continue;  // measured; a promotion is its next run
@@ -258,11 +290,10 @@ std::optional<TrialRequest> GuidedSampler::next_explore(const StudyView& view) {
     const double spread = frontier_[i] ? opt_.frontier_spread * sd : sd;
     const double ei = best_log == kNone ? std::exp(p.mean + sd) : expected_improvement(p.mean, spread, best_log);
     const double score = ei * view.fit_probability(i);
-    const double upper = p.mean + opt_.exclude_sigmas * spread;
+    frontier_due += frontier_[i] && best_log != kNone && p.mean + opt_.exclude_sigmas * spread >= best_log;
     if (!pick || score > pick_score || (score == pick_score && tie(i) < tie(*pick))) {
       pick = i;
       pick_score = score;
-      pick_upper = upper;
     }
   }
   if (!pick) {
@@ -272,15 +303,16 @@ std::optional<TrialRequest> GuidedSampler::next_explore(const StudyView& view) {
     return std::nullopt;
   }
   // Without a budget: stop when no candidate is expected to gain more than
-  // min_improvement, judged with the model's measured error.
-  if (!left && best_log != kNone && pick_score < opt_.min_improvement) {
+  // min_improvement, judged with the model's measured error, and every
+  // point of the memory frontier is tried or excluded with confidence (its
+  // upper bound below the best).
+  if (!left && best_log != kNone && pick_score < opt_.min_improvement && frontier_due == 0) {
     exploring_done_ = true;
     notes_.push_back("exploration ends: the best expected improvement is " + pct(pick_score) + " (< " +
                      pct(opt_.min_improvement) + ", model error " + pct(error) + " measured on " +
                      std::to_string(model_->residual().loo_residuals().size()) + " results)");
     return std::nullopt;
   }
-  (void)pick_upper;
   const auto p = model_->predict(*pick);
   return request(view, *pick, Fidelity::Short,
                  std::string(frontier_[*pick] ? "memory frontier, " : "") + "expected improvement " + pct(pick_score) +
@@ -296,13 +328,38 @@ std::optional<TrialRequest> GuidedSampler::next_confirm(const StudyView& view) {
     return request(view, i, Fidelity::Confirm,
                    "confirmation of a top-" + std::to_string(opt_.confirm_top_k) + " result");
   }
-  return std::nullopt;
+  // The first two too close to tell apart by their runs' spread: one more
+  // run of the one with fewer runs, up to max_confirm_runs each.
+  if (full.size() < 2 || outstanding_.count(full[0]) || outstanding_.count(full[1])) return std::nullopt;
+  const double sd = run_to_run_sd();
+  const double n0 = static_cast<double>(state_[full[0]].full_values.size());
+  const double n1 = static_cast<double>(state_[full[1]].full_values.size());
+  const double gap = (known_value(full[0]) - known_value(full[1])) / known_value(full[0]);
+  if (gap >= 2 * sd * std::sqrt(1 / n0 + 1 / n1)) return std::nullopt;
+  const size_t i = n1 < n0 ? full[1] : full[0];
+  if (state_[i].full_values.size() >= static_cast<size_t>(opt_.max_confirm_runs)) return std::nullopt;
+  return request(view, i, Fidelity::Confirm,
+                 "tie-break: the first two are " + pct(gap) + " apart, within twice their runs' standard error");
+}
+
+double GuidedSampler::run_to_run_sd() const {
+  // Pooled relative spread of the configs run more than once; 1% before any.
+  double ss = 0, dof = 0;
+  for (const State& s : state_) {
+    if (!s.healthy || s.full_values.size() < 2) continue;
+    const double n = static_cast<double>(s.full_values.size());
+    const double m = std::accumulate(s.full_values.begin(), s.full_values.end(), 0.0) / n;
+    for (double v : s.full_values) ss += (v - m) * (v - m) / (m * m);
+    dof += n - 1;
+  }
+  return dof > 0 ? std::max(0.002, std::sqrt(ss / dof)) : 0.01;
 }
 
 Ask GuidedSampler::ask(const StudyView& view) {
   if (!initialised_) init(view);
   if (auto r = next_probe(view)) return Ask::trial(*r);
   if (auto r = next_promotion(view)) return Ask::trial(*r);
+  if (auto r = next_frontier_probe(view)) return Ask::trial(*r);
   if (auto r = next_explore(view)) return Ask::trial(*r);
   // Confirmation waits for the promotions and explorations in flight.
   if (!outstanding_.empty()) return Ask::wait("waiting for running trials before confirmation");

@@ -34,6 +34,7 @@ struct GuidedOptions {
   uint64_t seed = 0;
   int short_counted_steps = 3;     // counted steps of a short trial
   int confirm_top_k = 3;           // re-run the top k at the end
+  int max_confirm_runs = 4;        // full runs of a config at most, when the first two are too close to call
   double promote_margin = 0.03;    // promote a short result within this of the best
   double min_improvement = 0.002;  // stop exploring below this expected gain (relative)
   // The least error the throughput model is credited with (log scale), on
@@ -68,6 +69,7 @@ class GuidedSampler : public Sampler {
     std::string key;
     std::vector<size_t> members;
     bool probed = false;
+    bool frontier_probed = false;
     std::string set_aside;  // reason, when set aside
   };
   struct State {
@@ -82,12 +84,14 @@ class GuidedSampler : public Sampler {
   void init(const StudyView& view);
   std::optional<TrialRequest> next_probe(const StudyView& view);
   std::optional<TrialRequest> next_promotion(const StudyView& view);
+  std::optional<TrialRequest> next_frontier_probe(const StudyView& view);
   std::optional<TrialRequest> next_explore(const StudyView& view);
   std::optional<TrialRequest> next_confirm(const StudyView& view);
   void refit(const StudyView& view);
   double model_error() const;                                   // the error the model is credited with (log scale)
   std::vector<size_t> contenders(const StudyView& view) const;  // the top-k full results worth confirming
   int unconfirmed_contenders(const StudyView& view) const;
+  double run_to_run_sd() const;  // relative, of a full run
   TrialRequest request(const StudyView& view, size_t i, Fidelity f, std::string why);
   double known_value(size_t i) const;  // the best estimate measured so far; -inf: none
   double best_known() const;
