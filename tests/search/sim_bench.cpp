@@ -60,9 +60,6 @@ void bench(const Landscape& landscape, int seeds, const fs::path& work, const st
   for (int seed = 1; seed <= seeds; ++seed) {
     SimOptions o;
     o.landscape = landscape;
-    const partune::Space space =
-        partune::sim::sim_space(PARTUNE_SOURCE_DIR, (work / "x.db").string(), "grid", static_cast<uint64_t>(seed));
-    const double grid_wall = partune::sim::grid_wall_s(space, partune::plan(space).candidates, landscape);
     std::map<std::string, SimRun> runs;
     for (const auto& s : strategies) {
       const fs::path d = work / (landscape.name + s + std::to_string(seed));
@@ -70,6 +67,12 @@ void bench(const Landscape& landscape, int seeds, const fs::path& work, const st
       runs[s] = run_sim(PARTUNE_SOURCE_DIR, d.string(), s, static_cast<uint64_t>(seed), o);
       if (std::getenv("PARTUNE_SIM_TRACE") && seed == 1) trace(runs[s], landscape);
     }
+    if (!runs.count("grid")) {
+      const fs::path d = work / (landscape.name + "grid" + std::to_string(seed));
+      fs::create_directories(d);
+      runs["grid"] = run_sim(PARTUNE_SOURCE_DIR, d.string(), "grid", static_cast<uint64_t>(seed), o);
+    }
+    const double grid_wall = runs["grid"].wall_s;
     for (const auto& s : strategies) {
       const SimRun& r = runs[s];
       auto& per = ratios[s];

@@ -77,18 +77,6 @@ struct SimOptions {
   Landscape landscape = current();
 };
 
-// What grid spends on the landscape: every candidate once, start-up plus its
-// steps (a hang: the hang timeout; an OOM: one step). The same sum the
-// executor's clock makes for a grid study, without running one.
-inline double grid_wall_s(const Space& space, const std::vector<Candidate>& candidates, const Landscape& l) {
-  double s = 0;
-  for (const auto& c : candidates) {
-    const Truth t = truth(c, l);
-    s += kStartupS + (t.hangs ? kHangTimeoutS : t.memory_gib > kCapacityGib ? t.step_s : space.trial.steps * t.step_s);
-  }
-  return s;
-}
-
 // Runs the simulated study, or resumes it when `dir` holds it already.
 inline SimRun run_sim(const std::string& source_dir, const std::string& dir, const std::string& strategy, uint64_t seed,
                       const SimOptions& o = {}) {

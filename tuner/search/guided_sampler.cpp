@@ -74,7 +74,7 @@ void GuidedSampler::init(const StudyView& view) {
   for (size_t i = 0; i < n; ++i) {
     const std::string key = layout_key(cands[i]);
     auto [it, inserted] = by_key.emplace(key, layouts_.size());
-    if (inserted) layouts_.push_back({key, {}, false, false, ""});
+    if (inserted) layouts_.push_back({key, {}, false, false, 0, ""});
     layouts_[it->second].members.push_back(i);
     layout_of_[i] = it->second;
   }
@@ -391,6 +391,12 @@ void GuidedSampler::tell(const StudyView& view, const TrialReport& report) {
   }
   if (report.status != TrialStatus::Done && report.status != TrialStatus::Failed) return;
   layout.probed = true;  // a result of any member (a resumed study's too) tells about the layout
+  // A second member measured places the layout beyond its probe: a resumed
+  // study does not probe its frontier again.
+  if (!s.measured) {
+    s.measured = true;
+    if (++layout.measured >= 2) layout.frontier_probed = true;
+  }
   (report.request.fidelity == Fidelity::Short ? short_cost_sum_ : full_cost_sum_) += report.wall_s;
   ++(report.request.fidelity == Fidelity::Short ? short_cost_n_ : full_cost_n_);
   if (report.status == TrialStatus::Failed) {

@@ -70,6 +70,7 @@ class GuidedSampler : public Sampler {
     std::vector<size_t> members;
     bool probed = false;
     bool frontier_probed = false;
+    int measured = 0;       // members with a result
     std::string set_aside;  // reason, when set aside
   };
   struct State {
@@ -79,6 +80,7 @@ class GuidedSampler : public Sampler {
     bool promoted = false;
     bool confirmed = false;
     bool stopped_early = false;
+    bool measured = false;  // a result (done or failed) came
   };
 
   void init(const StudyView& view);
