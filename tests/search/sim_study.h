@@ -57,6 +57,7 @@ class RecordingSampler : public Sampler {
                                          const std::vector<double>& counted) const override {
     return inner_->should_stop(request, counted);
   }
+  std::optional<NotRun> why_not_run(const StudyView& view, size_t i) override { return inner_->why_not_run(view, i); }
   std::vector<std::string> take_notes() override {
     auto n = inner_->take_notes();
     notes.insert(notes.end(), n.begin(), n.end());

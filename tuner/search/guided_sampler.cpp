@@ -490,6 +490,46 @@ std::optional<int64_t> GuidedSampler::remaining_trials() const {
   return n + opt_.confirm_top_k;
 }
 
+std::optional<NotRun> GuidedSampler::why_not_run(const StudyView& view, size_t i) {
+  if (!initialised_) init(view);
+  NotRun r;
+  const Layout& layout = layouts_[layout_of_[i]];
+  if (!layout.set_aside.empty()) {
+    r.kind = "layout-set-aside";
+    r.text = "its layout " + layout.key + " was set aside: " + layout.set_aside;
+    return r;
+  }
+  if (!view.predicted_to_fit(i)) {
+    const MemoryPrediction p = view.prediction(i);
+    r.kind = "memory";
+    r.text = "the memory model predicts " + num(p.memory_gib) + " GiB +- " + num(p.sigma_gib) +
+             " GiB (fits with p=" + num(view.fit_probability(i)) + "): not predicted to fit under the headroom";
+    return r;
+  }
+  if (!state_[i].healthy) return std::nullopt;
+  refit(view);
+  const double best = best_known();
+  const auto p = model_->predict(i);
+  const double error = model_error();
+  const double spread = (frontier_[i] ? opt_.frontier_spread : 1.0) * std::hypot(p.sd, error);
+  r.kind = "model";
+  r.predicted = std::exp(p.mean);
+  r.upper = std::exp(p.mean + opt_.exclude_sigmas * spread);
+  std::string text = "the throughput model predicts " + num(*r.predicted) + " (upper bound " + num(*r.upper) + " at " +
+                     num(opt_.exclude_sigmas) + " sd; model error " + pct(error) + " measured on " +
+                     std::to_string(model_->residual().loo_residuals().size()) + " results)";
+  if (best > 0) {
+    r.best = best;
+    text += " against the best " + num(best);
+    text += *r.upper < best ? ": excluded with confidence"
+                            : ": expected improvement " +
+                                  pct(expected_improvement(p.mean, spread, std::log(best)) * view.fit_probability(i)) +
+                                  ", below what the search ran before it ended";
+  }
+  r.text = text;
+  return r;
+}
+
 std::vector<std::string> GuidedSampler::take_notes() {
   std::vector<std::string> out;
   out.swap(notes_);

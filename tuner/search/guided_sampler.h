@@ -62,6 +62,7 @@ class GuidedSampler : public Sampler {
   std::optional<std::string> should_stop(const TrialRequest& request,
                                          const std::vector<double>& counted) const override;
   std::vector<std::string> take_notes() override;
+  std::optional<NotRun> why_not_run(const StudyView& view, size_t i) override;
   std::optional<int64_t> remaining_trials() const override;
 
  private:

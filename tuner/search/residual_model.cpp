@@ -95,7 +95,7 @@ void ResidualModel::fit(const std::vector<size_t>& candidates, const std::vector
   Pick best{1.0, 0.0, 1e-4};
   for (double length : {0.5, 1.0, 2.0}) {
     for (double share : {0.0, 0.5, 0.9}) {
-      const double signal = var * share;  // 0: the main effects alone
+      const double signal = var * share;                         // 0: the main effects alone
       const double noise = std::max(var * (1 - share), 2.5e-5);  // at least 0.5% step-to-step noise
       length_ = length;
       signal_var_ = signal;
