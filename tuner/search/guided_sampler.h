@@ -4,18 +4,28 @@
 //      sequence, the lightest activation checkpointing predicted to fit),
 //      layouts in a seeded order. A hang, crash, NCCL failure or timeout there
 //      sets the whole layout aside, with a reason.
-//   2. Exploration: a throughput model (throughput_model.h) fitted on every
-//      healthy result; the next short trial is the candidate with the largest
-//      expected improvement over the best so far, times the probability that
-//      it fits in memory. It ends when no candidate expects to improve the
-//      best by more than 0.2%, after `patience` trials without a 0.5% gain,
-//      or when what is left of the time budget is needed for confirmation.
-//   3. Promotion: a short result within 3% of the best known is re-run at
+//   2. Frontier probes: then one short trial per layout on its memory
+//      frontier (per AC x seq, the largest batch predicted to fit), the
+//      frontier point the model ranks highest.
+//   3. Exploration: a throughput model (throughput_model.h: main effects
+//      plus a Gaussian process on their residuals) fitted on every healthy
+//      result; the next short trial is the candidate with the largest
+//      expected improvement over the best so far, its spread the model's
+//      own combined with its measured leave-one-out error (wider on the
+//      frontier), times the probability that it fits in memory. With a time
+//      budget only the budget ends it: it pauses to keep what confirming the
+//      contenders costs and resumes when they are confirmed. Without one it
+//      ends when no candidate expects to improve the best by more than 0.2%
+//      and no frontier point's upper bound reaches the best (patience is a
+//      backstop).
+//   4. Promotion: a short result within 3% of the best known is re-run at
 //      the full step count before anything new (successive halving with one
 //      rung); a full run whose counted steps are clearly below the best is
 //      stopped early (should_stop).
-//   4. Confirmation: the top k full results are re-run once more; the study
-//      ranks them by the mean of their runs and reports the spread.
+//   5. Confirmation: the top k full results are re-run once more; the study
+//      ranks them by the mean of their runs and reports the spread. The
+//      first two, when closer than twice the standard error of their means,
+//      get more runs (up to max_confirm_runs).
 //
 // Nothing depends on the order of candidates or axis values: every choice is
 // by value, ties broken by a hash of the candidate id and the seed.
