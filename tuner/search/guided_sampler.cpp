@@ -484,9 +484,9 @@ std::optional<std::string> GuidedSampler::should_stop(const TrialRequest& reques
 
 std::optional<int64_t> GuidedSampler::remaining_trials() const {
   int64_t n = static_cast<int64_t>(promotions_.size());
-  for (const auto& l : layouts_) n += !l.probed && l.set_aside.empty();
-  // Exploration: about one trial per layout more (the simulated study's).
-  if (!exploring_done_) n += static_cast<int64_t>(layouts_.size());
+  for (const auto& l : layouts_) n += (!l.probed + !l.frontier_probed) * l.set_aside.empty();
+  // Exploration: about two trials per layout more (the simulated studies').
+  if (!exploring_done_) n += 2 * static_cast<int64_t>(layouts_.size());
   return n + opt_.confirm_top_k;
 }
 
