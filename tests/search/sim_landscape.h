@@ -3,7 +3,9 @@
 // samplers run as they do for real processes, only the trials are made up.
 // Shared by the simulated-study test and bench_search_sim.
 //
-// The landscape (per rank, 8 GPUs of 139.8 GiB, 989 TFLOPS bf16 peak):
+// The current landscape (per rank, 8 GPUs of 139.8 GiB, 989 TFLOPS bf16
+// peak; landscapes() holds six more that change its numbers, each said where
+// it is defined):
 //   - MFU: a layout factor (TP costs, EP helps, ETP = TP costs a little, a
 //     fixed +-4% per layout), GEMM saturation with tokens per rank, a small
 //     gain with sequence length, the AC mode's recompute (none 1, selective
@@ -72,7 +74,126 @@ struct Truth {
   double step_s = 0;
 };
 
-inline Truth truth(const Candidate& c) {
+// A landscape's shape: every number the truth below reads. current() is the
+// landscape the guided strategy was first built against; landscapes() adds
+// six structurally different ones (issue 20), none of which the strategy was
+// tuned on one by one.
+struct Landscape {
+  std::string name;
+  double peak_mfu = 40;  // MFU of the ideal config before every factor below
+  // Layout factors of MFU.
+  double tp2 = 0.90, tp4 = 0.74;  // TP = 2 and 4 against TP = 1
+  double ep1 = 0.70, ep2 = 0.86, ep4 = 0.97, ep8 = 1.0;
+  double etp = 0.93;            // ETP > 1
+  double layout_jitter = 0.04;  // a fixed +- per layout
+  double a2a = 0.12;            // expert all-to-all cost at EP = 8 and 4k tokens per rank
+  // TP x seq: TP's factor times (seq / 8192)^(tp_seq * log2 TP): TP pays
+  // less at long sequences (more work per collective).
+  double tp_seq = 0;
+  // Work per step: (tokens / (tokens + sat_tokens))^sat_power, and a gain
+  // per doubling of sequence length.
+  double sat_tokens = 8192, sat_power = 0.5;
+  double seq_gain = 0.03;
+  double tp4_small_batch = 0.92;  // TP = 4 at lbs <= 4
+  // AC modes' throughput; selective pays `selective_small` instead at
+  // lbs <= small_lbs (selective beating full only at large batch).
+  double ac_none = 1.0, ac_selective = 0.92, ac_full = 0.78;
+  double selective_small = 0.92;
+  double small_lbs = 0;
+  // Over thrash_at of the device: allocation retries and this factor.
+  double thrash_at = 0.92, thrash = 0.85;
+  // Memory per rank: fixed + expert weights / EP + tokens (per rank: lbs x
+  // seq / TP^tp_memory) x (activations by AC + logits) per 1k tokens.
+  double fixed_gib = 61, experts_gib = 8;
+  double act_none = 0.75, act_selective = 0.45, act_full = 0.08, logits = 0.25;
+  double tp_memory = 1.0;
+  std::string hang_layout = "2/8/1";  // TP/EP/ETP that hangs
+  double step_noise = 0.02, trial_noise = 0.004;
+};
+
+inline Landscape current() {
+  Landscape l;
+  l.name = "current";
+  return l;
+}
+
+// Fitted to the seed's seven hand-tuned runs (Qwen3-30B-A3B, 8 x H200):
+// TP = 4 EP = 2 ETP = 4 at lbs 12 seq 8192 selective: 84% memory, 8% MFU
+// (lbs 16: 97%, 6%, thrashing); TP = 1 EP = 8 lbs 8: 96%, 19% with
+// retries, lbs 6: 83%, 22%; EP = 4 lbs 6: 83%, 25%; EP = 4 lbs 4 seq 12288:
+// 83%, 30% (the best); TP = 4 lbs 2 seq 4096 full: 45%, 2%. TP is costly,
+// EP = 4 beats 8, longer sequences pay, the batch stops at 80-90% memory.
+inline Landscape seed_runs() {
+  Landscape l;
+  l.name = "seed_runs";
+  l.peak_mfu = 25, l.tp2 = 0.55, l.tp4 = 0.38, l.etp = 0.85;
+  l.ep1 = 0.75, l.ep2 = 0.92, l.ep4 = 1.0, l.ep8 = 0.85;
+  l.a2a = 0.05, l.layout_jitter = 0.02;
+  l.sat_tokens = 16384, l.sat_power = 1.0, l.seq_gain = 0.5, l.tp4_small_batch = 0.8;
+  l.ac_none = 1.0, l.ac_selective = 0.93, l.ac_full = 0.72, l.selective_small = 0.93;
+  l.thrash_at = 0.92, l.thrash = 0.80;
+  l.fixed_gib = 61, l.experts_gib = 4, l.act_none = 1.4, l.act_selective = 0.85, l.act_full = 0.1, l.logits = 0.25;
+  l.tp_memory = 0.5;
+  return l;
+}
+
+// Selective AC beats full only at large batch: at lbs <= 6 its recompute
+// policy costs more than full's (small GEMMs), above it wins clearly; full
+// AC's small activations let it reach batches selective cannot.
+inline Landscape selective_at_large_batch() {
+  Landscape l;
+  l.name = "selective_large_batch";
+  l.ac_none = 0.97, l.ac_selective = 0.97, l.ac_full = 0.84, l.selective_small = 0.72, l.small_lbs = 6;
+  l.act_none = 1.6, l.act_selective = 0.55, l.act_full = 0.06;
+  l.sat_tokens = 12288, l.sat_power = 0.8;
+  return l;
+}
+
+// The best is the largest batch under the headroom; the next one up lands
+// between 90% and 100% of the device and thrashes (half the throughput).
+inline Landscape frontier_thrash() {
+  Landscape l;
+  l.name = "frontier_thrash";
+  l.sat_tokens = 32768, l.sat_power = 1.0;
+  l.thrash_at = 0.90, l.thrash = 0.5;
+  l.fixed_gib = 36, l.act_none = 1.3, l.act_selective = 0.8, l.act_full = 0.23;
+  l.seq_gain = 0.0;
+  return l;
+}
+
+// 5% step-to-step noise, 1.5% trial-to-trial.
+inline Landscape noisy() {
+  Landscape l;
+  l.name = "noisy";
+  l.step_noise = 0.05, l.trial_noise = 0.015;
+  return l;
+}
+
+// The smallest EP wins: expert all-to-all is expensive, experts fit.
+inline Landscape smallest_ep() {
+  Landscape l;
+  l.name = "smallest_ep";
+  l.ep1 = 1.0, l.ep2 = 0.93, l.ep4 = 0.86, l.ep8 = 0.78;
+  l.a2a = 0.25, l.experts_gib = 6;
+  return l;
+}
+
+// TP x seq: TP pays at short sequences and wins at the longest (and frees
+// memory per rank for a larger batch there).
+inline Landscape tp_seq() {
+  Landscape l;
+  l.name = "tp_seq";
+  l.tp2 = 0.93, l.tp4 = 0.80, l.tp_seq = 0.45, l.tp4_small_batch = 1.0;
+  l.seq_gain = 0.0;
+  l.hang_layout = "4/8/1";
+  return l;
+}
+
+inline std::vector<Landscape> landscapes() {
+  return {current(), seed_runs(), selective_at_large_batch(), frontier_thrash(), noisy(), smallest_ep(), tp_seq()};
+}
+
+inline Truth truth(const Candidate& c, const Landscape& l = current()) {
   const JobConfig& cfg = c.config;
   const double tp = static_cast<double>(cfg.get_int("parallelism.tensor_parallel_degree"));
   const double ep = static_cast<double>(cfg.get_int("parallelism.expert_parallel_degree"));
@@ -82,25 +203,29 @@ inline Truth truth(const Candidate& c) {
   const std::string ac = cfg.get_string("activation_checkpoint.mode");
   const double tokens = lbs * seq / tp;  // per rank
 
-  const double f_tp = tp == 1 ? 1.0 : tp == 2 ? 0.90 : 0.74;
-  const double f_ep = ep == 1 ? 0.70 : ep == 2 ? 0.86 : ep == 4 ? 0.97 : 1.0;
-  const double f_etp = etp > 1 ? 0.93 : 1.0;
+  double f_tp = tp == 1 ? 1.0 : tp == 2 ? l.tp2 : l.tp4;
+  if (tp > 1) f_tp *= std::pow(seq / 8192.0, l.tp_seq * std::log2(tp));
+  const double f_ep = ep == 1 ? l.ep1 : ep == 2 ? l.ep2 : ep == 4 ? l.ep4 : l.ep8;
+  const double f_etp = etp > 1 ? l.etp : 1.0;
   const std::string layout = std::to_string(int(tp)) + "/" + std::to_string(int(ep)) + "/" + std::to_string(int(etp));
-  const double f_layout = 1.0 + 0.04 * hashed_unit("layout " + layout);
-  const double f_sat = std::sqrt(tokens / (tokens + 8192.0));
-  const double f_seq = 1.0 + 0.03 * std::log2(seq / 4096.0);
-  const double f_ac = ac == "none" ? 1.0 : ac == "selective" ? 0.92 : 0.78;
-  const double f_int = tp == 4 && lbs <= 4 ? 0.92 : 1.0;
+  const double f_layout = 1.0 + l.layout_jitter * hashed_unit("layout " + layout);
+  const double f_sat = std::pow(tokens / (tokens + l.sat_tokens), l.sat_power);
+  const double f_seq = 1.0 + l.seq_gain * std::log2(seq / 4096.0);
+  const double f_ac = ac == "none"        ? l.ac_none
+                      : ac == "selective" ? (lbs <= l.small_lbs ? l.selective_small : l.ac_selective)
+                                          : l.ac_full;
+  const double f_int = tp == 4 && lbs <= 4 ? l.tp4_small_batch : 1.0;
   // Expert all-to-all latency is amortised over more tokens: EP gains more
   // at large batches (a layout x batch interaction).
-  const double f_a2a = 1.0 - 0.12 * (ep / 8.0) * std::sqrt(4096.0 / tokens);
+  const double f_a2a = 1.0 - l.a2a * (ep / 8.0) * std::sqrt(4096.0 / tokens);
 
   Truth t;
-  const double act = ac == "none" ? 0.75 : ac == "selective" ? 0.45 : 0.08;  // GiB per 1k tokens
-  t.memory_gib = 61.0 + 8.0 / ep + tokens / 1000.0 * (act + 0.25);
-  t.mfu = 40.0 * f_tp * f_ep * f_etp * f_layout * f_sat * f_seq * f_ac * f_int * f_a2a;
-  if (t.memory_gib > 0.92 * kCapacityGib) t.mfu *= 0.85;
-  t.hangs = tp == 2 && ep == 8 && etp == 1;
+  const double act = ac == "none" ? l.act_none : ac == "selective" ? l.act_selective : l.act_full;  // GiB per 1k tokens
+  const double mem_tokens = lbs * seq / std::pow(tp, l.tp_memory);
+  t.memory_gib = l.fixed_gib + l.experts_gib / ep + mem_tokens / 1000.0 * (act + l.logits);
+  t.mfu = l.peak_mfu * f_tp * f_ep * f_etp * f_layout * f_sat * f_seq * f_ac * f_int * f_a2a;
+  if (t.memory_gib > l.thrash_at * kCapacityGib) t.mfu *= l.thrash;
+  t.hangs = layout == l.hang_layout;
   t.healthy = !t.hangs && t.memory_gib <= 0.90 * kCapacityGib;
   const double flops = lbs * seq * 8.0 * 6.0 * 3.3e9;  // the whole step, 8 ranks
   t.step_s = flops / (8.0 * t.mfu / 100.0 * 989e12);
@@ -109,6 +234,7 @@ inline Truth truth(const Candidate& c) {
 
 class SimMemoryModel : public MemoryModel {
  public:
+  explicit SimMemoryModel(Landscape landscape = current()) : landscape_(std::move(landscape)) {}
   MemoryPrediction predict(const JobConfig& config) const override {
     MemoryPrediction p;
     p.memory_gib = raw(config) * scale_;
@@ -124,13 +250,14 @@ class SimMemoryModel : public MemoryModel {
   int64_t observations() const override { return n_; }
 
  private:
-  static double raw(const JobConfig& config) {
+  double raw(const JobConfig& config) const {
     Candidate c;
     c.config = config;
     const std::string layout = std::to_string(config.get_int("parallelism.tensor_parallel_degree")) + "/" +
                                std::to_string(config.get_int("parallelism.expert_parallel_degree"));
-    return truth(c).memory_gib * 1.05 * (1.0 + 0.08 * hashed_unit("bias " + layout));
+    return truth(c, landscape_).memory_gib * 1.05 * (1.0 + 0.08 * hashed_unit("bias " + layout));
   }
+  Landscape landscape_;
   double scale_ = 1.0;
   double ratio_sum_ = 0;
   int64_t n_ = 0;
@@ -146,8 +273,8 @@ class SimExecutor : public TrialExecutor {
   // `slots`: trials at once. A trial's outcome is drawn when it starts (so
   // the same starts give the same outcomes, serial or not) and it ends
   // wall_s later on the simulated clock.
-  SimExecutor(uint64_t seed, const TrialSpec& trial, int slots = 1)
-      : rng_(seed * 7919 + 17), trial_(trial), slots_(slots) {}
+  SimExecutor(uint64_t seed, const TrialSpec& trial, int slots = 1, Landscape landscape = current())
+      : rng_(seed * 7919 + 17), trial_(trial), slots_(slots), landscape_(std::move(landscape)) {}
   double now_s() const override { return clock_s_; }
   int slots() const override { return slots_; }
   void start(size_t ticket, const Candidate& c, const TrialRequest& request, StopCheck stop) override {
@@ -172,7 +299,7 @@ class SimExecutor : public TrialExecutor {
   const SimCounts& counts() const { return counts_; }
 
   TrialOutcome run(const Candidate& c, const TrialRequest& request, const StopCheck& stop) override {
-    const Truth t = truth(c);
+    const Truth t = truth(c, landscape_);
     TrialOutcome o;
     ++counts_.launched;
     double wall = kStartupS;
@@ -195,14 +322,14 @@ class SimExecutor : public TrialExecutor {
       o.wall_s = wall + t.step_s;
       return o;
     }
-    const double trial_factor = 1.0 + 0.004 * rng_.normal();
+    const double trial_factor = 1.0 + landscape_.trial_noise * rng_.normal();
     std::vector<double> values;
     int steps_run = 0;
     for (int step = 1; step <= request.steps; ++step) {
       ++steps_run;
       wall += t.step_s;
       if (step <= trial_.warmup_steps) continue;
-      values.push_back(t.mfu * trial_factor * (1.0 + 0.02 * rng_.normal()));
+      values.push_back(t.mfu * trial_factor * (1.0 + landscape_.step_noise * rng_.normal()));
       // The last step ends the trial anyway.
       if (step == request.steps) continue;
       if (!stop) continue;
@@ -219,7 +346,7 @@ class SimExecutor : public TrialExecutor {
     o.metrics.mfu = n % 2 ? sorted[n / 2] : (sorted[n / 2 - 1] + sorted[n / 2]) / 2;
     o.metrics.memory_gib = t.memory_gib * (1.0 + 0.005 * rng_.normal());
     o.metrics.memory_pct = 100.0 * *o.metrics.memory_gib / kCapacityGib;
-    o.metrics.alloc_retries = t.memory_gib > 0.92 * kCapacityGib ? steps_run : 0;
+    o.metrics.alloc_retries = t.memory_gib > landscape_.thrash_at * kCapacityGib ? steps_run : 0;
     o.metrics.counted_steps = static_cast<int64_t>(n);
     o.counted = values;
     o.status = TrialStatus::Done;
@@ -237,6 +364,7 @@ class SimExecutor : public TrialExecutor {
   Rng rng_;
   TrialSpec trial_;
   int slots_ = 1;
+  Landscape landscape_;
   double clock_s_ = 0;
   SimCounts counts_;
   std::vector<Running> ends_;

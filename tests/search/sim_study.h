@@ -29,6 +29,8 @@ struct SimRun {
   std::vector<std::string> notes;                           // the sampler's decisions
   size_t max_running = 0;                                   // the most trials at once
   std::map<std::string, TrialMetrics> metrics;              // every done trial's stored metrics, by id
+  int64_t pending_predicted_to_fit = 0;                     // at the end: untried candidates the study would launch
+  std::map<std::string, Candidate> candidates_by_id;
 
   // The best-so-far ratio at time t (0 before the first healthy result).
   double ratio_at(double t) const {
@@ -55,6 +57,7 @@ class RecordingSampler : public Sampler {
                                          const std::vector<double>& counted) const override {
     return inner_->should_stop(request, counted);
   }
+  std::optional<NotRun> why_not_run(const StudyView& view, size_t i) override { return inner_->why_not_run(view, i); }
   std::vector<std::string> take_notes() override {
     auto n = inner_->take_notes();
     notes.insert(notes.end(), n.begin(), n.end());
@@ -72,6 +75,7 @@ struct SimOptions {
   std::optional<int64_t> max_trials;
   std::optional<uint64_t> shuffle_seed;  // of the axis values; default: the seed
   int slots = 1;                         // trials at once
+  Landscape landscape = current();
 };
 
 // Runs the simulated study, or resumes it when `dir` holds it already.
@@ -87,10 +91,10 @@ inline SimRun run_sim(const std::string& source_dir, const std::string& dir, con
   store.ensure_study(row);
   store.add_candidates(space.study.name, planned.candidates);
 
-  SimExecutor executor(seed, space.trial, o.slots);
+  SimExecutor executor(seed, space.trial, o.slots, o.landscape);
   Study study(
-      space, planned.candidates, store, std::make_unique<SimMemoryModel>(), [&executor] { return executor.now_s(); },
-      budget_s);
+      space, planned.candidates, store, std::make_unique<SimMemoryModel>(o.landscape),
+      [&executor] { return executor.now_s(); }, budget_s);
   RecordingSampler sampler(make_sampler(space.search));
   std::ostringstream sink;
   Progress progress(sink, false);
@@ -100,9 +104,12 @@ inline SimRun run_sim(const std::string& source_dir, const std::string& dir, con
 
   SimRun run;
   run.candidates = static_cast<int64_t>(planned.candidates.size());
+  for (const auto& c : planned.candidates) run.candidates_by_id[c.id] = c;
   for (const auto& c : planned.candidates)
-    if (Truth t = truth(c); t.healthy) run.best_truth = std::max(run.best_truth, t.mfu);
+    if (Truth t = truth(c, o.landscape); t.healthy) run.best_truth = std::max(run.best_truth, t.mfu);
   run.drive = drive_study(study, sampler, executor, progress, options);
+  for (size_t i = 0; i < study.size(); ++i)
+    run.pending_predicted_to_fit += study.status(i) == TrialStatus::Pending && study.predicted_to_fit(i);
   run.asked = sampler.asked;
   run.notes = sampler.notes;
   run.wall_s = executor.now_s();
@@ -111,10 +118,10 @@ inline SimRun run_sim(const std::string& source_dir, const std::string& dir, con
   for (const auto& r : store.trials(space.study.name))
     if (r.status == TrialStatus::Done) run.metrics[r.id] = r.metrics;
   for (const auto& p : run.drive.curve)
-    run.curve.emplace_back(p.time_s, p.best ? truth(study.candidate(*p.best)).mfu / run.best_truth : 0.0);
+    run.curve.emplace_back(p.time_s, p.best ? truth(study.candidate(*p.best), o.landscape).mfu / run.best_truth : 0.0);
   if (auto best = study.best()) {
     run.best_id = study.candidate(*best).id;
-    run.final_ratio = truth(study.candidate(*best)).mfu / run.best_truth;
+    run.final_ratio = truth(study.candidate(*best), o.landscape).mfu / run.best_truth;
   }
   return run;
 }

@@ -206,6 +206,7 @@ int main(int argc, char** argv) {
   auto* why = app.add_subcommand("why", "why one candidate is where it is: rejected, pruned, failed, or its rank");
   add_db_args(why, db_args);
   why->add_option("id", trial_id, "candidate id (a unique prefix is enough)")->required();
+  why->add_option("--format", format, "table | json (table: the explanation as text)");
 
   IngestOptions ingest;
   auto* ing = app.add_subcommand("ingest", "record runs done outside tune as finished trials");
@@ -327,7 +328,8 @@ int main(int argc, char** argv) {
       std::string db_path = db_args.db.empty() && space ? space->study.db_path : db_args.db;
       OpenStudy s{o.store, db_path, o.study, o.health, o.objective, space ? &*space : nullptr};
       if (*why) {
-        std::cout << why_command(s, trial_id);
+        check_format(format, {"table", "json"});
+        std::cout << why_command(s, trial_id, format == "json");
         return kExitOk;
       }
       write_output(report_command(s, report_top), report_path.empty() ? default_report_path(db_path) : report_path);

@@ -35,7 +35,7 @@ std::string default_report_path(const std::string& db_path) {
   return (p.parent_path() / (p.stem().string() + "-report.html")).string();
 }
 
-std::string why_command(const OpenStudy& o, const std::string& id_prefix) {
+std::string why_command(const OpenStudy& o, const std::string& id_prefix, bool json) {
   WhyInput in;
   in.trials = o.store.trials(o.study);
   in.health = o.health;
@@ -50,7 +50,7 @@ std::string why_command(const OpenStudy& o, const std::string& id_prefix) {
     if (target.trial->status == TrialStatus::Failed && !target.trial->log_dir.empty())
       in.log_tail = tail_lines(target.trial->log_dir + "/output.log", 6);
   }
-  return explain_why(in, target);
+  return json ? why_json(in, target).dump(2) + "\n" : explain_why(in, target);
 }
 
 std::string plan_rejected_table(const Space& space) {

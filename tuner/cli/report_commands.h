@@ -25,7 +25,7 @@ std::string report_command(const OpenStudy& o, size_t top);
 std::string default_report_path(const std::string& db_path);
 
 // `tune why`: the explanation text (InputError for an unknown or ambiguous id).
-std::string why_command(const OpenStudy& o, const std::string& id_prefix);
+std::string why_command(const OpenStudy& o, const std::string& id_prefix, bool json = false);
 
 // `tune plan --rejected`: every rejected point with the rule it broke, as a
 // table (grouped by rule) or JSON ({"rejected_points": [...], "rejected": {rule: count}}).

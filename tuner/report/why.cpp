@@ -66,6 +66,27 @@ bool pruned_by_prediction(const TrialRecord& r) {
 
 }  // namespace
 
+nlohmann::json why_json(const WhyInput& in, const WhyTarget& target) {
+  nlohmann::json j;
+  j["kind"] = why_kind(in, target);
+  j["text"] = explain_why(in, target);
+  if (target.rejected) {
+    j["id"] = target.rejected->id;
+    j["rule"] = target.rejected->rule;
+    return j;
+  }
+  const TrialRecord& r = *target.trial;
+  j["id"] = r.id;
+  j["status"] = std::string(to_string(r.status));
+  nlohmann::json axes = nlohmann::json::object();
+  for (const auto& [key, value] : r.axes) axes[key] = fmt::value(value);
+  j["axes"] = axes;
+  for (const char* key : {"not_run", "prediction"})
+    if (r.facts.contains(key)) j[key] = r.facts[key];
+  if (!r.reason.empty()) j["reason"] = r.reason;
+  return j;
+}
+
 std::string tail_lines(const std::string& path, size_t lines) {
   std::ifstream f(path);
   if (!f) return "";
@@ -131,7 +152,9 @@ std::string explain_why(const WhyInput& in, const WhyTarget& target) {
   const std::string axes = "  axes: " + axes_text(r.axes) + "\n";
 
   if (kind == "pending") {
-    out = r.id + ": pending: not run yet";
+    // The search's reason, kept when the study ended (drive_study).
+    const bool said = r.facts.contains("not_run") && r.facts["not_run"].value("text", nlohmann::json()).is_string();
+    out = r.id + ": pending: " + (said ? "not run: " + r.facts["not_run"]["text"].get<std::string>() : "not run yet");
     out += r.attempt > 0 ? " (put back to pending: " + r.reason + ")\n" : "\n";
     out += axes;
     if (auto p = prediction_text(r); !p.empty()) out += "  memory model: " + p + "\n";

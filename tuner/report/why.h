@@ -4,6 +4,7 @@
 // lines that show it, why a finished trial is not healthy, or its rank and
 // what beat it.
 #pragma once
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -37,6 +38,11 @@ std::string why_kind(const WhyInput& in, const WhyTarget& target);
 
 // The explanation as text, first line "<id>: <kind>: <one-line answer>".
 std::string explain_why(const WhyInput& in, const WhyTarget& target);
+
+// The same as JSON (`tune why --format json`): id, kind, status, axes, the
+// text above, and the facts it rests on (not_run: the search's reason for a
+// pending candidate; prediction: the memory model's).
+nlohmann::json why_json(const WhyInput& in, const WhyTarget& target);
 
 // The last `lines` non-empty lines of a text file ("" if it cannot be read).
 std::string tail_lines(const std::string& path, size_t lines);

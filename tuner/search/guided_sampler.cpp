@@ -74,7 +74,7 @@ void GuidedSampler::init(const StudyView& view) {
   for (size_t i = 0; i < n; ++i) {
     const std::string key = layout_key(cands[i]);
     auto [it, inserted] = by_key.emplace(key, layouts_.size());
-    if (inserted) layouts_.push_back({key, {}, false, ""});
+    if (inserted) layouts_.push_back({key, {}, false, false, 0, ""});
     layouts_[it->second].members.push_back(i);
     layout_of_[i] = it->second;
   }
@@ -148,6 +148,37 @@ std::optional<TrialRequest> GuidedSampler::next_probe(const StudyView& view) {
   return std::nullopt;
 }
 
+std::optional<TrialRequest> GuidedSampler::next_frontier_probe(const StudyView& view) {
+  // After the first probes: the first results place every layout, so each
+  // gets one more probe, on its memory frontier (where winners sit), at the
+  // point the model ranks highest: a layout's small-batch probe says little
+  // of how it does at a long sequence or a large batch.
+  for (const auto& l : layouts_)
+    if (!l.probed && l.set_aside.empty()) return std::nullopt;
+  if (best_known() == kNone) return std::nullopt;
+  refit(view);
+  for (auto& layout : layouts_) {
+    if (layout.frontier_probed || !layout.set_aside.empty()) continue;
+    layout.frontier_probed = true;
+    std::optional<size_t> pick;
+    double pick_mean = 0;
+    for (size_t i : layout.members) {
+      if (!frontier_[i] || view.status(i) != TrialStatus::Pending || outstanding_.count(i)) continue;
+      if (state_[i].short_value || !state_[i].full_values.empty()) continue;
+      const double mean = model_->predict(i).mean + std::log(std::max(1e-9, view.fit_probability(i)));
+      if (!pick || mean > pick_mean || (mean == pick_mean && tie(i) < tie(*pick))) {
+        pick = i;
+        pick_mean = mean;
+      }
+    }
+    if (!pick) continue;
+    return request(
+        view, *pick, Fidelity::Short,
+        "frontier probe of layout " + layout.key + ": its largest batch predicted to fit at the model's best");
+  }
+  return std::nullopt;
+}
+
 std::optional<TrialRequest> GuidedSampler::next_promotion(const StudyView& view) {
   while (!promotions_.empty()) {
     const size_t i = promotions_.front();
@@ -163,69 +194,18 @@ std::optional<TrialRequest> GuidedSampler::next_promotion(const StudyView& view)
   return std::nullopt;
 }
 
-std::optional<TrialRequest> GuidedSampler::next_explore(const StudyView& view) {
-  if (exploring_done_) return std::nullopt;
-  if (since_gain_ >= opt_.patience) {
-    exploring_done_ = true;
-    notes_.push_back("exploration ends: " + std::to_string(since_gain_) + " trials without a 0.5% gain");
-    return std::nullopt;
-  }
-  if (auto left = view.remaining_s()) {
-    const double full = full_cost_n_ ? full_cost_sum_ / full_cost_n_ : 0;
-    const double shorter = short_cost_n_ ? short_cost_sum_ / short_cost_n_ : full;
-    const double keep = opt_.confirm_top_k * full + shorter;
-    if (*left < keep) {
-      exploring_done_ = true;
-      ended_by_budget_ = true;
-      notes_.push_back("exploration ends: the " + num(*left) + " s left of the time budget go to confirmation");
-      return std::nullopt;
-    }
-  }
-  if (model_stale_) {
-    std::vector<std::pair<size_t, double>> obs;
-    for (size_t i = 0; i < state_.size(); ++i)
-      if (double v = known_value(i); v > 0) obs.emplace_back(i, std::log(v));
-    model_->fit(obs);
-    model_stale_ = false;
-  }
-  const double best = best_known();
-  const double best_log = best > 0 ? std::log(best) : kNone;
-  // Nothing measured yet but trials running: their results come first.
-  if (best_log == kNone && !outstanding_.empty()) return std::nullopt;
-  std::optional<size_t> pick;
-  double pick_score = 0;
-  for (size_t i = 0; i < state_.size(); ++i) {
-    if (view.status(i) != TrialStatus::Pending || outstanding_.count(i) || !state_[i].healthy) continue;
-    if (state_[i].short_value) continue;  // measured; a promotion is its next run
-    if (!layouts_[layout_of_[i]].set_aside.empty() || !view.predicted_to_fit(i)) continue;
-    const auto p = model_->predict(i);
-    const double sd = std::hypot(p.sd, std::max(opt_.model_misfit, model_->noise_sd()));
-    const double ei = best_log == kNone ? std::exp(p.mean + sd) : expected_improvement(p.mean, sd, best_log);
-    const double score = ei * view.fit_probability(i);
-    if (!pick || score > pick_score || (score == pick_score && tie(i) < tie(*pick))) {
-      pick = i;
-      pick_score = score;
-    }
-  }
-  if (!pick) {
-    if (!outstanding_.empty()) return std::nullopt;  // the running ones may open new candidates
-    exploring_done_ = true;
-    notes_.push_back("exploration ends: no candidate left to try");
-    return std::nullopt;
-  }
-  if (best_log != kNone && pick_score < opt_.min_improvement) {
-    exploring_done_ = true;
-    notes_.push_back("exploration ends: the best expected improvement is " + pct(pick_score) + " (< " +
-                     pct(opt_.min_improvement) + ")");
-    return std::nullopt;
-  }
-  const auto p = model_->predict(*pick);
-  return request(view, *pick, Fidelity::Short,
-                 "expected improvement " + pct(pick_score) + " (model " + num(std::exp(p.mean)) + " +- " + pct(p.sd) +
-                     ", fits with p=" + num(view.fit_probability(*pick)) + ")");
+double GuidedSampler::model_error() const {
+  const double measured = model_->measured_error();
+  return measured >= 0 ? std::max(measured, opt_.min_model_error) : opt_.model_misfit;
 }
 
-std::optional<TrialRequest> GuidedSampler::next_confirm(const StudyView& view) {
+int GuidedSampler::unconfirmed_contenders(const StudyView& view) const {
+  int n = 0;
+  for (size_t i : contenders(view)) n += !state_[i].confirmed && state_[i].full_values.size() < 2;
+  return n;
+}
+
+std::vector<size_t> GuidedSampler::contenders(const StudyView& view) const {
   std::vector<size_t> full;
   for (size_t i = 0; i < state_.size(); ++i)
     if (state_[i].healthy && !state_[i].full_values.empty() && view.status(i) == TrialStatus::Done) full.push_back(i);
@@ -238,24 +218,159 @@ std::optional<TrialRequest> GuidedSampler::next_confirm(const StudyView& view) {
   // ranking however its re-run came out.
   const double best = full.empty() ? 0 : known_value(full.front());
   std::erase_if(full, [&](size_t i) { return known_value(i) < (1 - 2 * opt_.promote_margin) * best; });
+  return full;
+}
+
+void GuidedSampler::refit(const StudyView& view) {
+  if (!model_stale_) return;
+  std::vector<std::pair<size_t, double>> obs;
+  for (size_t i = 0; i < state_.size(); ++i)
+    if (double v = known_value(i); v > 0) obs.emplace_back(i, std::log(v));
+  model_->fit(obs);
+  model_stale_ = false;
+  // The memory frontier: per layout x everything but the batch, the largest
+  // batch predicted to fit (what is left of it untried is a probe worth
+  // more than the model alone says).
+  frontier_.assign(state_.size(), false);
+  std::map<std::string, size_t> top;  // layout + other memory axes -> candidate
+  for (size_t i = 0; i < state_.size(); ++i) {
+    if (!view.predicted_to_fit(i) || !state_[i].healthy) continue;
+    const Candidate& c = view.candidate(i);
+    std::string key;
+    for (const auto& [k, v] : c.axes)
+      if (k != kLbs) key += k + "=" + value_to_string(v) + ";";
+    auto [it, inserted] = top.emplace(key, i);
+    if (!inserted && axis_number(c, kLbs) > axis_number(view.candidate(it->second), kLbs)) it->second = i;
+  }
+  for (const auto& [key, i] : top) frontier_[i] = true;
+}
+
+std::optional<TrialRequest> GuidedSampler::next_explore(const StudyView& view) {
+  if (exploring_done_) return std::nullopt;
+  const std::optional<double> left = view.remaining_s();
+  const double full = full_cost_n_ ? full_cost_sum_ / full_cost_n_ : 0;
+  const double shorter = short_cost_n_ ? short_cost_sum_ / short_cost_n_ : full;
+  if (left) {
+    // With a time budget the search goes on while it has time: it stops
+    // only to keep what confirming the contenders not yet confirmed costs,
+    // and starts again once they are (leftover budget goes back to the
+    // search).
+    const double keep = std::max(1, unconfirmed_contenders(view)) * full + shorter;
+    if (*left < keep) {
+      ended_by_budget_ = true;
+      if (!budget_noted_)
+        notes_.push_back("exploration pauses: the " + num(*left) + " s left of the time budget go to confirmation");
+      budget_noted_ = true;
+      return std::nullopt;
+    }
+    budget_noted_ = false;
+  } else if (since_gain_ >= opt_.patience) {
+    exploring_done_ = true;
+    notes_.push_back("exploration ends: " + std::to_string(since_gain_) + " trials without a 0.5% gain");
+    return std::nullopt;
+  }
+  refit(view);
+  const double best = best_known();
+  const double best_log = best > 0 ? std::log(best) : kNone;
+  // Nothing measured yet but trials running: their results come first.
+  if (best_log == kNone && !outstanding_.empty()) return std::nullopt;
+  const double error = model_error();
+  std::optional<size_t> pick;
+  double pick_score = 0;
+  int frontier_due = 0;  // untried frontier points not excluded with confidence
+  for (size_t i = 0; i < state_.size(); ++i) {
+    if (view.status(i) != TrialStatus::Pending || outstanding_.count(i) || !state_[i].healthy) continue;
+    if (state_[i].short_value) continue;  // measured; a promotion is its next run
+    if (!layouts_[layout_of_[i]].set_aside.empty() || !view.predicted_to_fit(i)) continue;
+    const auto p = model_->predict(i);
+    const double sd = std::hypot(p.sd, error);
+    // The memory frontier is where winners sit and where the model knows
+    // least (the fall past memory pressure is sharp): its points count with
+    // a wider spread.
+    const double spread = frontier_[i] ? opt_.frontier_spread * sd : sd;
+    const double ei = best_log == kNone ? std::exp(p.mean + sd) : expected_improvement(p.mean, spread, best_log);
+    const double score = ei * view.fit_probability(i);
+    frontier_due += frontier_[i] && best_log != kNone && p.mean + opt_.exclude_sigmas * spread >= best_log;
+    if (!pick || score > pick_score || (score == pick_score && tie(i) < tie(*pick))) {
+      pick = i;
+      pick_score = score;
+    }
+  }
+  if (!pick) {
+    if (!outstanding_.empty()) return std::nullopt;  // the running ones may open new candidates
+    exploring_done_ = true;
+    notes_.push_back("exploration ends: no candidate left to try");
+    return std::nullopt;
+  }
+  // Without a budget: stop when no candidate is expected to gain more than
+  // min_improvement, judged with the model's measured error, and every
+  // point of the memory frontier is tried or excluded with confidence (its
+  // upper bound below the best).
+  if (!left && best_log != kNone && pick_score < opt_.min_improvement && frontier_due == 0) {
+    exploring_done_ = true;
+    notes_.push_back("exploration ends: the best expected improvement is " + pct(pick_score) + " (< " +
+                     pct(opt_.min_improvement) + ", model error " + pct(error) + " measured on " +
+                     std::to_string(model_->residual().loo_residuals().size()) + " results)");
+    return std::nullopt;
+  }
+  const auto p = model_->predict(*pick);
+  return request(view, *pick, Fidelity::Short,
+                 std::string(frontier_[*pick] ? "memory frontier, " : "") + "expected improvement " + pct(pick_score) +
+                     " (model " + num(std::exp(p.mean)) + " +- " + pct(std::hypot(p.sd, error)) +
+                     ", fits with p=" + num(view.fit_probability(*pick)) + ")");
+}
+
+std::optional<TrialRequest> GuidedSampler::next_confirm(const StudyView& view) {
+  const std::vector<size_t> full = contenders(view);
   for (size_t i : full) {
     if (state_[i].confirmed || state_[i].full_values.size() >= 2 || outstanding_.count(i)) continue;
     state_[i].confirmed = true;  // asked once, whatever comes of it
     return request(view, i, Fidelity::Confirm,
                    "confirmation of a top-" + std::to_string(opt_.confirm_top_k) + " result");
   }
-  return std::nullopt;
+  // The first two too close to tell apart by their runs' spread: one more
+  // run of the one with fewer runs, up to max_confirm_runs each.
+  if (full.size() < 2 || outstanding_.count(full[0]) || outstanding_.count(full[1])) return std::nullopt;
+  const double sd = run_to_run_sd();
+  const double n0 = static_cast<double>(state_[full[0]].full_values.size());
+  const double n1 = static_cast<double>(state_[full[1]].full_values.size());
+  const double gap = (known_value(full[0]) - known_value(full[1])) / known_value(full[0]);
+  if (gap >= 2 * sd * std::sqrt(1 / n0 + 1 / n1)) return std::nullopt;
+  const size_t i = n1 < n0 ? full[1] : full[0];
+  if (state_[i].full_values.size() >= static_cast<size_t>(opt_.max_confirm_runs)) return std::nullopt;
+  return request(view, i, Fidelity::Confirm,
+                 "tie-break: the first two are " + pct(gap) + " apart, within twice their runs' standard error");
+}
+
+double GuidedSampler::run_to_run_sd() const {
+  // Pooled relative spread of the configs run more than once; 1% before any.
+  double ss = 0, dof = 0;
+  for (const State& s : state_) {
+    if (!s.healthy || s.full_values.size() < 2) continue;
+    const double n = static_cast<double>(s.full_values.size());
+    const double m = std::accumulate(s.full_values.begin(), s.full_values.end(), 0.0) / n;
+    for (double v : s.full_values) ss += (v - m) * (v - m) / (m * m);
+    dof += n - 1;
+  }
+  return dof > 0 ? std::max(0.002, std::sqrt(ss / dof)) : 0.01;
 }
 
 Ask GuidedSampler::ask(const StudyView& view) {
   if (!initialised_) init(view);
   if (auto r = next_probe(view)) return Ask::trial(*r);
   if (auto r = next_promotion(view)) return Ask::trial(*r);
+  if (auto r = next_frontier_probe(view)) return Ask::trial(*r);
   if (auto r = next_explore(view)) return Ask::trial(*r);
   // Confirmation waits for the promotions and explorations in flight.
   if (!outstanding_.empty()) return Ask::wait("waiting for running trials before confirmation");
   if (auto r = next_confirm(view)) return Ask::trial(*r);
   if (!outstanding_.empty()) return Ask::wait("waiting for confirmation runs");
+  // Confirmed, and time left: back to the search (next_explore keeps only
+  // what confirming a new contender would cost).
+  if (view.remaining_s() && !exploring_done_) {
+    if (auto r = next_explore(view)) return Ask::trial(*r);
+    if (!outstanding_.empty()) return Ask::wait("waiting for running trials");
+  }
   if (ended_by_budget_)
     return Ask::finished(
         "the time budget is used up and the best so far confirmed; run the same command again to go on");
@@ -276,6 +391,12 @@ void GuidedSampler::tell(const StudyView& view, const TrialReport& report) {
   }
   if (report.status != TrialStatus::Done && report.status != TrialStatus::Failed) return;
   layout.probed = true;  // a result of any member (a resumed study's too) tells about the layout
+  // A second member measured places the layout beyond its probe: a resumed
+  // study does not probe its frontier again.
+  if (!s.measured) {
+    s.measured = true;
+    if (++layout.measured >= 2) layout.frontier_probed = true;
+  }
   (report.request.fidelity == Fidelity::Short ? short_cost_sum_ : full_cost_sum_) += report.wall_s;
   ++(report.request.fidelity == Fidelity::Short ? short_cost_n_ : full_cost_n_);
   if (report.status == TrialStatus::Failed) {
@@ -363,10 +484,50 @@ std::optional<std::string> GuidedSampler::should_stop(const TrialRequest& reques
 
 std::optional<int64_t> GuidedSampler::remaining_trials() const {
   int64_t n = static_cast<int64_t>(promotions_.size());
-  for (const auto& l : layouts_) n += !l.probed && l.set_aside.empty();
-  // Exploration: about one trial per layout more (the simulated study's).
-  if (!exploring_done_) n += static_cast<int64_t>(layouts_.size());
+  for (const auto& l : layouts_) n += (!l.probed + !l.frontier_probed) * l.set_aside.empty();
+  // Exploration: about two trials per layout more (the simulated studies').
+  if (!exploring_done_) n += 2 * static_cast<int64_t>(layouts_.size());
   return n + opt_.confirm_top_k;
+}
+
+std::optional<NotRun> GuidedSampler::why_not_run(const StudyView& view, size_t i) {
+  if (!initialised_) init(view);
+  NotRun r;
+  const Layout& layout = layouts_[layout_of_[i]];
+  if (!layout.set_aside.empty()) {
+    r.kind = "layout-set-aside";
+    r.text = "its layout " + layout.key + " was set aside: " + layout.set_aside;
+    return r;
+  }
+  if (!view.predicted_to_fit(i)) {
+    const MemoryPrediction p = view.prediction(i);
+    r.kind = "memory";
+    r.text = "the memory model predicts " + num(p.memory_gib) + " GiB +- " + num(p.sigma_gib) +
+             " GiB (fits with p=" + num(view.fit_probability(i)) + "): not predicted to fit under the headroom";
+    return r;
+  }
+  if (!state_[i].healthy) return std::nullopt;
+  refit(view);
+  const double best = best_known();
+  const auto p = model_->predict(i);
+  const double error = model_error();
+  const double spread = (frontier_[i] ? opt_.frontier_spread : 1.0) * std::hypot(p.sd, error);
+  r.kind = "model";
+  r.predicted = std::exp(p.mean);
+  r.upper = std::exp(p.mean + opt_.exclude_sigmas * spread);
+  std::string text = "the throughput model predicts " + num(*r.predicted) + " (upper bound " + num(*r.upper) + " at " +
+                     num(opt_.exclude_sigmas) + " sd; model error " + pct(error) + " measured on " +
+                     std::to_string(model_->residual().loo_residuals().size()) + " results)";
+  if (best > 0) {
+    r.best = best;
+    text += " against the best " + num(best);
+    text += *r.upper < best ? ": excluded with confidence"
+                            : ": expected improvement " +
+                                  pct(expected_improvement(p.mean, spread, std::log(best)) * view.fit_probability(i)) +
+                                  ", below what the search ran before it ended";
+  }
+  r.text = text;
+  return r;
 }
 
 std::vector<std::string> GuidedSampler::take_notes() {

@@ -83,6 +83,14 @@ struct TrialReport {
   std::optional<double> startup_s;  // process start to the first step, when known
 };
 
+// Why a candidate left pending was not run (`tune why`), as the sampler sees
+// it at the end of a study.
+struct NotRun {
+  std::string kind;                              // "layout-set-aside", "memory", "model"
+  std::string text;                              // one line
+  std::optional<double> predicted, upper, best;  // the objective: model mean, upper bound, best so far
+};
+
 class Sampler {
  public:
   virtual ~Sampler() = default;
@@ -103,6 +111,9 @@ class Sampler {
   // Decisions worth telling the user (a layout set aside, a promotion, the
   // end of exploration), each once; the study prints and stores them.
   virtual std::vector<std::string> take_notes() { return {}; }
+  // Why candidate i (pending) was not run; nullopt: nothing to say beyond
+  // the order (grid, random).
+  virtual std::optional<NotRun> why_not_run(const StudyView& /*view*/, size_t /*i*/) { return std::nullopt; }
 };
 
 // The sampler for [search] strategy (strategy_names()); throws

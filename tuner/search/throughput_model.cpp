@@ -91,7 +91,45 @@ std::string layout_key(const Candidate& c) {
   return out;
 }
 
-ThroughputModel::ThroughputModel(const std::vector<Candidate>& candidates) {
+namespace {
+
+// The residual model's features: the standardised log of every numeric axis
+// (and of tokens per step), 0.7 per indicator of every other axis's value
+// (two values apart: distance 1).
+std::vector<std::vector<double>> residual_features(const std::vector<Candidate>& candidates) {
+  std::set<std::string> numeric_axes, other_axes;
+  for (const auto& c : candidates)
+    for (const auto& [k, v] : c.axes) (numeric(v) && *numeric(v) > 0 ? numeric_axes : other_axes).insert(k);
+  for (const auto& k : other_axes) numeric_axes.erase(k);  // mixed or non-positive: indicators
+  std::map<std::string, size_t> indicator;
+  for (const auto& c : candidates)
+    for (const auto& [k, v] : c.axes)
+      if (!numeric_axes.count(k)) indicator.emplace(k + "=" + value_to_string(v), 0);
+  size_t next = numeric_axes.size() + 1;
+  for (auto& [name, column] : indicator) column = next++;
+  const bool tokens = numeric_axes.count(kLbs) && numeric_axes.count(kSeq);
+  std::vector<std::vector<double>> z(candidates.size(), std::vector<double>(next, 0.0));
+  for (size_t i = 0; i < candidates.size(); ++i) {
+    size_t j = 0;
+    for (const auto& k : numeric_axes) z[i][j++] = std::log(*numeric(candidates[i].axes.at(k)));
+    if (tokens) z[i][j] = std::log(*numeric(candidates[i].axes.at(kLbs)) * *numeric(candidates[i].axes.at(kSeq)));
+    for (const auto& [k, v] : candidates[i].axes)
+      if (!numeric_axes.count(k)) z[i][indicator.at(k + "=" + value_to_string(v))] = 0.7;
+  }
+  const double n = static_cast<double>(std::max<size_t>(1, candidates.size()));
+  for (size_t j = 0; j <= numeric_axes.size(); ++j) {
+    double mean = 0, var = 0;
+    for (const auto& row : z) mean += row[j] / n;
+    for (const auto& row : z) var += (row[j] - mean) * (row[j] - mean) / n;
+    const double sd = std::sqrt(var);
+    for (auto& row : z) row[j] = sd > 0 ? (row[j] - mean) / sd : 0.0;
+  }
+  return z;
+}
+
+}  // namespace
+
+ThroughputModel::ThroughputModel(const std::vector<Candidate>& candidates) : residual_(residual_features(candidates)) {
   // Columns by name, in name order: independent of file order.
   std::map<std::string, double> indicator_prior;  // column -> prior variance
   std::set<std::string> numeric_axes;
@@ -190,16 +228,36 @@ void ThroughputModel::fit(const std::vector<std::pair<size_t, double>>& observat
     if (observations.size() < 4) break;
     double rss = 0;
     for (const auto& [i, y] : observations) {
-      const double r = y - predict(i).mean;
+      const double r = y - linear_predict(i).mean;
       rss += r * r;
     }
     // Residuals of a fit shrink toward zero; 1.5x is a rough allowance for
     // the degrees of freedom the fit used.
     noise_sd_ = std::clamp(1.5 * std::sqrt(rss / static_cast<double>(observations.size())), 0.01, 0.3);
   }
+  // The residual model on what the main effects leave, each residual's
+  // leave-one-out inflation from the linear fit's leverage.
+  std::vector<size_t> seen;
+  std::vector<double> residuals, inflation;
+  for (const auto& [i, y] : observations) {
+    const Prediction p = linear_predict(i);
+    seen.push_back(i);
+    residuals.push_back(y - p.mean);
+    const double leverage = std::min(0.9, p.sd * p.sd / (noise_sd_ * noise_sd_));
+    inflation.push_back(1.0 / (1.0 - leverage));
+  }
+  residual_.fit(seen, residuals, inflation);
 }
 
 ThroughputModel::Prediction ThroughputModel::predict(size_t i) const {
+  Prediction p = linear_predict(i);
+  const ResidualModel::Prediction r = residual_.predict(i);
+  p.mean += r.mean;
+  p.sd = std::hypot(p.sd, r.sd);
+  return p;
+}
+
+ThroughputModel::Prediction ThroughputModel::linear_predict(size_t i) const {
   const auto& x = x_[i];
   const size_t d = x.size();
   Prediction p;
@@ -211,6 +269,7 @@ ThroughputModel::Prediction ThroughputModel::predict(size_t i) const {
     for (size_t k = 0; k < d; ++k) var += x[j] * cov_[j][k] * x[k];
   }
   p.sd = std::sqrt(std::max(0.0, var));
+  p.linear = p.mean;
   return p;
 }
 

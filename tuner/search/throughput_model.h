@@ -12,12 +12,19 @@
 //     trends such as a larger batch filling the device better;
 //   - log(tokens per rank) = log(lbs * seq_len) and its square when both are
 //     axes: the saturation of the GEMMs with work per step.
+// On top, a Gaussian process on the linear model's residuals
+// (residual_model.h) over the standardised log of every numeric axis, the
+// tokens per step, and an indicator per value of the other axes: the
+// interactions. The leave-one-out error of the two together is measured at
+// every fit (measured_error) and is the sampler's yardstick of how far to
+// trust the model.
 #pragma once
 #include <cstddef>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "tuner/search/residual_model.h"
 #include "tuner/trial/trial.h"
 
 namespace partune {
@@ -40,12 +47,18 @@ class ThroughputModel {
   void fit(const std::vector<std::pair<size_t, double>>& observations);
 
   struct Prediction {
-    double mean = 0;  // of log(objective)
-    double sd = 0;    // of the mean (model uncertainty, without step noise)
+    double mean = 0;    // of log(objective)
+    double sd = 0;      // of the mean (model uncertainty, without step noise)
+    double linear = 0;  // the main-effects part of the mean
   };
   Prediction predict(size_t i) const;
   double noise_sd() const { return noise_sd_; }  // residual sd, log scale
   size_t features() const { return prior_var_.size(); }
+  // Root mean square of the leave-one-out residuals of the last fit (log
+  // scale): the model's measured predictive error; negative while fewer
+  // than ResidualModel::kMinForError results are known.
+  double measured_error() const { return residual_.loo_rms(); }
+  const ResidualModel& residual() const { return residual_; }
 
  private:
   std::vector<std::vector<double>> x_;  // candidate -> features
@@ -56,6 +69,8 @@ class ThroughputModel {
   double y_mean_ = 0;
   double noise_sd_ = 0.05;
   bool fitted_ = false;
+  ResidualModel residual_;
+  Prediction linear_predict(size_t i) const;
 };
 
 }  // namespace partune

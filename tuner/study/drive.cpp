@@ -148,6 +148,10 @@ DriveSummary drive_study(Study& study, Sampler& sampler, TrialExecutor& executor
     sum.curve.push_back({executor.now_s(), best});
     status_line();
   }
+  // What was left pending, and why (`tune why`).
+  for (size_t i = 0; i < study.size(); ++i)
+    if (study.status(i) == TrialStatus::Pending)
+      if (auto why = sampler.why_not_run(study, i)) study.record_not_run(i, *why);
   return sum;
 }
 

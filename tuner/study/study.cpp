@@ -135,6 +135,14 @@ void Study::record_prediction(size_t i) {
   store_.set_facts(space_.study.name, candidates_[i].id, {{"prediction", j}});
 }
 
+void Study::record_not_run(size_t i, const NotRun& why) {
+  nlohmann::json j = {{"kind", why.kind}, {"text", why.text}};
+  if (why.predicted) j["predicted"] = *why.predicted;
+  if (why.upper) j["upper"] = *why.upper;
+  if (why.best) j["best"] = *why.best;
+  store_.set_facts(space_.study.name, candidates_[i].id, {{"not_run", j}});
+}
+
 void Study::mark_running(size_t i, const std::string& log_dir) {
   store_.mark_running(space_.study.name, candidates_[i].id, 0, log_dir);
   record_prediction(i);

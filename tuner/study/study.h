@@ -57,6 +57,9 @@ class Study : public StudyView {
   // What the store held when the run started, as reports (resume, warm start).
   std::vector<TrialReport> history() const;
 
+  // Keeps the sampler's reason for not running pending candidate i in its
+  // facts_json.not_run (`tune why`).
+  void record_not_run(size_t i, const NotRun& why);
   void mark_running(size_t i, const std::string& log_dir);
   struct Finished {
     TrialReport report;
