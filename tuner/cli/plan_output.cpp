@@ -69,7 +69,9 @@ nlohmann::json plan_output_json(const Space& space, const PlanResult& plan) {
     const Predicted& r = pred.rows[i];
     j["candidates"][i]["predicted"] = {
         {"memory_gib", r.p.known ? nlohmann::json(r.p.memory_gib) : nlohmann::json(nullptr)},
-        {"fits", r.fits ? nlohmann::json(*r.fits) : nlohmann::json(nullptr)}};
+        {"fits", r.fits ? nlohmann::json(*r.fits) : nlohmann::json(nullptr)},
+        {"verified", r.p.known && r.p.verified},
+        {"regime", r.p.regime}};
   }
   j["estimate"] = {{"trials", pred.estimate.trials}, {"seconds", pred.estimate.seconds}};
   return j;
@@ -95,6 +97,10 @@ std::string plan_output_table(const Space& space, const PlanResult& plan) {
                   "memory: device memory unknown until the first trial; set [hardware] memory_gib to judge fits now");
   }
   footer.push_back(line);
+  if (pred.capacity_gib)
+    footer.push_back(
+        "memory: fits are point estimates, unverified until a trial of the candidate's regime (depth, memory mode, "
+        "TP, EP) has run; the study then adds a 2-sigma margin there (docs/memory-model.md)");
   std::snprintf(line, sizeof line, "estimate: %lld trials, %.1f h of trials under the %s strategy (trial cost %s)",
                 static_cast<long long>(pred.estimate.trials), pred.estimate.seconds / 3600.0,
                 space.search.strategy.c_str(),

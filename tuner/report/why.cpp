@@ -56,6 +56,8 @@ std::string prediction_text(const TrialRecord& r) {
            fmt::fixed(p["capacity_gib"].get<double>(), 2) + " GiB";
   if (p.contains("observations"))
     out += ", calibrated on " + std::to_string(p["observations"].get<int64_t>()) + " measured trial(s)";
+  if (p.value("verified", true) == false && p.value("regime", std::string()) != "")
+    out += "; unverified: no trial had run at " + p["regime"].get<std::string>() + " (judged on the point estimate)";
   return out;
 }
 

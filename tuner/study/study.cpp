@@ -130,7 +130,9 @@ void Study::record_prediction(size_t i) {
                       {"sigma_gib", p.known ? nlohmann::json(p.sigma_gib) : nlohmann::json(nullptr)},
                       {"observations", memory_->observations()},
                       {"headroom", space_.prune.memory_headroom},
-                      {"capacity_gib", optional_to_json(capacity_)}};
+                      {"capacity_gib", optional_to_json(capacity_)},
+                      {"verified", p.known && p.verified},
+                      {"regime", p.regime}};
   if (capacity_ && p.known) j["fits"] = partune::predicted_to_fit(p, *capacity_, space_.prune.memory_headroom);
   store_.set_facts(space_.study.name, candidates_[i].id, {{"prediction", j}});
 }
