@@ -18,11 +18,23 @@ namespace partune {
 // them). A configuration at the edge of memory is not one to train on for weeks.
 bool is_healthy(const TrialRecord& r, const HealthRule& rule = {});
 
+// Why the trial's production check ([confirm], facts_json.production) rules
+// it out: it failed (with its reason) or was not healthy; "" when it passed
+// or there was none.
+std::string production_problem(const TrialRecord& r);
+// Healthy, and not ruled out by a production check: what `tune best` ranks,
+// and what the "healthy" of `tune best --all` and of the JSON says.
+bool fit_to_train_on(const TrialRecord& r, const HealthRule& rule = {});
+
+// Why `trials` have no best to show: a clause (or a few lines) to follow
+// "no healthy finished trial: ".
+std::string why_no_best(const std::vector<TrialRecord>& trials, const HealthRule& health = {});
+
 // {"id", "status", "failure" (string or null), "reason", "config" (every axis
 // as "section.key": value), "metrics" {"mfu", "tps", "tflops", "memory_gib",
 // "memory_pct", "alloc_retries", "oom_errors", "counted_steps"} (null where
 // unknown), "attempt", "wall_s", "started_at", "finished_at", "pruned_by",
-// "source", "healthy", "study"}; with_steps adds "job_config" (every key of
+// "source", "healthy" (fit_to_train_on), "study"}; with_steps adds "job_config" (every key of
 // the full job config) and "steps" (the latest attempt's rows).
 nlohmann::json trial_to_json(const TrialRecord& r, bool with_steps, const HealthRule& health = {});
 
