@@ -292,7 +292,8 @@ int main(int argc, char** argv) {
           std::cerr << (all ? std::string("no finished trial yet")
                             : "no healthy finished trial: " + why_no_best(o.store.trials(o.study), o.health))
                     << "\n";
-        std::cout << trials_table(ranked, to);
+        else
+          std::cout << trials_table(ranked, to);
       }
       return kExitOk;
     }

@@ -83,7 +83,9 @@ std::string why_no_best(const std::vector<TrialRecord>& trials, const HealthRule
     ++done;
     if (!is_healthy(r, health)) continue;
     ++healthy;
-    if (const std::string p = production_problem(r); !p.empty()) production.push_back(r.id + ": " + p);
+    static const std::string kPrefix = "production check ([confirm]) ";
+    if (const std::string p = production_problem(r); !p.empty())
+      production.push_back(r.id + " " + p.substr(kPrefix.size()));
   }
   if (done == 0) return "no trial of the study is done (`tune list` shows each trial's state)";
   if (healthy == 0)
