@@ -123,7 +123,7 @@ nlohmann::json trial_to_json(const TrialRecord& r, bool with_steps, const Health
         {"alloc_retries", counter(m.alloc_retries)},
         {"oom_errors", counter(m.oom_errors)},
         {"counted_steps", counter(m.counted_steps)}}},
-      {"healthy", fit_to_train_on(r, health)},
+      {"healthy", is_healthy(r, health)},
       {"attempt", r.attempt},
       {"wall_s", opt(r.wall_s)},
       {"started_at", opt(r.started_at)},

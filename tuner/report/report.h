@@ -23,7 +23,9 @@ bool is_healthy(const TrialRecord& r, const HealthRule& rule = {});
 // or there was none.
 std::string production_problem(const TrialRecord& r);
 // Healthy, and not ruled out by a production check: what `tune best` ranks,
-// and what the "healthy" of `tune best --all` and of the JSON says.
+// and what the "healthy" column of `tune best --all` says (the JSON's
+// "healthy" is the study's own measurement, as documented; the production
+// check is in the trial's facts).
 bool fit_to_train_on(const TrialRecord& r, const HealthRule& rule = {});
 
 // Why `trials` have no best to show: a clause (or a few lines) to follow
@@ -34,7 +36,7 @@ std::string why_no_best(const std::vector<TrialRecord>& trials, const HealthRule
 // as "section.key": value), "metrics" {"mfu", "tps", "tflops", "memory_gib",
 // "memory_pct", "alloc_retries", "oom_errors", "counted_steps"} (null where
 // unknown), "attempt", "wall_s", "started_at", "finished_at", "pruned_by",
-// "source", "healthy" (fit_to_train_on), "study"}; with_steps adds "job_config" (every key of
+// "source", "healthy", "study"}; with_steps adds "job_config" (every key of
 // the full job config) and "steps" (the latest attempt's rows).
 nlohmann::json trial_to_json(const TrialRecord& r, bool with_steps, const HealthRule& health = {});
 
