@@ -36,11 +36,12 @@ SpaceOptions guided_study(int step_ms = 0) {
   return o;
 }
 
-// Grid over four candidates, then the top 2 re-run on a "production"
-// command backend ([confirm]).
+// Grid over two candidates, then both re-run on a "production" command
+// backend ([confirm], top_k = 2).
 Study confirm_study(const TempDir& dir, int step_ms = 0, const std::string& production_program = kFakeTrainer) {
   SpaceOptions o;
   o.objective = "mfu";
+  o.axes = "\"training.local_batch_size\" = [1, 2]\n";
   if (step_ms) o.trainer_args = {"--step-ms", std::to_string(step_ms)};
   Study s = write_space(dir, o);
   std::string argv = "\"" + production_program + "\", \"--config\", \"{config_file}\"";
