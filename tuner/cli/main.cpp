@@ -1,7 +1,8 @@
 // tune: the search controller's command line. Exit codes: 0 ok; 1 tune itself
 // failed (e.g. the database); 2 bad input, with a message naming the file,
-// key or flag; 3 a study another tune is running; 4 `run` launched trials
-// and none of the study's trials finished (every one failed).
+// key or flag; 3 a study another tune is running; 4 none of the study's
+// trials finished (every one launched failed), whether this run launched
+// them or an earlier one did.
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -294,8 +295,12 @@ int main(int argc, char** argv) {
         to.rank = true;
         to.health = all;
         to.health_rule = o.health;
-        if (ranked.empty()) std::cerr << "no " << (all ? "" : "healthy ") << "finished trial yet\n";
-        std::cout << trials_table(ranked, to);
+        if (ranked.empty())
+          std::cerr << (all ? std::string("no finished trial yet")
+                            : "no healthy finished trial: " + why_no_best(o.store.trials(o.study), o.health))
+                    << "\n";
+        else
+          std::cout << trials_table(ranked, to);
       }
       return kExitOk;
     }
@@ -308,7 +313,8 @@ int main(int argc, char** argv) {
       if (export_best) {
         auto ranked = rank_best(o.store.trials(o.study), objective.empty() ? o.objective : objective, 1, o.health);
         if (ranked.empty())
-          throw InputError("study '" + o.study + "': no healthy finished trial to export (see `tune best --all`)");
+          throw InputError("study '" + o.study +
+                           "': no healthy finished trial to export: " + why_no_best(o.store.trials(o.study), o.health));
         r = *o.store.trial_with_steps(o.study, ranked.front().id);
       } else {
         r = resolve_trial(o);
@@ -361,10 +367,14 @@ int main(int argc, char** argv) {
         to.rank = true;
         to.health_rule = space.prune;
         std::cout << "best so far:\n" << trials_table(ranked, to);
+      } else {
+        std::cout << "no best: " << why_no_best(trials, space.prune) << "\n";
       }
     }
     std::cout << "results: " << space.study.db_path << " (tune best --space " << space.path << ")\n";
-    if (s.ran > 0 && s.done == 0) {
+    // The study's state, not this run's: a re-run of a study whose every
+    // trial failed launches nothing and must not turn that into success.
+    if (s.done == 0 && (s.ran > 0 || s.failed > 0)) {
       std::cerr << "tune: error: every trial failed: " << s.ran << " launched by this run, " << s.failed
                 << " failed and " << s.pruned << " pruned in the study, none done (`tune list --space " << space.path
                 << "` shows why); exit code " << kExitNoTrialFinished << "\n";

@@ -448,6 +448,14 @@ std::string pruned_section(const Context& c) {
       }
     } else if (r.status == TrialStatus::Failed) {
       groups["failed: " + std::string(to_string(r.failure))].push_back(&r);
+    } else if (r.status == TrialStatus::Done && !production_problem(r).empty()) {
+      // Done in the study, ruled out by its production check ([confirm]).
+      const auto& prod = r.facts["production"];
+      const std::string failure = prod.value("failure", std::string());
+      groups[prod.value("status", std::string()) == "failed"
+                 ? "production check ([confirm]) failed" + (failure.empty() ? "" : ": " + failure)
+                 : "production check ([confirm]) not healthy"]
+          .push_back(&r);
     }
   }
   size_t total = 0;
@@ -455,7 +463,8 @@ std::string pruned_section(const Context& c) {
     total += members.size();
     std::vector<std::vector<std::string>> rows;
     for (size_t i = 0; i < members.size() && i < kRowsPerGroup; ++i)
-      rows.push_back({members[i]->id, axes_text(members[i]->axes), members[i]->reason});
+      rows.push_back({members[i]->id, axes_text(members[i]->axes),
+                      members[i]->status == TrialStatus::Done ? production_problem(*members[i]) : members[i]->reason});
     body += "<h3>" + escape(name) + " &mdash; " + std::to_string(members.size()) + "</h3>\n" +
             table({"id", "axes", "reason"}, rows);
     if (members.size() > kRowsPerGroup)
@@ -478,8 +487,9 @@ std::string pruned_section(const Context& c) {
     body += p("Rejected points are listed when the report is made with --space (the planner's rules need the space).");
   }
   if (total == 0) body += p("Nothing was pruned, failed or rejected.");
-  body = p("Why a config is missing: every candidate the study pruned or that failed, and every point of the space "
-           "the planner rejected, grouped by reason. tune why ID explains one.") +
+  body = p("Why a config is missing: every candidate the study pruned or that failed (in the study or in its "
+           "production check), and every point of the space the planner rejected, grouped by reason. tune why ID "
+           "explains one.") +
          body;
   return section("missing", "Pruned, failed and rejected candidates", body);
 }

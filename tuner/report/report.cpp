@@ -50,12 +50,55 @@ std::string note_of(const TrialRecord& r) {
   if (r.failure != FailureClass::None) note = std::string(to_string(r.failure));
   if (!r.reason.empty()) note += (note.empty() ? "" : ": ") + r.reason;
   if (!r.pruned_by.empty()) note += (note.empty() ? "" : " ") + std::string("(by ") + r.pruned_by + ")";
+  const std::string production = production_problem(r);
+  if (!production.empty()) note += (note.empty() ? "" : "; ") + production;
   return note;
 }
 
 }  // namespace
 
 bool is_healthy(const TrialRecord& r, const HealthRule& rule) { return unhealthy_because(r, rule).empty(); }
+
+std::string production_problem(const TrialRecord& r) {
+  if (!r.facts.contains("production") || !r.facts["production"].is_object()) return "";
+  const auto& p = r.facts["production"];
+  if (p.value("healthy", false)) return "";
+  const std::string status = p.value("status", std::string()), failure = p.value("failure", std::string()),
+                    reason = p.value("reason", std::string());
+  if (status == "failed")
+    return "production check ([confirm]) failed" + (failure.empty() ? "" : " (" + failure + ")") +
+           (reason.empty() ? "" : ": " + reason);
+  return "production check ([confirm]) not healthy" + (reason.empty() ? "" : ": " + reason);
+}
+
+bool fit_to_train_on(const TrialRecord& r, const HealthRule& rule) {
+  return is_healthy(r, rule) && production_problem(r).empty();
+}
+
+std::string why_no_best(const std::vector<TrialRecord>& trials, const HealthRule& health) {
+  int64_t done = 0, healthy = 0;
+  std::vector<std::string> production;
+  for (const auto& r : trials) {
+    if (r.status != TrialStatus::Done) continue;
+    ++done;
+    if (!is_healthy(r, health)) continue;
+    ++healthy;
+    static const std::string kPrefix = "production check ([confirm]) ";
+    if (const std::string p = production_problem(r); !p.empty())
+      production.push_back(r.id + " " + p.substr(kPrefix.size()));
+  }
+  if (done == 0) return "no trial of the study is done (`tune list` shows each trial's state)";
+  if (healthy == 0)
+    return "none of the " + std::to_string(done) +
+           " done trials is healthy (over the memory limit, or allocation retries; `tune best --all` shows them)";
+  if (!production.empty() && static_cast<int64_t>(production.size()) == healthy) {
+    std::string out = "every healthy trial failed its production check ([confirm]), so none is one to train on --";
+    for (const auto& line : production) out += " " + line + ";";
+    out.pop_back();
+    return out;
+  }
+  return "no healthy done trial reported the objective";
+}
 
 nlohmann::json trial_to_json(const TrialRecord& r, bool with_steps, const HealthRule& health) {
   nlohmann::json config = nlohmann::json::object();
@@ -187,7 +230,7 @@ std::string trials_table(const std::vector<TrialRecord>& trials, const TableOpti
     row.push_back(r.metrics.tps ? fmt::thousands(*r.metrics.tps) : "-");
     row.push_back(fmt::memory(r.metrics.memory_gib, r.metrics.memory_pct));
     row.push_back(counters_known(r) ? std::to_string(r.metrics.alloc_retries) : "-");
-    if (options.health) row.push_back(is_healthy(r, options.health_rule) ? "yes" : "no");
+    if (options.health) row.push_back(fit_to_train_on(r, options.health_rule) ? "yes" : "no");
     row.push_back(note_of(r));
     table.row(std::move(row));
   }

@@ -18,6 +18,20 @@ namespace partune {
 // them). A configuration at the edge of memory is not one to train on for weeks.
 bool is_healthy(const TrialRecord& r, const HealthRule& rule = {});
 
+// Why the trial's production check ([confirm], facts_json.production) rules
+// it out: it failed (with its reason) or was not healthy; "" when it passed
+// or there was none.
+std::string production_problem(const TrialRecord& r);
+// Healthy, and not ruled out by a production check: what `tune best` ranks,
+// and what the "healthy" column of `tune best --all` says (the JSON's
+// "healthy" is the study's own measurement, as documented; the production
+// check is in the trial's facts).
+bool fit_to_train_on(const TrialRecord& r, const HealthRule& rule = {});
+
+// Why `trials` have no best to show: a clause (or a few lines) to follow
+// "no healthy finished trial: ".
+std::string why_no_best(const std::vector<TrialRecord>& trials, const HealthRule& health = {});
+
 // {"id", "status", "failure" (string or null), "reason", "config" (every axis
 // as "section.key": value), "metrics" {"mfu", "tps", "tflops", "memory_gib",
 // "memory_pct", "alloc_retries", "oom_errors", "counted_steps"} (null where

@@ -30,9 +30,13 @@ DriveSummary drive_study(Study& study, Sampler& sampler, TrialExecutor& executor
       study.event("info", n);
     }
   };
-  // What earlier runs (and ingested runs) measured warms the sampler up.
-  for (const auto& r : study.history()) sampler.tell(study, r);
-  notes();
+  // What earlier runs (and ingested runs) measured warms the sampler up,
+  // unless a replay of the study's journal told it already.
+  if (!options.replayed) {
+    for (const auto& r : study.history()) sampler.tell(study, r);
+    notes();
+  }
+  std::vector<TrialRequest> restart = options.restart;
   const StudyCounts at_start = study.counts();
   const int64_t finished_before = at_start.done + at_start.failed;
   const int64_t total = static_cast<int64_t>(study.size());
@@ -77,10 +81,21 @@ DriveSummary drive_study(Study& study, Sampler& sampler, TrialExecutor& executor
             "time budget of " + duration(*options.budget_s) + " reached; run the same command again to resume", true);
         break;
       }
-      const Ask ask = sampler.ask(study);
-      notes();
+      // A launch a killed run left without a result was asked for already:
+      // it starts again as it was asked, before anything new.
+      const bool restarting = !restart.empty();
+      Ask ask;
+      if (restarting) {
+        ask = Ask::trial(restart.front());
+        restart.erase(restart.begin());
+      } else {
+        ask = sampler.ask(study);
+        notes();
+      }
       if (ask.kind == Ask::Kind::Finished && running.empty()) {
         progress.note("search finished: " + ask.why);
+        if (sum.launched == 0 && study.counts().done + study.counts().failed > 0)
+          progress.note("nothing to run: the study was finished by an earlier run (" + ask.why + ")");
         stop_launching(ask.why, false);
         break;
       }
@@ -98,7 +113,7 @@ DriveSummary drive_study(Study& study, Sampler& sampler, TrialExecutor& executor
         if (running.empty()) stop_launching("the sampler asked for " + c.id + ", which is running", false);
         break;
       }
-      if (study.status(i) == TrialStatus::Pending && !study.predicted_to_fit(i)) {
+      if (!restarting && study.status(i) == TrialStatus::Pending && !study.predicted_to_fit(i)) {
         const std::string why = study.prune_reason(i);
         if (study.prune(i, why)) progress.pruned(c.id, why);
         ++sum.pruned_before_launch;
@@ -119,7 +134,7 @@ DriveSummary drive_study(Study& study, Sampler& sampler, TrialExecutor& executor
       progress.remaining(remaining);
       progress.trial_start(finished_before + sum.launched + 1, sampler.one_trial_per_candidate() ? total : 0, c,
                            study.attempt(i) + 1, req.steps);
-      study.mark_running(i, executor.log_dir(c));
+      study.mark_running(i, executor.log_dir(c), req);
       const size_t ticket = next_ticket++;
       running.emplace(ticket, req);
       ++sum.launched;

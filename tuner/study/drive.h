@@ -26,6 +26,11 @@ namespace partune {
 struct DriveOptions {
   std::optional<double> budget_s;     // of the executor's clock
   std::optional<int64_t> max_trials;  // launches by this run
+  // The sampler knows the study already (replay.h): the loop does not tell
+  // it the study's history, and starts `restart` (launches a killed run left
+  // without a result) before it asks for anything.
+  bool replayed = false;
+  std::vector<TrialRequest> restart;
 };
 
 // Best-so-far after each trial, for curves: the executor clock and the best

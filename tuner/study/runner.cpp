@@ -36,6 +36,8 @@
 #include "tuner/study/drive.h"
 #include "tuner/study/guard.h"
 #include "tuner/study/progress.h"
+#include "tuner/study/record.h"
+#include "tuner/study/replay.h"
 #include "tuner/study/study.h"
 #include "tuner/study/trainer_check.h"
 #include "tuner/trial/run_metrics.h"
@@ -224,6 +226,9 @@ class TrialRunner {
       return stop_reason.has_value() || (abort && abort->load());
     };
     std::string srun_error;  // srun's first error line: why a step failed when nothing else says
+    // The launcher's line for a program that could not start ("partune:
+    // cannot start /x: ..."), the only place that says why.
+    std::string start_error;
     const bool torchrun_per_node = slurm && space_.backend.kind == "torchtitan";
     const std::string shown_id = space_.launcher.parallel_trials > 1 ? c.id : "";
     const auto launched_at = Clock::now();
@@ -232,6 +237,7 @@ class TrialRunner {
         [&](size_t proc, std::string_view line) {
           auto lock = hold();
           if (slurm && srun_error.empty() && line.rfind("srun: error:", 0) == 0) srun_error = line;
+          if (start_error.empty() && line.rfind("partune: cannot ", 0) == 0) start_error = line.substr(9);
           // srun --label numbers lines by task: a rank for one task per rank
           // (the parser reads "3: " as rank 3), a node for torchrun's, whose
           // own "[rankN]:" may follow; an unprefixed line of node t counts as
@@ -346,6 +352,8 @@ class TrialRunner {
         a.reason = a.log.failure_message();
       else if (have_files && !from_files.failure_message().empty())
         a.reason = from_files.failure_message();
+      else if (!start_error.empty())
+        a.reason = start_error;
       else if (!srun_error.empty())
         a.reason = srun_error;
       else if (signal)
@@ -687,17 +695,31 @@ RunSummary run_study(const Space& space, const RunOptions& opts, std::ostream& o
   }
 
   const std::optional<double> budget = opts.time_budget_s ? opts.time_budget_s : space.search.time_budget_s;
+  // The journal of earlier runs, replayed: the resumed study decides what the
+  // uninterrupted one decided (replay.h).
+  const std::vector<StudyRecord> journal = study_records(store, study);
   Study state(
-      space, planned.candidates, store, make_memory_model(space), [t0] { return seconds_since(t0); }, budget);
+      space, planned.candidates, store, make_memory_model(space), [t0] { return seconds_since(t0); }, budget,
+      journalled_trials(journal));
+  auto make = [&space] { return make_sampler(space.search); };
+  std::unique_ptr<Sampler> sampler = make();
+  const Replayed replayed = replay_study(state, sampler, make, journal);
+  state.sync_store();
   const StudyCounts before = state.counts();
   summary.finished_before = before.done + before.failed + before.pruned;
   if (auto best = state.best()) progress.best(state.candidate(*best).id, *state.value(*best), space.study.objective);
   progress.study_start(study, static_cast<int64_t>(planned.candidates.size()), summary.finished_before, before.pending);
 
-  auto sampler = make_sampler(space.search);
   TrialRunner runner(space, store, progress, opts, token, run_mark, placement);
   ProcessExecutor executor(space, runner, t0, placement.slots);
   DriveOptions drive;
+  drive.replayed = true;
+  for (const auto& r : replayed.restart)
+    if (state.status(r.index) != TrialStatus::Pruned) drive.restart.push_back(r);
+  if (!replayed.matched)
+    progress.note(
+        "note: this run's search does not retrace the earlier runs' (the space or the time budget "
+        "differs); it goes on from their results");
   drive.budget_s = budget;
   drive.max_trials = opts.max_trials ? opts.max_trials : space.search.max_trials;
   const DriveSummary d = drive_study(state, *sampler, executor, progress, drive);

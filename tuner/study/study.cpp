@@ -4,12 +4,13 @@
 #include <map>
 
 #include "tuner/report/report.h"
+#include "tuner/study/record.h"
 #include "tuner/trial/run_metrics.h"
 
 namespace partune {
 
 Study::Study(const Space& space, std::vector<Candidate> candidates, Store& store, std::unique_ptr<MemoryModel> memory,
-             std::function<double()> clock, std::optional<double> budget_s)
+             std::function<double()> clock, std::optional<double> budget_s, const std::set<std::string>& replayed)
     : space_(space),
       candidates_(std::move(candidates)),
       store_(store),
@@ -28,10 +29,17 @@ Study::Study(const Space& space, std::vector<Candidate> candidates, Store& store
     if (it == records.end()) continue;
     const TrialRecord& r = it->second;
     State& s = state_[i];
+    s.attempt = r.attempt;
+    if (replayed.count(r.id)) {
+      s.replayed = true;
+      continue;
+    }
     s.status = r.status;
     s.failure = r.failure;
     s.metrics = r.metrics;
-    s.attempt = r.attempt;
+    s.reason = r.reason;
+    s.pruned_by = r.pruned_by;
+    s.wall_s = r.wall_s.value_or(0);
     const nlohmann::json search = r.facts.contains("search") ? r.facts["search"] : nlohmann::json::object();
     s.short_value = optional_number(search, "short");
     if (search.contains("runs") && search["runs"].is_array())
@@ -125,6 +133,7 @@ std::vector<TrialReport> Study::history() const {
 }
 
 void Study::record_prediction(size_t i) {
+  if (dry_) return;
   const MemoryPrediction p = prediction(i);
   nlohmann::json j = {{"memory_gib", p.known ? nlohmann::json(p.memory_gib) : nlohmann::json(nullptr)},
                       {"sigma_gib", p.known ? nlohmann::json(p.sigma_gib) : nlohmann::json(nullptr)},
@@ -138,6 +147,7 @@ void Study::record_prediction(size_t i) {
 }
 
 void Study::record_not_run(size_t i, const NotRun& why) {
+  if (dry_) return;
   nlohmann::json j = {{"kind", why.kind}, {"text", why.text}};
   if (why.predicted) j["predicted"] = *why.predicted;
   if (why.upper) j["upper"] = *why.upper;
@@ -146,10 +156,78 @@ void Study::record_not_run(size_t i, const NotRun& why) {
 }
 
 void Study::mark_running(size_t i, const std::string& log_dir) {
+  TrialRequest r;
+  r.index = i;
+  r.steps = space_.trial.steps;
+  mark_running(i, log_dir, r);
+}
+
+void Study::mark_running(size_t i, const std::string& log_dir, const TrialRequest& request) {
+  State& s = state_[i];
+  if (s.status != TrialStatus::Running) s.before_launch = s.status;
+  s.status = TrialStatus::Running;
+  if (dry_) return;  // the replayed launch's attempt is in the store's count already
+  // Journal first: a kill before the row is marked leaves a launch without a
+  // result, which the next run starts again.
+  store_.add_event(space_.study.name, candidates_[i].id, kLaunchEvent,
+                   std::string(to_string(request.fidelity)) + " run of " + std::to_string(request.steps) + " steps",
+                   launch_data(request));
   store_.mark_running(space_.study.name, candidates_[i].id, 0, log_dir);
   record_prediction(i);
-  state_[i].status = TrialStatus::Running;
-  ++state_[i].attempt;
+  ++s.attempt;
+}
+
+void Study::interrupted(size_t i) {
+  State& s = state_[i];
+  if (s.status == TrialStatus::Running) s.status = s.before_launch;
+}
+
+int64_t Study::sync_store() {
+  std::map<std::string, TrialRecord> rows;
+  for (auto& r : store_.trials(space_.study.name)) rows.emplace(r.id, std::move(r));
+  int64_t mended = 0;
+  for (size_t i = 0; i < state_.size(); ++i) {
+    State& s = state_[i];
+    if (!s.replayed) continue;
+    const auto it = rows.find(candidates_[i].id);
+    if (it == rows.end()) continue;
+    const TrialStatus stored = it->second.status;
+    const bool open = stored == TrialStatus::Pending || stored == TrialStatus::Running;
+    if (stored == TrialStatus::Pruned && s.status == TrialStatus::Pending) {
+      s.status = TrialStatus::Pruned;  // pruned by a later run while it waited to be run again
+    } else if (open && (s.status == TrialStatus::Done || s.status == TrialStatus::Failed)) {
+      store_.set_facts(space_.study.name, candidates_[i].id, {{"search", search_facts(i)}});
+      store_.finish_trial(space_.study.name, candidates_[i].id, s.status, s.failure, s.reason, s.metrics, s.wall_s);
+      ++mended;
+    } else if (stored == TrialStatus::Pending && s.status == TrialStatus::Pruned) {
+      if (store_.mark_pruned(space_.study.name, candidates_[i].id, s.reason, s.pruned_by)) ++mended;
+    }
+  }
+  return mended;
+}
+
+nlohmann::json Study::search_facts(size_t i) const {
+  const State& s = state_[i];
+  nlohmann::json runs = nlohmann::json::array();
+  std::vector<double> values;
+  for (const auto& m : s.full_runs) {
+    runs.push_back(metrics_to_json(m));
+    if (auto v = objective_metric(m, space_.study.objective)) values.push_back(*v);
+  }
+  nlohmann::json search = {{"fidelity", std::string(to_string(s.last_request.fidelity))},
+                           {"steps", s.last_request.steps},
+                           {"why", s.last_request.why},
+                           {"short", optional_to_json(s.short_value)},
+                           {"runs", runs}};
+  if (!s.stopped_early.empty()) search["stopped_early"] = s.stopped_early;
+  if (values.size() >= 2) {
+    double lo = values[0], hi = values[0], sum = 0;
+    for (double v : values) lo = std::min(lo, v), hi = std::max(hi, v), sum += v;
+    const double mean = sum / static_cast<double>(values.size());
+    search["mean"] = mean;
+    search["spread"] = mean > 0 ? (hi - lo) / mean : 0.0;
+  }
+  return search;
 }
 
 Study::Finished Study::finish(size_t i, const TrialRequest& request, const TrialOutcome& o) {
@@ -185,31 +263,22 @@ Study::Finished Study::finish(size_t i, const TrialRequest& request, const Trial
   // once is not one to train on); the earlier runs stay in the facts.
   s.status = o.status;
   s.failure = o.failure;
+  s.reason = o.reason;
+  s.wall_s = o.wall_s;
   s.metrics = stored;
-  store_.finish_trial(study, candidates_[i].id, o.status, o.failure, o.reason, stored, o.wall_s);
-
-  nlohmann::json runs = nlohmann::json::array();
-  std::vector<double> values;
-  for (const auto& m : s.full_runs) {
-    runs.push_back(metrics_to_json(m));
-    if (auto v = objective_metric(m, space_.study.objective)) values.push_back(*v);
+  s.last_request = request;
+  s.stopped_early = o.stopped_early ? o.reason : "";
+  if (!dry_) {
+    // Journal first, then the facts, then the row (its status last): a kill
+    // anywhere leaves the row open, which sync_store mends from the journal.
+    store_.add_event(study, candidates_[i].id, kResultEvent,
+                     std::string(to_string(request.fidelity)) + " run " + std::string(to_string(o.status)),
+                     result_data(request, o));
+    store_.set_facts(study, candidates_[i].id, {{"search", search_facts(i)}});
+    store_.finish_trial(study, candidates_[i].id, o.status, o.failure, o.reason, stored, o.wall_s);
+    if (o.startup_s || o.host_peak_rss_gib)
+      store_.set_trial_costs(study, candidates_[i].id, o.startup_s, o.host_peak_rss_gib);
   }
-  nlohmann::json search = {{"fidelity", std::string(to_string(request.fidelity))},
-                           {"steps", request.steps},
-                           {"why", request.why},
-                           {"short", optional_to_json(s.short_value)},
-                           {"runs", runs}};
-  if (o.stopped_early) search["stopped_early"] = o.reason;
-  if (values.size() >= 2) {
-    double lo = values[0], hi = values[0], sum = 0;
-    for (double v : values) lo = std::min(lo, v), hi = std::max(hi, v), sum += v;
-    const double mean = sum / static_cast<double>(values.size());
-    search["mean"] = mean;
-    search["spread"] = mean > 0 ? (hi - lo) / mean : 0.0;
-  }
-  store_.set_facts(study, candidates_[i].id, {{"search", search}});
-  if (o.startup_s || o.host_peak_rss_gib)
-    store_.set_trial_costs(study, candidates_[i].id, o.startup_s, o.host_peak_rss_gib);
 
   if (o.status == TrialStatus::Done) observe_memory(i, o.metrics);
   if (auto why = over_memory_limit(o.failure, o.metrics, limit_)) {
@@ -226,13 +295,16 @@ Study::Finished Study::finish(size_t i, const TrialRequest& request, const Trial
 
 bool Study::prune(size_t i, const std::string& reason, const std::string& caused_by) {
   if (state_[i].status != TrialStatus::Pending) return false;
-  if (!store_.mark_pruned(space_.study.name, candidates_[i].id, reason, caused_by)) return false;
+  if (!dry_ && !store_.mark_pruned(space_.study.name, candidates_[i].id, reason, caused_by)) return false;
   record_prediction(i);
   state_[i].status = TrialStatus::Pruned;
+  state_[i].reason = reason;
+  state_[i].pruned_by = caused_by;
   return true;
 }
 
 void Study::event(const std::string& kind, const std::string& message, const std::optional<size_t>& trial) {
+  if (dry_) return;
   store_.add_event(space_.study.name, trial ? std::optional<std::string>(candidates_[*trial].id) : std::nullopt, kind,
                    message);
 }

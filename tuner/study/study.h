@@ -9,10 +9,17 @@
 // much memory), and keeps the runs of multi-fidelity trials: a short run, then
 // full runs (a confirmation is one more), their mean stored as the trial's
 // metrics and the runs in the trial's facts ("search").
+//
+// Every launch and result is journalled (record.h). A resumed study starts
+// the journalled trials as never run and replays the journal (replay.h) with
+// the Study "dry" (nothing written), so its state, memory model included,
+// grows in the order things happened; sync_store then mends the rows a kill
+// left behind, and the study goes on live.
 #pragma once
 #include <functional>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -34,8 +41,10 @@ class Study : public StudyView {
  public:
   // `candidates` must be in the store already (Store::add_candidates).
   // `clock`: seconds since this run began; `budget_s`: the time budget.
+  // `replayed`: ids of trials that start as never run, whatever the store
+  // holds (their journal is replayed into the Study, dry).
   Study(const Space& space, std::vector<Candidate> candidates, Store& store, std::unique_ptr<MemoryModel> memory,
-        std::function<double()> clock, std::optional<double> budget_s);
+        std::function<double()> clock, std::optional<double> budget_s, const std::set<std::string>& replayed = {});
 
   // StudyView
   size_t size() const override { return candidates_.size(); }
@@ -60,7 +69,21 @@ class Study : public StudyView {
   // Keeps the sampler's reason for not running pending candidate i in its
   // facts_json.not_run (`tune why`).
   void record_not_run(size_t i, const NotRun& why);
+  // Dry: nothing is written to the store (the journal's replay).
+  void set_dry(bool dry) { dry_ = dry; }
+  bool dry() const { return dry_; }
+
+  // A launch, journalled (the 2-argument form: a full run of [trial] steps).
+  void mark_running(size_t i, const std::string& log_dir, const TrialRequest& request);
   void mark_running(size_t i, const std::string& log_dir);
+  // A launch whose result never came (its tune was killed): back to what the
+  // trial was before it.
+  void interrupted(size_t i);
+  // After a replay: writes the replayed state of each replayed trial the
+  // store disagrees with (a trial a kill left pending or running although
+  // its result is journalled, e.g. during a confirmation run or a
+  // production check). Returns how many rows it mended.
+  int64_t sync_store();
   struct Finished {
     TrialReport report;
     std::vector<PruneDecision> pruned;  // what this trial's memory pruned
@@ -78,12 +101,21 @@ class Study : public StudyView {
  private:
   struct State {
     TrialStatus status = TrialStatus::Pending;
+    TrialStatus before_launch = TrialStatus::Pending;
     FailureClass failure = FailureClass::None;
+    std::string reason, pruned_by;
+    double wall_s = 0;
     TrialMetrics metrics;
     int attempt = 0;
+    bool replayed = false;
     std::optional<double> short_value;
     std::vector<TrialMetrics> full_runs;
+    TrialRequest last_request;  // of the latest result
+    std::string stopped_early;  // its reason, when the latest run was stopped early
   };
+  // facts_json.search: the latest run's request, the short result, the full
+  // runs, their mean and spread.
+  nlohmann::json search_facts(size_t i) const;
   bool healthy(const TrialMetrics& m, FailureClass f, TrialStatus s) const;
   void observe_memory(size_t i, const TrialMetrics& m);
   // Keeps the memory model's prediction for candidate i as it stands now (at
@@ -100,6 +132,7 @@ class Study : public StudyView {
   std::optional<double> capacity_;
   HealthRule limit_;
   std::vector<State> state_;
+  bool dry_ = false;
   mutable std::vector<std::optional<MemoryPrediction>> predictions_;
 };
 
