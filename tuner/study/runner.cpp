@@ -21,6 +21,7 @@
 #include "tuner/launch/command_backend.h"
 #include "tuner/launch/embedded_backend.h"
 #include "tuner/launch/launcher.h"
+#include "tuner/launch/slot_ports.h"
 #include "tuner/launch/slurm.h"
 #include "tuner/launch/trial_slots.h"
 #include "tuner/parse/log_parser.h"
@@ -132,7 +133,8 @@ class TrialRunner {
         token_(std::move(token)),
         run_mark_(std::move(run_mark)),
         placement_(placement),
-        dir_prefix_(std::move(dir_prefix)) {
+        dir_prefix_(std::move(dir_prefix)),
+        ports_(static_cast<int>(placement.slots.size()), fnv1a64(token_)) {
     results_dir_ = fs::path(space.study.db_path).parent_path() / space.study.name;
   }
 
@@ -176,7 +178,8 @@ class TrialRunner {
     const std::unique_ptr<Backend> backend =
         make_backend(space_.backend, embedded_trainer_path(space_, opts_.tune_exe));
     const bool slurm = placement_.slurm.has_value();
-    const int master_port = free_tcp_port();
+    // The slot's own port: trials starting together never share one.
+    const int master_port = ports_.take(slot.index);
     if (slurm && space_.backend.kind == "torchtitan") {
       ctx.rdzv_endpoint = slot.master_addr + ":" + std::to_string(master_port);
       ctx.node_rank = "{node_rank}";
@@ -394,8 +397,13 @@ class TrialRunner {
   std::string run_mark_;
   const Placement& placement_;
   std::string dir_prefix_;
+  SlotPorts ports_;
   fs::path results_dir_;
 };
+
+// The reason of a trial that failed because a node of its slot died
+// (Slurm): such trials are requeued when the study resumes.
+constexpr std::string_view kNodeDownReason = "node down: ";
 
 // Real trials: processes, through TrialRunner. [trial] repeats > 1 runs a
 // request that many times and keeps the medians (a failure ends the repeats).
@@ -405,8 +413,18 @@ class TrialRunner {
 // every line they parse and every write.
 class ProcessExecutor : public TrialExecutor {
  public:
-  ProcessExecutor(const Space& space, TrialRunner& runner, Clock::time_point t0, const std::vector<TrialSlot>& slots)
-      : space_(space), runner_(runner), t0_(t0), slots_(slots), busy_(slots.size(), false), held_(mu_) {}
+  // `slurm_job`: the allocation the slots are in ("" locally).
+  ProcessExecutor(const Space& space, TrialRunner& runner, Progress& progress, Clock::time_point t0,
+                  const std::vector<TrialSlot>& slots, std::string slurm_job)
+      : space_(space),
+        runner_(runner),
+        progress_(progress),
+        t0_(t0),
+        slots_(slots),
+        busy_(slots.size(), false),
+        down_(slots.size()),
+        slurm_job_(std::move(slurm_job)),
+        held_(mu_) {}
   ~ProcessExecutor() override {
     // Only reached with trials running when the loop threw: end them.
     abort_ = true;
@@ -415,11 +433,25 @@ class ProcessExecutor : public TrialExecutor {
   }
   double now_s() const override { return seconds_since(t0_); }
   std::string log_dir(const Candidate& c) const override { return runner_.dir_of(c).string(); }
-  int slots() const override { return static_cast<int>(slots_.size()); }
+  // The slots whose nodes are up: a slot left out after its node died (see
+  // run_in) is asked about again here, each time the loop looks for a free
+  // slot, and comes back once Slurm reports its nodes up.
+  int slots() const override {
+    int usable = 0;
+    for (size_t k = 0; k < slots_.size(); ++k) {
+      if (!down_[k].empty() && down_nodes(slurm_job_, slots_[k].nodes).empty()) {
+        down_[k].clear();
+        progress_.note("slot " + std::to_string(k) + " (" + node_list(slots_[k]) + "): up again; trials start there");
+      }
+      if (down_[k].empty()) ++usable;
+    }
+    return usable;
+  }
 
   void start(size_t ticket, const Candidate& c, const TrialRequest& request, StopCheck stop) override {
     if (slots_.size() == 1) return TrialExecutor::start(ticket, c, request, std::move(stop));
-    const size_t slot = static_cast<size_t>(std::find(busy_.begin(), busy_.end(), false) - busy_.begin());
+    size_t slot = 0;
+    while (busy_[slot] || !down_[slot].empty()) ++slot;  // the loop starts a trial only while one is free
     busy_[slot] = true;
     threads_.emplace(ticket, std::thread([this, ticket, &c, request, stop = std::move(stop), slot] {
                        TrialOutcome o;
@@ -459,6 +491,12 @@ class ProcessExecutor : public TrialExecutor {
     std::exception_ptr error;
   };
 
+  static std::string node_list(const TrialSlot& slot) {
+    std::string out;
+    for (const auto& n : slot.nodes) out += (out.empty() ? "" : ",") + n;
+    return out;
+  }
+
   TrialOutcome run_in(const Candidate& c, const TrialRequest& request, const StopCheck& stop, const TrialSlot& slot,
                       std::mutex* shared) {
     std::vector<TrialMetrics> runs;
@@ -479,14 +517,33 @@ class ProcessExecutor : public TrialExecutor {
     o.stopped_early = last.stopped_early;
     o.startup_s = last.startup_s;
     o.host_peak_rss_gib = last.host_peak_rss_gib;
+    // Through Slurm, a failed trial whose slot has a node down failed
+    // because of it: the reason says so (the trial is requeued when the
+    // study resumes) and the slot is left out while the node stays down.
+    if (o.status == TrialStatus::Failed && !slot.nodes.empty()) {
+      const auto down = down_nodes(slurm_job_, slot.nodes);
+      if (!down.empty()) {
+        std::string nodes;
+        for (const auto& [node, state] : down) nodes += (nodes.empty() ? "" : ", ") + node + " (" + state + ")";
+        o.reason = std::string(kNodeDownReason) + nodes + "; " + o.reason;
+        auto lock = shared ? std::unique_lock<std::mutex>(*shared) : std::unique_lock<std::mutex>();
+        down_[static_cast<size_t>(slot.index)] = nodes;
+        progress_.note("slot " + std::to_string(slot.index) + " (" + node_list(slot) + "): node " + nodes +
+                       " is down: the slot is left out while it stays down; trial " + c.id +
+                       " failed with it and is requeued when the study resumes");
+      }
+    }
     return o;
   }
 
   const Space& space_;
   TrialRunner& runner_;
+  Progress& progress_;
   Clock::time_point t0_;
   const std::vector<TrialSlot>& slots_;
   std::vector<bool> busy_;
+  mutable std::vector<std::string> down_;  // per slot: its down nodes; "" while usable
+  std::string slurm_job_;
   std::mutex mu_;
   std::unique_lock<std::mutex> held_;
   std::condition_variable cv_;
@@ -500,9 +557,13 @@ class ProcessExecutor : public TrialExecutor {
 // trial (its step rows under that attempt, its files in confirm-<id>/); the
 // trial keeps the study's metrics and gets facts_json.production. A trial
 // that has a production measurement already is not re-run (resume).
-int64_t run_production_checks(const Space& space, Store& store, const std::vector<Candidate>& candidates,
-                              Progress& progress, const RunOptions& opts, const std::string& token,
-                              const std::string& run_mark, const Placement& placement) {
+struct ProductionChecks {
+  int64_t ran = 0;
+  double wall_s = 0;  // summed wall time of their processes
+};
+ProductionChecks run_production_checks(const Space& space, Store& store, const std::vector<Candidate>& candidates,
+                                       Progress& progress, const RunOptions& opts, const std::string& token,
+                                       const std::string& run_mark, const Placement& placement) {
   const std::string& study = space.study.name;
   Space production = space;
   production.backend = space.confirm->backend;
@@ -511,7 +572,8 @@ int64_t run_production_checks(const Space& space, Store& store, const std::vecto
   for (auto& r : own) r.facts.erase("production");  // rank by the study's measurement
   const HealthRule& limit = space.prune;
   const auto top = rank_best(own, space.study.objective, static_cast<size_t>(space.confirm->top_k), limit);
-  int64_t ran = 0;
+  ProductionChecks done;
+  int64_t& ran = done.ran;
   for (const auto& r : top) {
     const TrialRecord now = *store.trial(study, r.id);
     if (now.facts.contains("production")) continue;
@@ -538,8 +600,9 @@ int64_t run_production_checks(const Space& space, Store& store, const std::vecto
                        {"wall_s", a.launch.wall_s},
                        {"metrics", metrics}}}});
     progress.trial_end(*c, status, a.failure, a.reason, a.metrics, a.launch.wall_s);
+    done.wall_s += a.launch.wall_s;
   }
-  return ran;
+  return done;
 }
 
 }  // namespace
@@ -652,6 +715,13 @@ RunSummary run_study(const Space& space, const RunOptions& opts, std::ostream& o
     store.reset_to_pending(study, r.id, "left running by a tune that stopped before it finished; run again");
     ++summary.reset;
   }
+  int64_t requeued = 0;
+  for (const auto& r : store.trials(study))
+    if (r.status == TrialStatus::Failed && r.reason.rfind(kNodeDownReason, 0) == 0) {
+      store.reset_to_pending(study, r.id, "requeued: it failed because its node died (" + r.reason + ")");
+      ++requeued;
+    }
+  if (requeued) progress.note("requeued " + std::to_string(requeued) + " trial(s) that failed because their node died");
 
   const std::optional<double> budget = opts.time_budget_s ? opts.time_budget_s : space.search.time_budget_s;
   Study state(
@@ -663,7 +733,8 @@ RunSummary run_study(const Space& space, const RunOptions& opts, std::ostream& o
 
   auto sampler = make_sampler(space.search);
   TrialRunner runner(space, store, progress, opts, token, run_mark, placement);
-  ProcessExecutor executor(space, runner, t0, placement.slots);
+  ProcessExecutor executor(space, runner, progress, t0, placement.slots,
+                           placement.slurm ? placement.slurm->job_id : std::string());
   DriveOptions drive;
   drive.budget_s = budget;
   drive.max_trials = opts.max_trials ? opts.max_trials : space.search.max_trials;
@@ -674,8 +745,12 @@ RunSummary run_study(const Space& space, const RunOptions& opts, std::ostream& o
   summary.parallel = parallel;
   // The production check needs the study's final ranking: not after a stop
   // by budget or max_trials (the next run does it when the study ends).
-  if (space.confirm && !d.stopped_by_budget && !d.stopped_by_max_trials)
-    summary.ran += run_production_checks(space, store, planned.candidates, progress, opts, token, run_mark, placement);
+  if (space.confirm && !d.stopped_by_budget && !d.stopped_by_max_trials) {
+    const ProductionChecks checks =
+        run_production_checks(space, store, planned.candidates, progress, opts, token, run_mark, placement);
+    summary.ran += checks.ran;
+    summary.production_wall_s = checks.wall_s;
+  }
 
   const StudyCounts after = state.counts();
   summary.done = after.done;
