@@ -423,6 +423,8 @@ class ProcessExecutor : public TrialExecutor {
         slots_(slots),
         busy_(slots.size(), false),
         down_(slots.size()),
+        slurm_saw_down_(slots.size(), false),
+        down_since_(slots.size()),
         slurm_job_(std::move(slurm_job)),
         held_(mu_) {}
   ~ProcessExecutor() override {
@@ -439,9 +441,18 @@ class ProcessExecutor : public TrialExecutor {
   int slots() const override {
     int usable = 0;
     for (size_t k = 0; k < slots_.size(); ++k) {
-      if (!down_[k].empty() && down_nodes(slurm_job_, slots_[k].nodes).empty()) {
-        down_[k].clear();
-        progress_.note("slot " + std::to_string(k) + " (" + node_list(slots_[k]) + "): up again; trials start there");
+      if (!down_[k].empty()) {
+        // srun may name a dead node before Slurm has marked it (it waits
+        // SlurmdTimeout): such a slot comes back once Slurm has reported the
+        // node down and then up, or after kSrunOnlyGraceS without Slurm ever
+        // agreeing.
+        const bool slurm_says_down = !down_nodes(slurm_job_, slots_[k].nodes).empty();
+        if (slurm_says_down) slurm_saw_down_[k] = true;
+        const bool back = !slurm_says_down && (slurm_saw_down_[k] || seconds_since(down_since_[k]) > kSrunOnlyGraceS);
+        if (back) {
+          down_[k].clear();
+          progress_.note("slot " + std::to_string(k) + " (" + node_list(slots_[k]) + "): up again; trials start there");
+        }
       }
       if (down_[k].empty()) ++usable;
     }
@@ -491,6 +502,21 @@ class ProcessExecutor : public TrialExecutor {
     std::exception_ptr error;
   };
 
+  static constexpr double kSrunOnlyGraceS = 600;
+
+  // The node of `slot` srun's error names as the one that failed ("Task
+  // launch for StepId=J.S failed on node n2: ...", "Node failure on n2"), or "".
+  static std::string node_srun_blames(const std::string& reason, const TrialSlot& slot) {
+    for (const char* marker : {"failed on node ", "Node failure on "}) {
+      const auto at = reason.find(marker);
+      if (at == std::string::npos) continue;
+      const auto from = at + std::string_view(marker).size();
+      const std::string node = reason.substr(from, reason.find_first_of(": ,;", from) - from);
+      if (std::find(slot.nodes.begin(), slot.nodes.end(), node) != slot.nodes.end()) return node;
+    }
+    return "";
+  }
+
   static std::string node_list(const TrialSlot& slot) {
     std::string out;
     for (const auto& n : slot.nodes) out += (out.empty() ? "" : ",") + n;
@@ -521,13 +547,19 @@ class ProcessExecutor : public TrialExecutor {
     // because of it: the reason says so (the trial is requeued when the
     // study resumes) and the slot is left out while the node stays down.
     if (o.status == TrialStatus::Failed && !slot.nodes.empty()) {
-      const auto down = down_nodes(slurm_job_, slot.nodes);
+      auto down = down_nodes(slurm_job_, slot.nodes);
+      const bool slurm_agrees = !down.empty();
+      if (down.empty())
+        if (const std::string node = node_srun_blames(o.reason, slot); !node.empty()) down[node] = "named by srun";
       if (!down.empty()) {
         std::string nodes;
         for (const auto& [node, state] : down) nodes += (nodes.empty() ? "" : ", ") + node + " (" + state + ")";
         o.reason = std::string(kNodeDownReason) + nodes + "; " + o.reason;
         auto lock = shared ? std::unique_lock<std::mutex>(*shared) : std::unique_lock<std::mutex>();
-        down_[static_cast<size_t>(slot.index)] = nodes;
+        const auto k = static_cast<size_t>(slot.index);
+        down_[k] = nodes;
+        slurm_saw_down_[k] = slurm_agrees;
+        down_since_[k] = Clock::now();
         progress_.note("slot " + std::to_string(slot.index) + " (" + node_list(slot) + "): node " + nodes +
                        " is down: the slot is left out while it stays down; trial " + c.id +
                        " failed with it and is requeued when the study resumes");
@@ -542,7 +574,9 @@ class ProcessExecutor : public TrialExecutor {
   Clock::time_point t0_;
   const std::vector<TrialSlot>& slots_;
   std::vector<bool> busy_;
-  mutable std::vector<std::string> down_;  // per slot: its down nodes; "" while usable
+  mutable std::vector<std::string> down_;      // per slot: its down nodes; "" while usable
+  mutable std::vector<bool> slurm_saw_down_;   // per slot: Slurm has reported its node down since
+  std::vector<Clock::time_point> down_since_;  // per slot: when it was left out
   std::string slurm_job_;
   std::mutex mu_;
   std::unique_lock<std::mutex> held_;
