@@ -183,8 +183,11 @@ TEST(AppConfig, ImplementedKeysWithUnsupportedValues) {
        "'x'"},
       {{"--loss-chunk-tokens", "0"}, "command line: --loss-chunk-tokens '0': must be a positive integer"},
       {{"--loss-chunk-tokens", "1k"}, "command line: --loss-chunk-tokens '1k': must be a positive integer"},
-      {{"--activation_checkpoint.per_op_sac_force_recompute_mm_shapes_by_fqns", "moe.router.gate,attention.wq"},
-       "command line: key 'activation_checkpoint.per_op_sac_force_recompute_mm_shapes_by_fqns' is not implemented"},
+      // Read by per-op AC only (selective_ac_option "op"); otherwise inert, see KeysOfAFeatureThatIsOffAreAccepted.
+      {{"--activation_checkpoint.selective_ac_option", "op",
+        "--activation_checkpoint.per_op_sac_force_recompute_mm_shapes_by_fqns", "moe.router.gate,attention.wq"},
+       "command line: key 'activation_checkpoint.per_op_sac_force_recompute_mm_shapes_by_fqns' = [\"moe.router.gate\", "
+       "\"attention.wq\"] is not implemented"},
       {{"--compile.components", "model,graph"},
        "command line: key 'compile.components': unknown component 'graph' (torchtitan's are model and loss)"},
       {{"--activation_checkpoint.mode", "memory_budget"},
