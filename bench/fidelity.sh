@@ -11,9 +11,15 @@
 # Environment (for a CPU smoke run): FLAVOR (30B-A3B-L4), STEPS (20),
 # DEVICE (cuda), EXTRA (more trainer arguments), MODES ("compile eager"), CONFIGS ("seq lbs ac;..." where ac is none or a selective
 # option), LONG ("seq lbs ac", empty to skip).
+# CPU mode (CPU=1, seconds; CI runs it): tiny_moe, 7 steps, CONFIGS
+# "32 2 2;32 2 none", no LONG, on the CPU, unless set.
 set -uo pipefail
 build=${1:?build dir}
 out=${2:?out dir}
+if [ -n "${CPU:-}" ]; then
+  FLAVOR=${FLAVOR:-tiny_moe} STEPS=${STEPS:-7} DEVICE=${DEVICE:-cpu} CONFIGS=${CONFIGS:-32 2 2;32 2 none} LONG=${LONG-}
+  export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+fi
 mkdir -p "$out"
 trainer=$build/bin/trainer
 flavor=${FLAVOR:-30B-A3B-L4}

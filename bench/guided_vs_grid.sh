@@ -5,15 +5,20 @@
 # each as a markdown table (also in OUT/summary.md). Run from the repo root
 # after building tune (and trainer, for the embedded backend).
 #   bench/guided_vs_grid.sh BUILD_DIR OUT_DIR [SPACE] [TIME_BUDGET]
-# CPU check (fake trainer, seconds):
-#   bench/guided_vs_grid.sh build /tmp/gvg search_spaces/cpu_smoke_command.toml
+# CPU mode (CPU=1, seconds; CI runs it): without SPACE, a 4-candidate study
+# on fake_trainer written to OUT_DIR (bench/lib/cpu_space.sh).
 set -euo pipefail
 build=${1:-build-gpu}
 out=${2:-bench-out}
-space=${3:-search_spaces/qwen3_30b_a3b_8xh200.toml}
-budget=${4:-}
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
+if [ -n "${CPU:-}" ] && [ -z "${3:-}" ]; then
+  . "$(dirname "$0")/lib/cpu_space.sh"
+  space=$(cpu_space "$build" "$out" gvg)
+else
+  space=${3:-search_spaces/qwen3_30b_a3b_8xh200.toml}
+fi
+budget=${4:-}
 tune="$build/bin/tune"
 # Copies sit next to SPACE: its [base] config_file is relative to its folder.
 copies=()

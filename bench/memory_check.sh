@@ -8,11 +8,18 @@
 # TIME_BUDGET (seconds, default 540): tune starts no trial after it; run the
 # script again to resume the study where it stopped (same results/ folder),
 # and the table covers every trial measured so far.
+# CPU mode (CPU=1, seconds; CI runs it): without SPACE, a 4-candidate study
+# on fake_trainer written to OUT_DIR (bench/lib/cpu_space.sh).
 set -uo pipefail
 build=${1:-build-gpu}
 out=${2:-bench-out}
-space=${3:-search_spaces/qwen3_30b_a3b_l6_memory.toml}
 mkdir -p "$out"
+if [ -n "${CPU:-}" ] && [ -z "${3:-}" ]; then
+  . "$(dirname "$0")/lib/cpu_space.sh"
+  space=$(cpu_space "$build" "$out" memory_check)
+else
+  space=${3:-search_spaces/qwen3_30b_a3b_l6_memory.toml}
+fi
 if command -v nvidia-smi >/dev/null; then
   nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee "$out/gpus.txt"
 fi

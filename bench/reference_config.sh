@@ -7,14 +7,20 @@
 #   bench/reference_config.sh BUILD_DIR OUT_DIR NAME [--section.key value ...]
 # Prints the last step lines of rank 0 and the mean mfu / tps / memory of
 # steps 6..N (the first five are warm-up: allocator growth, NCCL set-up).
+# CPU mode (CPU=1, seconds; CI runs it): tiny_moe, seq 64, 7 steps, over Gloo
+# on the CPU (FLAVOR, SEQ, STEPS override either mode).
 set -uo pipefail
 build=${1:?build dir}
 out=${2:?out dir}
 name=${3:?run name}
 shift 3
 mkdir -p "$out"
-args=(--model.name qwen3 --model.flavor 30B-A3B-L6 --training.dataset synthetic --debug.seed 0
-      --training.local_batch_size 2 --training.seq_len 4096 --training.steps "${STEPS:-20}"
+if [ -n "${CPU:-}" ]; then
+  FLAVOR=${FLAVOR:-tiny_moe} SEQ=${SEQ:-64} STEPS=${STEPS:-7}
+  export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} PARTUNE_DEVICE_TYPE=cpu
+fi
+args=(--model.name qwen3 --model.flavor "${FLAVOR:-30B-A3B-L6}" --training.dataset synthetic --debug.seed 0
+      --training.local_batch_size 2 --training.seq_len "${SEQ:-4096}" --training.steps "${STEPS:-20}"
       --metrics.log_freq 1 --optimizer.lr 3e-4 --lr_scheduler.warmup_steps 2
       --activation_checkpoint.mode selective --activation_checkpoint.selective_ac_option 2
       --parallelism.data_parallel_shard_degree 2 --parallelism.expert_parallel_degree 2

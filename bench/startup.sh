@@ -13,11 +13,16 @@
 #   RANKS       8      ranks sharing the full model in the projection's second column
 # A run whose step fails (30B-A3B-L16 holds ~10.6 B parameters: their fp32
 # weights, AdamW moments and gradients exceed one H200) still counts: the
-# init record is written before step 1. CPU check of this script:
-#   FLAVORS="tiny_moe-L2 tiny_moe-L4 tiny_moe-L8" DEVICE=cpu SEQ=64 bench/startup.sh build /tmp/startup
+# init record is written before step 1.
+# CPU mode (CPU=1, seconds; CI runs it): FLAVORS "tiny_moe-L1 tiny_moe-L2",
+# DEVICE cpu, SEQ 32 unless set.
 set -uo pipefail
 build=${1:?build dir}
 out=${2:?out dir}
+if [ -n "${CPU:-}" ]; then
+  FLAVORS=${FLAVORS:-tiny_moe-L1 tiny_moe-L2} DEVICE=${DEVICE:-cpu} SEQ=${SEQ:-32}
+  export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+fi
 read -ra flavors <<<"${FLAVORS:-30B-A3B-L2 30B-A3B-L8 30B-A3B-L16}"
 device=${DEVICE:-cuda}
 seq=${SEQ:-4096}

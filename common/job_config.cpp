@@ -28,7 +28,12 @@ constexpr auto N = S::Inert;
 constexpr auto U = S::Unimplemented;
 
 KeySpec k(const char* key, T type, std::optional<Value> def, S support, std::vector<std::string> choices = {}) {
-  return KeySpec{key, type, std::move(def), std::move(choices), support};
+  return KeySpec{key, type, std::move(def), std::move(choices), support, std::nullopt};
+}
+// A key torchtitan reads only while `gate` is on (FeatureGate).
+KeySpec gated(KeySpec spec, FeatureGate gate) {
+  spec.gate = std::move(gate);
+  return spec;
 }
 Value str(const char* s) { return Value{std::string(s)}; }
 Value i64(int64_t v) { return Value{v}; }
@@ -36,8 +41,17 @@ Value f64(double v) { return Value{v}; }
 Value list(std::vector<std::string> v) { return Value{StringList(std::move(v))}; }
 const std::optional<Value> None = std::nullopt;
 
-// torchtitan v0.2.2 torchtitan/config/job_config.py, the keys a job config
-// for a Qwen3 training run uses. Defaults are torchtitan's.
+// The feature switches of torchtitan v0.2.2's gated sections.
+const FeatureGate kFloat8Linear{"model.converters", "quantize.linear.float8"};
+const FeatureGate kMxLinear{"model.converters", "quantize.linear.mx"};
+const FeatureGate kFloat8GroupedMm{"model.converters", "quantize.grouped_mm.float8"};
+const FeatureGate kMxGroupedMm{"model.converters", "quantize.grouped_mm.mx"};
+const FeatureGate kFaultTolerance{"fault_tolerance.enable", ""};
+const FeatureGate kValidation{"validation.enable", ""};
+
+// torchtitan v0.2.2 torchtitan/config/job_config.py: every key but
+// parallelism.module_fqns_per_model_part (a list of lists). Defaults are
+// torchtitan's.
 std::vector<KeySpec> build_schema() {
   return {
       k("job.config_file", T::String, None, N),
@@ -118,7 +132,7 @@ std::vector<KeySpec> build_schema() {
       k("checkpoint.enable", T::Bool, false, U),
       k("checkpoint.folder", T::String, str("checkpoint"), N),
       k("checkpoint.interval", T::Int, i64(500), N),
-      k("checkpoint.initial_load_path", T::String, None, U),
+      gated(k("checkpoint.initial_load_path", T::String, None, U), {"checkpoint.enable", ""}),
       k("checkpoint.initial_load_model_only", T::Bool, true, N),
       k("checkpoint.initial_load_in_hf", T::Bool, false, N),
       k("checkpoint.last_save_model_only", T::Bool, true, N),
@@ -132,26 +146,67 @@ std::vector<KeySpec> build_schema() {
       k("checkpoint.initial_load_in_hf_quantized", T::Bool, false, N),
       k("checkpoint.exclude_from_loading", T::StringList, list({}), N),
       k("checkpoint.enable_first_step_checkpoint", T::Bool, false, N),
-      k("checkpoint.load_only", T::Bool, false, U),
+      gated(k("checkpoint.load_only", T::Bool, false, U), {"checkpoint.enable", ""}),
       k("activation_checkpoint.mode", T::String, str("selective"), I, {"selective", "full", "memory_budget", "none"}),
       k("activation_checkpoint.selective_ac_option", T::String, str("2"), I),
       k("activation_checkpoint.early_stop", T::Bool, false, N),
       k("activation_checkpoint.memory_budget", T::Float, f64(0.5), N),
       k("activation_checkpoint.preserve_rng_state", T::Bool, true, N),
-      k("activation_checkpoint.per_op_sac_force_recompute_mm_shapes_by_fqns", T::StringList, list({"moe.router.gate"}),
-        U),
+      gated(k("activation_checkpoint.per_op_sac_force_recompute_mm_shapes_by_fqns", T::StringList,
+              list({"moe.router.gate"}), U),
+            {"activation_checkpoint.selective_ac_option", "op"}),
       k("activation_checkpoint.visualize_memory_budget_pareto", T::Bool, false, N),
       k("activation_checkpoint.determinism_check", T::String, str("default"), N),
       k("activation_checkpoint.debug", T::Bool, false, N),
       k("compile.enable", T::Bool, false, I),
       k("compile.components", T::StringList, list({"model", "loss"}), I),
       k("compile.backend", T::String, str("inductor"), N),
+      // Quantization: each group is read only by the model converter that
+      // model.converters names (torchtitan/components/quantization).
+      gated(k("quantize.linear.float8.enable_fsdp_float8_all_gather", T::Bool, false, U), kFloat8Linear),
+      gated(k("quantize.linear.float8.precompute_float8_dynamic_scale_for_fsdp", T::Bool, false, U), kFloat8Linear),
+      gated(
+          k("quantize.linear.float8.recipe_name", T::String, None, U, {"tensorwise", "rowwise", "rowwise_with_gw_hp"}),
+          kFloat8Linear),
+      gated(k("quantize.linear.float8.filter_fqns", T::StringList, list({}), U), kFloat8Linear),
+      gated(k("quantize.linear.float8.emulate", T::Bool, false, U), kFloat8Linear),
+      gated(k("quantize.linear.mx.mxfp8_dim1_cast_kernel_choice", T::String, str("triton"), U,
+              {"triton", "cuda", "torch"}),
+            kMxLinear),
+      gated(k("quantize.linear.mx.recipe_name", T::String, str("mxfp8_cublas"), U), kMxLinear),
+      gated(k("quantize.linear.mx.filter_fqns", T::StringList, list({"output"}), U), kMxLinear),
+      gated(k("quantize.grouped_mm.float8.fqns", T::Any, list({}), U), kFloat8GroupedMm),  // a list or one string
+      gated(k("quantize.grouped_mm.mx.recipe_name", T::String, str("mxfp8"), U, {"mxfp8"}), kMxGroupedMm),
+      gated(k("quantize.grouped_mm.mx.fqns", T::Any, list({}), U), kMxGroupedMm),
       k("comm.init_timeout_seconds", T::Int, i64(300), I),
       k("comm.train_timeout_seconds", T::Int, i64(100), I),
       k("comm.trace_buf_size", T::Int, i64(20000), N),
       k("comm.save_traces_folder", T::String, str("comm_traces"), N),
       k("comm.save_traces_file_prefix", T::String, str("rank_"), N),
       k("comm.mode", T::String, str("default"), U, {"default", "fake_backend", "local_tensor"}),
+      // Read by torchtitan's scripts/estimate only, never by a training run.
+      k("memory_estimation.enable", T::Bool, false, N),
+      k("memory_estimation.disable_fake_mode", T::Bool, false, N),
+      k("fault_tolerance.enable", T::Bool, false, U),
+      gated(k("fault_tolerance.process_group", T::String, str("gloo"), U), kFaultTolerance),
+      gated(k("fault_tolerance.process_group_timeout_ms", T::Int, i64(10000), U), kFaultTolerance),
+      gated(k("fault_tolerance.replica_id", T::Int, i64(0), U), kFaultTolerance),
+      gated(k("fault_tolerance.group_size", T::Int, i64(0), U), kFaultTolerance),
+      gated(k("fault_tolerance.min_replica_size", T::Int, i64(1), U), kFaultTolerance),
+      gated(k("fault_tolerance.semi_sync_method", T::String, None, U), kFaultTolerance),
+      k("experimental.custom_import", T::String, str(""), U),
+      k("experimental.custom_args_module", T::String, str(""), U),
+      k("validation.enable", T::Bool, false, U),
+      gated(k("validation.dataset", T::String, str("c4_validation"), U), kValidation),
+      gated(k("validation.dataset_path", T::String, None, U), kValidation),
+      gated(k("validation.local_batch_size", T::Int, i64(8), U), kValidation),
+      gated(k("validation.seq_len", T::Int, i64(2048), U), kValidation),
+      gated(k("validation.freq", T::Int, i64(10), U), kValidation),
+      gated(k("validation.steps", T::Int, i64(-1), U), kValidation),
+      gated(k("validation.dataloader.num_workers", T::Int, i64(0), U), kValidation),
+      gated(k("validation.dataloader.persistent_workers", T::Bool, false, U), kValidation),
+      gated(k("validation.dataloader.pin_memory", T::Bool, false, U), kValidation),
+      gated(k("validation.dataloader.prefetch_factor", T::Int, None, U), kValidation),
       k("debug.seed", T::Int, None, I),
       k("debug.deterministic", T::Bool, false, N),
       k("debug.deterministic_warn_only", T::Bool, false, N),
@@ -433,6 +488,22 @@ bool is_passthrough_key(std::string_view key) {
   return false;
 }
 
+bool feature_on(const JobConfig& config, const FeatureGate& gate) {
+  const std::optional<Value> v = config.get(gate.key);
+  if (!v) return false;
+  if (const bool* b = std::get_if<bool>(&*v)) return *b;
+  if (const auto* s = std::get_if<std::string>(&*v)) return *s == gate.value;
+  if (const auto* l = std::get_if<StringList>(&*v)) return std::find(l->begin(), l->end(), gate.value) != l->end();
+  return true;  // a switch of another type: counted as on, so its keys are checked
+}
+
+std::string feature_off_text(const FeatureGate& gate) {
+  if (gate.value.empty()) return gate.key + " = false";
+  const KeySpec* spec = find_key_spec(gate.key);
+  if (spec && spec->type == T::StringList) return gate.key + " not listing " + quote(gate.value);
+  return gate.key + " other than " + quote(gate.value);
+}
+
 std::string value_type_name(ValueType t) {
   switch (t) {
     case T::Bool:
@@ -538,24 +609,23 @@ JobConfig JobConfig::from_toml_string(std::string_view text, const std::string& 
 
 void JobConfig::set(const std::string& key, const Value& v, std::string_view where) {
   check_utf8(key, v, where);
-  if (const KeySpec* spec = find_key_spec(key)) {
-    values_[key] = coerce(*spec, v, where);
-    return;
-  }
-  if (is_passthrough_key(key)) {
+  const KeySpec* spec = find_key_spec(key);
+  if (!spec && !is_passthrough_key(key)) fail_key(where, key, unknown_key_reason(key));
+  Value checked = v;
+  if (spec)
+    checked = coerce(*spec, v, where);
+  else
     check_finite(key, v, where);
-    // A key that is both a value and a table ("quantize.a" and
-    // "quantize.a.b") has no TOML form.
-    auto is_table_of = [](const std::string& table, const std::string& k) {
-      return k.size() > table.size() && k.compare(0, table.size(), table) == 0 && k[table.size()] == '.';
-    };
-    for (const auto& [other, ov] : values_)
-      if (is_table_of(other, key) || is_table_of(key, other))
-        fail_key(where, key, "conflicts with key '" + other + "' (a key cannot be both a value and a table)");
-    values_[key] = v;
-    return;
-  }
-  fail_key(where, key, unknown_key_reason(key));
+  // A key that is both a value and a table ("quantize.a" and "quantize.a.b",
+  // or a passthrough "quantize.linear" beside a schema key under it) has no
+  // TOML form. Two schema keys never clash.
+  auto is_table_of = [](const std::string& table, const std::string& k) {
+    return k.size() > table.size() && k.compare(0, table.size(), table) == 0 && k[table.size()] == '.';
+  };
+  for (const auto& [other, ov] : values_)
+    if ((!spec || !find_key_spec(other)) && (is_table_of(other, key) || is_table_of(key, other)))
+      fail_key(where, key, "conflicts with key '" + other + "' (a key cannot be both a value and a table)");
+  values_[key] = std::move(checked);
 }
 
 void JobConfig::set_from_string(const std::string& key, std::string_view text, std::string_view where) {

@@ -25,12 +25,22 @@ enum class TrainerSupport {
   Unimplemented,  // an error when set to anything but its default
 };
 
+// The switch of the feature a key belongs to: torchtitan reads the key only
+// while the feature is on, i.e. while `key` is true (a boolean), equals
+// `value` (a string) or lists `value` (a list of strings). With the feature
+// off the key changes nothing, whatever its value.
+struct FeatureGate {
+  std::string key;
+  std::string value;  // "" for a boolean switch
+};
+
 struct KeySpec {
   std::string key;  // "section.key" (nested: "training.dataloader.num_workers")
   ValueType type;
   std::optional<Value> default_value;  // nullopt: torchtitan's None
   std::vector<std::string> choices;    // allowed string values; empty: any
   TrainerSupport trainer = TrainerSupport::Unimplemented;
+  std::optional<FeatureGate> gate;  // nullopt: read whenever set
 };
 
 // Every key partune knows, in torchtitan's section order.
@@ -39,6 +49,12 @@ const KeySpec* find_key_spec(std::string_view key);
 // Sections whose keys are kept without type checks (for the torchtitan
 // backend only): quantize, fault_tolerance, experimental, validation, ...
 bool is_passthrough_key(std::string_view key);
+
+class JobConfig;
+// Whether the feature behind `gate` is on in `config` (defaults count).
+bool feature_on(const JobConfig& config, const FeatureGate& gate);
+// "model.converters does not list \"quantize.linear.float8\"": how to turn the feature off.
+std::string feature_off_text(const FeatureGate& gate);
 
 std::string value_to_string(const Value& v);  // TOML-like literal: 4, 1.0, "x", true, ["a", "b"]
 std::string value_type_name(ValueType t);

@@ -1,6 +1,6 @@
 // trainer: the embedded Qwen3 dense/MoE trainer (docs/trainer.md).
 //
-//   trainer --job.config_file F [--section.key value ...] [--dry-run] [--device cpu|cuda]
+//   trainer [--job.config_file F] [--section.key value ...] [--dry-run] [--device cpu|cuda]
 //   trainer --check [--world-size N] (--job.config_file F [--section.key value ...] | --stdin)
 //
 // Exit codes: 0 ok, 1 the run failed, 2 bad input (nothing was run). Every
@@ -31,8 +31,10 @@
 namespace {
 
 constexpr const char* kUsage =
-    "usage: trainer --job.config_file FILE [--section.key VALUE ...] [--dry-run] [--device cpu|cuda]\n"
+    "usage: trainer [--job.config_file FILE] [--section.key VALUE ...] [--dry-run] [--device cpu|cuda]\n"
     "  Reads a torchtitan v0.2.x job config (CLI over TOML over defaults) and trains a Qwen3 model.\n"
+    "  Without --job.config_file every key starts at torchtitan's default (model.name is then\n"
+    "  llama3: give --model.name qwen3).\n"
     "  --dry-run        print parameter and FLOP counts as JSON and exit; builds nothing\n"
     "  --device D       cpu or cuda (default: $PARTUNE_DEVICE_TYPE, else cuda when available)\n"
     "  --check          validate the config as a run would for --world-size N ranks (default\n"

@@ -4,6 +4,8 @@
 // measurements are stored, and `best` / `export` rank by production.
 #include <gtest/gtest.h>
 
+#include <regex>
+
 #include "cli_testing.h"
 
 namespace partune::cli_testing {
@@ -63,6 +65,34 @@ TEST(Confirm, TopKAreRerunOnProductionAndBestRanksByIt) {
   Result again = tune({"--space", s.space, "--plain"}, dir.path(), 60);
   ASSERT_EQ(again.exit_code, 0) << again.describe();
   EXPECT_EQ(count_lines_with(again.out, "production check of "), 0u) << again.out;
+}
+
+// The summary's "tuner overhead" is tune's own time: the production runs of
+// [confirm] (seconds each here, the study's trials a fraction of that) are
+// trials' time, not overhead.
+TEST(Confirm, ProductionRunsAreNotTunerOverhead) {
+  TempDir dir;
+  SpaceOptions o;
+  o.axes = "\"training.local_batch_size\" = [1, 2]\n";
+  Study s = write_space(dir, o);
+  std::string space = read_file(s.space);
+  space += "\n[confirm]\nkind = \"command\"\nargv = [\"" + kFakeTrainer +
+           "\", \"--config\", \"{config_file}\", \"--step-ms\", \"500\"]\ntop_k = 2\n";
+  write_file(s.space, space);
+  Result r = tune({"--space", s.space, "--plain"}, dir.path(), 120);
+  ASSERT_EQ(r.exit_code, 0) << r.describe();
+  std::smatch m;
+  ASSERT_TRUE(
+      std::regex_search(r.out, m, std::regex(R"(ran (\d+) trials in \S+ s \(tuner overhead (\S+) s per trial\))")))
+      << r.out;
+  ASSERT_EQ(m[1], "4") << r.out;  // 2 trials, 2 production runs
+  const double overhead = std::stod(m[2]) * 4;
+  double production = 0;
+  for (const auto& row : query(s.db, "SELECT json_extract(facts_json, '$.production.wall_s') FROM trials"))
+    if (!row.at(0).empty()) production += std::stod(row.at(0));
+  ASSERT_GT(production, 5.0);  // 2 runs of 6 steps of 500 ms
+  // Counted as overhead, the production runs alone would make it more than this.
+  EXPECT_LT(overhead, production / 2) << r.out;
 }
 
 }  // namespace

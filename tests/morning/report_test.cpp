@@ -157,10 +157,25 @@ TEST(Report, NightStudyLoadsInChromiumAndPlotsEveryTrialOfTheDatabase) {
   EXPECT_GT(img.colours, 30u) << "too few colours for charts in colour";
 
   if (const char* out = std::getenv("PARTUNE_REPORT_EXAMPLE_DIR")) {
-    std::filesystem::copy_file(html_path, std::string(out) + "/report-example.html",
-                               std::filesystem::copy_options::overwrite_existing);
-    std::filesystem::copy_file(png_path, std::string(out) + "/report-example.png",
-                               std::filesystem::copy_options::overwrite_existing);
+    // docs/report-example.html: the same study where its paths read as a
+    // user's (search_spaces/night.toml, results/night.db, relative to the
+    // folder tune runs in), not this test's temporary folder.
+    TempDir ex;
+    std::filesystem::create_directories(ex.path() / "search_spaces");
+    std::string text = read_file(s.space);
+    const std::string db_line = "db = \"" + s.db + "\"";
+    ASSERT_NE(text.find(db_line), std::string::npos) << text;
+    text.replace(text.find(db_line), db_line.size(), "db = \"results/night.db\"");
+    write_file(ex.file("search_spaces/night.toml"), text);
+    Result run = tune({"--space", "search_spaces/night.toml", "--plain"}, ex.path(), 120);
+    ASSERT_EQ(run.exit_code, 0) << run.describe();
+    const std::string example = std::string(out) + "/report-example.html";
+    Result report = tune({"report", "--space", "search_spaces/night.toml", "-o", example}, ex.path());
+    ASSERT_EQ(report.exit_code, 0) << report.describe();
+    EXPECT_EQ(read_file(example).find(ex.path().string()), std::string::npos) << "a temporary path in the example";
+    ASSERT_TRUE(
+        screenshot(example, std::string(out) + "/report-example.png", 1100, 3000, ex.file("chromium-shot"), &log))
+        << log;
   }
 }
 

@@ -1,7 +1,8 @@
 // The trainer's start-up under hostile launches, as real processes over Gloo:
 // ranks that disagree on WORLD_SIZE fail at once; comm.init_timeout_seconds
 // bounds rendezvous to first step once (a late rank does not buy a second
-// one); --job.config_file must be given and name a regular file.
+// one); --job.config_file is optional (torchtitan's defaults) but a
+// given one must name a regular file.
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -123,13 +124,47 @@ TEST(Rendezvous, InitTimeoutIsSpentOnceFromRendezvousToFirstStep) {
   EXPECT_NE(r0.output().find("comm.init_timeout_seconds"), std::string::npos) << r0.output();
 }
 
-TEST(ConfigFile, MissingFlagSaysSo) {
+// As torchtitan v0.2.2: without --job.config_file every key starts at
+// torchtitan's default, and the command line alone trains.
+TEST(ConfigFile, WithoutOneEveryKeyIsTorchtitansDefault) {
+  TempDir dir;
+  auto t0 = Clock::now();
+  Proc dry = start_trainer(dir.path(), "dry", 0, 0, 0,
+                           {"--model.name", "qwen3", "--model.flavor", "debugmodel_moe", "--dry-run"});
+  wait_procs({&dry}, t0, 30);
+  ASSERT_TRUE(dry.exited_with(0)) << describe({&dry});
+  // torchtitan's defaults: local_batch_size 8, seq_len 2048, steps 10000.
+  EXPECT_NE(dry.output().find("\"local_batch_size\":8,"), std::string::npos) << dry.output();
+  EXPECT_NE(dry.output().find("\"seq_len\":2048,"), std::string::npos) << dry.output();
+  EXPECT_NE(dry.output().find("\"steps\":10000"), std::string::npos) << dry.output();
+  // A run (a smaller model and batch than the defaults, to take seconds).
+  t0 = Clock::now();
+  Proc run = start_trainer(
+      dir.path(), "run", 0, 0, 0,
+      {"--model.name", "qwen3", "--model.flavor", "tiny_moe", "--training.steps", "3", "--training.seq_len", "64",
+       "--training.local_batch_size", "2", "--metrics.log_freq", "1", "--device", "cpu"});
+  wait_procs({&run}, t0, 120);
+  EXPECT_TRUE(run.exited_with(0)) << describe({&run});
+  EXPECT_NE(run.output().find("step:  3"), std::string::npos) << run.output();
+  // The model name alone is not left to the default (llama3): the error says which models there are.
+  t0 = Clock::now();
+  Proc llama = start_trainer(dir.path(), "llama", 0, 0, 0, {"--training.steps", "1"});
+  wait_procs({&llama}, t0, 30);
+  EXPECT_TRUE(llama.exited_with(2)) << describe({&llama});
+  EXPECT_NE(llama.output().find("defaults: key 'model.name': 'llama3' is not a model of the embedded trainer"),
+            std::string::npos)
+      << llama.output();
+}
+
+TEST(ConfigFile, AGivenPathThatIsMissingSaysSo) {
   TempDir dir;
   const auto t0 = Clock::now();
-  Proc p = start_trainer(dir.path(), "trainer", 0, 0, 0, {"--training.steps", "1"});
+  const std::string missing = (dir.path() / "no-such.toml").string();
+  Proc p = start_trainer(dir.path(), "trainer", 0, 0, 0, {"--job.config_file", missing});
   wait_procs({&p}, t0, 30);
   EXPECT_TRUE(p.exited_with(2)) << describe({&p});
-  EXPECT_NE(p.output().find("--job.config_file FILE is required"), std::string::npos) << p.output();
+  EXPECT_NE(p.output().find(missing + ": cannot read file: No such file or directory"), std::string::npos)
+      << p.output();
 }
 
 TEST(ConfigFile, DirectoryOrFifoIsNotAConfig) {

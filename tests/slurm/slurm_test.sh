@@ -12,14 +12,18 @@
 #      squeue, every candidate finished exactly once;
 #   3. kill -9 of tune mid-study: no step left (squeue), the resumed study
 #      finishes; trials whose step fails (srun exits non-zero) fail with
-#      srun's reason and the study goes on.
+#      srun's reason and the study goes on;
+#   7. rendezvous ports: 8 trials started at once, each holding its
+#      MASTER_PORT as a rendezvous does, 20 times over: no two ever share one.
 # Two "nodes" (two slurmd with -N on this host, 4 fake GPUs each):
 #   4. a 2-node torchtitan trial: one torchrun per node through tune's
 #      slurm-task helper, distinct SLURM_NODEID and --node_rank, the
 #      rendezvous on the first node;
 #   5. an embedded-trainer trial of nodes = 2, one rank on each node;
-#   6. a node dying mid-study: its trial fails with srun's reason, the study
-#      goes on.
+#   6. a node dying mid-study: its trial fails with srun's reason and the
+#      node named, its slot is left out while the node stays down (the
+#      progress line says so), the study goes on; resumed, the study requeues
+#      the trial that failed with the node and finishes it.
 set -uo pipefail
 TUNE=$(realpath "$1")
 TRAINER=$(realpath "$2")
@@ -204,6 +208,51 @@ check "every trial failed with srun's reason" test \
 scancel "$job"
 echo "kill and failure tests: ${SECONDS}s"
 
+# 7. Rendezvous ports: 8 trials at once in one allocation, each holding its
+# MASTER_PORT while it runs (fake_trainer --hold-master-port fails when the
+# port is taken), 20 studies in a row.
+SECONDS=0
+mkdir -p "$WORK/ports" && cd "$WORK/ports"
+job=$(salloc --no-shell --exclusive -N1 2>&1 | sed -n 's/.*Granted job allocation \([0-9]*\).*/\1/p')
+check "an allocation for the port test" test -n "$job"
+nodes=$(squeue --noheader --jobs="$job" --format=%N)
+collisions=0 unfinished=0 distinct_short=0
+for round in $(seq 1 20); do
+  cat >ports$round.toml <<TOML
+[study]
+name = "ports$round"
+db = "results/ports.db"
+objective = "tps"
+[hardware]
+device_type = "cpu"
+devices = 1
+[backend]
+kind = "command"
+argv = ["$FAKE_TRAINER", "--job.config_file", "{config_file}", "--hold-master-port", "--step-ms", "300"]
+[launcher]
+kind = "slurm"
+parallel_trials = 8
+[trial]
+steps = 3
+warmup_steps = 1
+timeout_s = 60
+[space]
+"training.local_batch_size" = [1, 2, 3, 4, 5, 6, 7, 8]
+[search]
+strategy = "grid"
+TOML
+  SLURM_JOB_ID=$job SLURM_JOB_NODELIST=$nodes timeout 120 "$TUNE" --space ports$round.toml >out$round.txt 2>&1
+  grep -q "8 done, 0 failed" out$round.txt || { unfinished=$((unfinished + 1)); tail -5 out$round.txt; }
+  grep -h "cannot hold MASTER_PORT" results/ports$round/trial-*/output.log && collisions=$((collisions + 1))
+  ports=$(sed -n 's/^0: fake_trainer: holding MASTER_PORT //p' results/ports$round/trial-*/output.log | sort -u | wc -l)
+  [ "$ports" -eq 8 ] || distinct_short=$((distinct_short + 1))
+done
+check "20 rounds of 8 trials at once: no port held twice ($collisions round(s) with a collision)" test "$collisions" -eq 0
+check "every round finished its 8 trials ($unfinished did not)" test "$unfinished" -eq 0
+check "every round's 8 trials held 8 different ports ($distinct_short did not)" test "$distinct_short" -eq 0
+scancel "$job"
+echo "port test: ${SECONDS}s"
+
 # --- two "nodes" on this host -------------------------------------------
 SECONDS=0
 start_cluster two 2 4
@@ -252,8 +301,11 @@ check "2-node embedded: a world of 2, one rank a node" grep -q "^0: .*global bat
 check "2-node embedded: rank 1 (on n2) wrote its metrics" test -s "$(ls results/emb2/trial-*/metrics-rank1.jsonl)"
 
 # 6. A node dies mid-study (its slurmd killed; the allocation survives with
-# --no-kill): the trials of its slot fail with srun's reason, the other
-# slot's finish, the study ends normally.
+# --no-kill, which takes the node out of it): the trial that meets the dead
+# node fails with srun's reason and the node named, its slot is left out
+# while the node stays down, the other slot's trials finish, the study ends
+# normally. Resumed in what is left of the allocation, the study requeues
+# the trial that failed with the node and finishes it.
 mkdir -p "$WORK/down" && cd "$WORK/down"
 sed -e 's/name = "par"/name = "down"/' -e 's/devices = 2/devices = 1/' -e 's/parallel_trials = 3/parallel_trials = 2/' \
   -e 's/"--step-ms", "400"/"--step-ms", "700"/' "$WORK/par/par.toml" >down.toml
@@ -267,11 +319,22 @@ done
 kill -9 "$(cat "$CLUSTER/slurmd-n2.pid")"
 wait $tune_pid
 check "the study ends normally after a node died (exit $?)" grep -q "search finished" out.txt || cat out.txt
-check "a trial on the dead node failed with srun's reason" \
-  test "$(sql results/down.db "select count(*) from trials where status = 'failed' and reason like 'srun: error:%'")" -ge 1
+check "a trial on the dead node failed with srun's reason and the node named" \
+  test "$(sql results/down.db "select count(*) from trials where status = 'failed' and reason like 'node down: n2 %srun: error:%'")" -ge 1
+check "the progress line says the dead node's slot is left out" \
+  grep -q "slot 1 (n2): node n2 .* is down: the slot is left out while it stays down" out.txt
 check "the other node's trials finished" \
   test "$(sql results/down.db "select count(*) from trials where status = 'done'")" -ge 2
 check "nothing left running" test "$(sql results/down.db "select count(*) from trials where status = 'running'")" -eq 0
+check "no trial failed but with the dead node" \
+  test "$(sql results/down.db "select count(*) from trials where status = 'failed' and reason not like 'node down: %'")" -eq 0
+failed_with_node=$(sql results/down.db "select count(*) from trials where status = 'failed'")
+# Resumed in the allocation as Slurm has it now (n2 taken out of it).
+nodes=$(squeue --noheader --jobs="$job" --format=%N)
+SLURM_JOB_ID=$job SLURM_JOB_NODELIST=$nodes timeout 120 "$TUNE" --space down.toml >out2.txt 2>&1
+check "the resumed study requeues the trials of the dead node ($failed_with_node)" \
+  grep -q "requeued $failed_with_node trial(s) that failed because their node died" out2.txt
+check "the resumed study finishes every trial" grep -q "6 done, 0 failed" out2.txt || cat out2.txt
 scancel "$job"
 echo "two-node tests: ${SECONDS}s"
 

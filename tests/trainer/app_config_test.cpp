@@ -89,14 +89,50 @@ TEST(AppConfig, UnimplementedKeyMessageIsPinned) {
   TempDir dir("cfg");
   const std::string f = dir.write("a.toml", std::string(kBase) + "[checkpoint]\nenable = true\n");
   EXPECT_EQ(error_of({"--job.config_file", f}),
-            f + ": key 'checkpoint.enable' is not implemented by the embedded trainer");
+            f + ": key 'checkpoint.enable' = true is not implemented by the embedded trainer; it runs with "
+                "checkpoint.enable = false (torchtitan's default)");
   // The same key at its default is fine.
   const std::string g = dir.write("b.toml", std::string(kBase) + "[checkpoint]\nenable = false\n");
   EXPECT_NO_THROW(parse_trainer_args({"--job.config_file", g}));
   // Set on the command line: the message names the command line.
   const std::string h = dir.write("c.toml", kBase);
   EXPECT_EQ(error_of({"--job.config_file", h, "--profiling.enable_memory_snapshot"}),
-            "command line: key 'profiling.enable_memory_snapshot' is not implemented by the embedded trainer");
+            "command line: key 'profiling.enable_memory_snapshot' = true is not implemented by the embedded trainer; "
+            "it runs with profiling.enable_memory_snapshot = false (torchtitan's default)");
+}
+
+// A key of a feature that is off changes nothing torchtitan computes, whatever
+// its value: accepted. With the feature on, the refusal says both ways out.
+TEST(AppConfig, KeysOfAFeatureThatIsOffAreAccepted) {
+  TempDir dir("cfg");
+  const std::string f = dir.write("a.toml", std::string(kBase) +
+                                                "[quantize.linear.float8]\nenable_fsdp_float8_all_gather = true\n"
+                                                "recipe_name = \"rowwise\"\nfilter_fqns = [\"output\"]\n"
+                                                "[validation]\nfreq = 5\n[fault_tolerance]\nreplica_id = 3\n"
+                                                "[checkpoint]\ninitial_load_path = \"/ckpt\"\n"
+                                                "[memory_estimation]\nenable = true\n");
+  EXPECT_NO_THROW(parse_trainer_args({"--job.config_file", f}));
+  EXPECT_EQ(error_of({"--job.config_file", f, "--validation.enable"}),
+            "command line: key 'validation.enable' = true is not implemented by the embedded trainer; it runs with "
+            "validation.enable = false (torchtitan's default)");
+  EXPECT_EQ(error_of({"--job.config_file", f, "--checkpoint.enable"}),
+            "command line: key 'checkpoint.enable' = true is not implemented by the embedded trainer; it runs with "
+            "checkpoint.enable = false (torchtitan's default)");
+  // A gated key whose switch is an implemented key: the refusal names both.
+  const std::string g = dir.write("b.toml", std::string(kBase) +
+                                                "[activation_checkpoint]\nmode = \"selective\"\n"
+                                                "selective_ac_option = \"op\"\n"
+                                                "per_op_sac_force_recompute_mm_shapes_by_fqns = [\"x\"]\n");
+  EXPECT_EQ(error_of({"--job.config_file", g}),
+            g + ": key 'activation_checkpoint.per_op_sac_force_recompute_mm_shapes_by_fqns' = [\"x\"] is not "
+                "implemented by the embedded trainer; it runs with "
+                "activation_checkpoint.per_op_sac_force_recompute_mm_shapes_by_fqns = [\"moe.router.gate\"] "
+                "(torchtitan's default) or with activation_checkpoint.selective_ac_option other than \"op\"");
+  EXPECT_NO_THROW(parse_trainer_args({"--job.config_file", g, "--activation_checkpoint.selective_ac_option", "2"}));
+  // A key torchtitan v0.2.2 does not have, in a section kept for torchtitan.
+  EXPECT_EQ(error_of({"--job.config_file", f, "--quantize.linear.float8.unknown_knob", "1"}),
+            "command line: key 'quantize.linear.float8.unknown_knob' = \"1\" is not a torchtitan v0.2.2 key the "
+            "embedded trainer knows; it runs without it (remove it)");
 }
 
 TEST(AppConfig, ParallelDegreesResolveForTheWorld) {
@@ -147,8 +183,11 @@ TEST(AppConfig, ImplementedKeysWithUnsupportedValues) {
        "'x'"},
       {{"--loss-chunk-tokens", "0"}, "command line: --loss-chunk-tokens '0': must be a positive integer"},
       {{"--loss-chunk-tokens", "1k"}, "command line: --loss-chunk-tokens '1k': must be a positive integer"},
-      {{"--activation_checkpoint.per_op_sac_force_recompute_mm_shapes_by_fqns", "moe.router.gate,attention.wq"},
-       "command line: key 'activation_checkpoint.per_op_sac_force_recompute_mm_shapes_by_fqns' is not implemented"},
+      // Read by per-op AC only (selective_ac_option "op"); otherwise inert, see KeysOfAFeatureThatIsOffAreAccepted.
+      {{"--activation_checkpoint.selective_ac_option", "op",
+        "--activation_checkpoint.per_op_sac_force_recompute_mm_shapes_by_fqns", "moe.router.gate,attention.wq"},
+       "command line: key 'activation_checkpoint.per_op_sac_force_recompute_mm_shapes_by_fqns' = [\"moe.router.gate\", "
+       "\"attention.wq\"] is not implemented"},
       {{"--compile.components", "model,graph"},
        "command line: key 'compile.components': unknown component 'graph' (torchtitan's are model and loss)"},
       {{"--activation_checkpoint.mode", "memory_budget"},

@@ -30,15 +30,24 @@ std::string join(const std::vector<std::string>& v) {
   return s;
 }
 
-// Keys the trainer does not implement may only hold their defaults.
+// Keys the trainer does not implement are accepted where they change
+// nothing torchtitan computes: at torchtitan's default, or while the feature
+// they belong to is off (FeatureGate). Anything else is refused, naming the
+// key, its value and what would run.
 void check_unimplemented(const JobConfig& job, const WhereFn& where) {
   for (const auto& [key, value] : job.values()) {
-    if (is_passthrough_key(key))
-      throw InputError(where(key) + ": key '" + key + "' is not implemented by the embedded trainer");
     const KeySpec* spec = find_key_spec(key);
-    if (spec == nullptr || spec->trainer != TrainerSupport::Unimplemented) continue;
+    if (spec == nullptr)  // a passthrough key (is_passthrough_key): not in torchtitan v0.2.2's schema
+      throw InputError(where(key) + ": key '" + key + "' = " + value_to_string(value) +
+                       " is not a torchtitan v0.2.2 key the embedded trainer knows; it runs without it (remove it)");
+    if (spec->trainer != TrainerSupport::Unimplemented) continue;
     if (spec->default_value && *spec->default_value == value) continue;
-    throw InputError(where(key) + ": key '" + key + "' is not implemented by the embedded trainer");
+    if (spec->gate && !feature_on(job, *spec->gate)) continue;
+    std::string runs = spec->default_value ? key + " = " + value_to_string(*spec->default_value) : key + " unset";
+    runs += " (torchtitan's default)";
+    if (spec->gate) runs += " or with " + feature_off_text(*spec->gate);
+    throw InputError(where(key) + ": key '" + key + "' = " + value_to_string(value) +
+                     " is not implemented by the embedded trainer; it runs with " + runs);
   }
 }
 
@@ -278,10 +287,8 @@ TrainerConfig parse_trainer_args(const std::vector<std::string>& args, int world
   cli.apply_cli(overrides);
   JobConfig merged;
   std::string file;
-  // A run without its job config would train torchtitan's defaults, which
-  // no one asked for (a --dry-run only counts, from the command line alone).
-  if (!cli.has("job.config_file") && !dry_run)
-    throw InputError("command line: --job.config_file FILE is required (the torchtitan job config to train)");
+  // As torchtitan v0.2.2's config manager: the file when one is given (a
+  // regular file, from_toml_file), else every key at torchtitan's default.
   if (cli.has("job.config_file")) {
     file = cli.get_string("job.config_file");
     merged = JobConfig::from_toml_file(file);

@@ -100,7 +100,8 @@ struct TrainerConfig {
 };
 
 // Parses `args` (argv without the program name): `--job.config_file F`
-// (required but for --dry-run; a regular file), `--section.key value`
+// (optional, as in torchtitan: without it every key starts at torchtitan's
+// default; a given path must be a regular file), `--section.key value`
 // overrides, `--dry-run`, `--device D`. Throws InputError for anything bad. world_size/rank: this process's place (from
 // the launcher's environment in main).
 TrainerConfig parse_trainer_args(const std::vector<std::string>& args, int world_size = 1, int rank = 0);

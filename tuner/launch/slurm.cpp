@@ -1,5 +1,6 @@
 #include "tuner/launch/slurm.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <sstream>
@@ -102,6 +103,32 @@ std::string step_name(const std::string& study_token, const std::string& trial_i
 }
 
 std::string step_name_prefix(const std::string& study_token) { return "partune." + study_token + "."; }
+
+std::map<std::string, std::string> down_nodes(const std::string& job_id, const std::vector<std::string>& nodes) {
+  std::map<std::string, std::string> down;
+  if (nodes.empty()) return down;
+  std::string list;
+  for (const auto& n : nodes) list += (list.empty() ? "" : ",") + n;
+  const ClientResult r = run_client({"sinfo", "--noheader", "--Node", "--nodes=" + list, "--format=%N %T"}, 10);
+  if (r.exit_code == 0)
+    for (const auto& line : r.lines) {
+      const auto space = line.find(' ');
+      if (space == std::string::npos) continue;
+      const std::string name = line.substr(0, space), state = line.substr(space + 1);
+      const bool unusable = (!state.empty() && state.back() == '*') || state.rfind("down", 0) == 0 ||
+                            state.rfind("drain", 0) == 0 || state.rfind("fail", 0) == 0;
+      if (unusable) down[name] = state;
+    }
+  if (job_id.empty()) return down;
+  const ClientResult job = run_client({"squeue", "--noheader", "--jobs=" + job_id, "--format=%N"}, 10);
+  if (job.exit_code != 0 || job.lines.size() != 1 || job.lines.front().empty()) return down;
+  const ClientResult in_job = run_client({"scontrol", "show", "hostnames", job.lines.front()}, 10);
+  if (in_job.exit_code != 0) return down;
+  for (const auto& n : nodes)
+    if (!down.count(n) && std::find(in_job.lines.begin(), in_job.lines.end(), n) == in_job.lines.end())
+      down[n] = "no longer in job " + job_id;
+  return down;
+}
 
 int cancel_steps(const std::string& job_id, const std::string& name_prefix) {
   std::vector<std::string> argv = {"squeue", "--steps", "--noheader", "--format=%i %j"};

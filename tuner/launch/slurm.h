@@ -56,6 +56,15 @@ std::string step_name_prefix(const std::string& study_token);
 // it with nowhere to report them).
 int cancel_steps(const std::string& job_id, const std::string& name_prefix);
 
+// The nodes of `nodes` that cannot run a step of job `job_id`, each with
+// why: its state as sinfo prints it (`sinfo --noheader --Node --nodes=a,b
+// --format="%N %T"`) when down, drained or draining, failed, or not
+// responding (a trailing '*'); or "no longer in job J" when Slurm took it out
+// of the allocation (a job started with --no-kill loses a node that dies).
+// Empty when every one can, or when Slurm cannot answer (then nothing is
+// left out on a guess).
+std::map<std::string, std::string> down_nodes(const std::string& job_id, const std::vector<std::string>& nodes);
+
 // The output lines and exit code of a short Slurm client call (no shell;
 // ended after timeout_s).
 struct ClientResult {

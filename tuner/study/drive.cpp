@@ -58,7 +58,6 @@ DriveSummary drive_study(Study& study, Sampler& sampler, TrialExecutor& executor
   };
 
   size_t next_ticket = 0;
-  const size_t slots = static_cast<size_t>(std::max(1, executor.slots()));
   bool launching = true;  // false once the loop ends: what runs is waited for, nothing new starts
 
   auto stop_launching = [&](std::string why, bool is_note) {
@@ -68,7 +67,11 @@ DriveSummary drive_study(Study& study, Sampler& sampler, TrialExecutor& executor
   };
 
   while (true) {
-    // Fill the free slots.
+    // Fill the free slots (asked each time: a slot whose node died is left
+    // out while it stays down).
+    const size_t slots = static_cast<size_t>(std::max(0, executor.slots()));
+    if (launching && slots == 0 && running.empty())
+      stop_launching("no trial slot can run a trial (their nodes are down); run again once they are back", true);
     while (launching && running.size() < slots) {
       if (options.max_trials && sum.launched >= *options.max_trials) {
         sum.stopped_by_max_trials = true;

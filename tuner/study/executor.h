@@ -43,7 +43,8 @@ class TrialExecutor {
   virtual double now_s() const = 0;
   // The trial's folder ("" when it has none), recorded before it starts.
   virtual std::string log_dir(const Candidate& c) const = 0;
-  // How many trials may run at once (>= 1).
+  // How many trials may run at once now (>= 1; 0 while every slot is left
+  // out, e.g. its Slurm node is down).
   virtual int slots() const { return 1; }
   // Starts a trial in a free slot; `ticket` names it in wait_any's answer.
   virtual void start(size_t ticket, const Candidate& c, const TrialRequest& request, StopCheck stop) {

@@ -25,6 +25,7 @@
 #include "tuner/launch/cuda_devices.h"
 #include "tuner/launch/embedded_backend.h"
 #include "tuner/launch/launcher.h"
+#include "tuner/launch/slot_ports.h"
 #include "tuner/launch/slurm.h"
 #include "tuner/launch/trial_slots.h"
 #include "tuner/parse/log_parser.h"
@@ -138,7 +139,8 @@ class TrialRunner {
         token_(std::move(token)),
         run_mark_(std::move(run_mark)),
         placement_(placement),
-        dir_prefix_(std::move(dir_prefix)) {
+        dir_prefix_(std::move(dir_prefix)),
+        ports_(static_cast<int>(placement.slots.size()), fnv1a64(token_)) {
     results_dir_ = fs::path(space.study.db_path).parent_path() / space.study.name;
   }
 
@@ -186,7 +188,8 @@ class TrialRunner {
     const std::unique_ptr<Backend> backend =
         make_backend(space_.backend, embedded_trainer_path(space_, opts_.tune_exe));
     const bool slurm = placement_.slurm.has_value();
-    const int master_port = free_tcp_port();
+    // The slot's own port: trials starting together never share one.
+    const int master_port = ports_.take(slot.index);
     if (slurm && space_.backend.kind == "torchtitan") {
       ctx.rdzv_endpoint = slot.master_addr + ":" + std::to_string(master_port);
       ctx.node_rank = "{node_rank}";
@@ -430,8 +433,13 @@ class TrialRunner {
   std::string run_mark_;
   const Placement& placement_;
   std::string dir_prefix_;
+  SlotPorts ports_;
   fs::path results_dir_;
 };
+
+// The reason of a trial that failed because a node of its slot died
+// (Slurm): such trials are requeued when the study resumes.
+constexpr std::string_view kNodeDownReason = "node down: ";
 
 // Real trials: processes, through TrialRunner. [trial] repeats > 1 runs a
 // request that many times and keeps the medians (a failure ends the repeats).
@@ -441,8 +449,20 @@ class TrialRunner {
 // every line they parse and every write.
 class ProcessExecutor : public TrialExecutor {
  public:
-  ProcessExecutor(const Space& space, TrialRunner& runner, Clock::time_point t0, const std::vector<TrialSlot>& slots)
-      : space_(space), runner_(runner), t0_(t0), slots_(slots), busy_(slots.size(), false), held_(mu_) {}
+  // `slurm_job`: the allocation the slots are in ("" locally).
+  ProcessExecutor(const Space& space, TrialRunner& runner, Progress& progress, Clock::time_point t0,
+                  const std::vector<TrialSlot>& slots, std::string slurm_job)
+      : space_(space),
+        runner_(runner),
+        progress_(progress),
+        t0_(t0),
+        slots_(slots),
+        busy_(slots.size(), false),
+        down_(slots.size()),
+        slurm_saw_down_(slots.size(), false),
+        down_since_(slots.size()),
+        slurm_job_(std::move(slurm_job)),
+        held_(mu_) {}
   ~ProcessExecutor() override {
     // Only reached with trials running when the loop threw: end them.
     abort_ = true;
@@ -451,11 +471,34 @@ class ProcessExecutor : public TrialExecutor {
   }
   double now_s() const override { return seconds_since(t0_); }
   std::string log_dir(const Candidate& c) const override { return runner_.dir_of(c).string(); }
-  int slots() const override { return static_cast<int>(slots_.size()); }
+  // The slots whose nodes are up: a slot left out after its node died (see
+  // run_in) is asked about again here, each time the loop looks for a free
+  // slot, and comes back once Slurm reports its nodes up.
+  int slots() const override {
+    int usable = 0;
+    for (size_t k = 0; k < slots_.size(); ++k) {
+      if (!down_[k].empty()) {
+        // srun may name a dead node before Slurm has marked it (it waits
+        // SlurmdTimeout): such a slot comes back once Slurm has reported the
+        // node down and then up, or after kSrunOnlyGraceS without Slurm ever
+        // agreeing.
+        const bool slurm_says_down = !down_nodes(slurm_job_, slots_[k].nodes).empty();
+        if (slurm_says_down) slurm_saw_down_[k] = true;
+        const bool back = !slurm_says_down && (slurm_saw_down_[k] || seconds_since(down_since_[k]) > kSrunOnlyGraceS);
+        if (back) {
+          down_[k].clear();
+          progress_.note("slot " + std::to_string(k) + " (" + node_list(slots_[k]) + "): up again; trials start there");
+        }
+      }
+      if (down_[k].empty()) ++usable;
+    }
+    return usable;
+  }
 
   void start(size_t ticket, const Candidate& c, const TrialRequest& request, StopCheck stop) override {
     if (slots_.size() == 1) return TrialExecutor::start(ticket, c, request, std::move(stop));
-    const size_t slot = static_cast<size_t>(std::find(busy_.begin(), busy_.end(), false) - busy_.begin());
+    size_t slot = 0;
+    while (busy_[slot] || !down_[slot].empty()) ++slot;  // the loop starts a trial only while one is free
     busy_[slot] = true;
     threads_.emplace(ticket, std::thread([this, ticket, &c, request, stop = std::move(stop), slot] {
                        TrialOutcome o;
@@ -495,6 +538,27 @@ class ProcessExecutor : public TrialExecutor {
     std::exception_ptr error;
   };
 
+  static constexpr double kSrunOnlyGraceS = 600;
+
+  // The node of `slot` srun's error names as the one that failed ("Task
+  // launch for StepId=J.S failed on node n2: ...", "Node failure on n2"), or "".
+  static std::string node_srun_blames(const std::string& reason, const TrialSlot& slot) {
+    for (const char* marker : {"failed on node ", "Node failure on "}) {
+      const auto at = reason.find(marker);
+      if (at == std::string::npos) continue;
+      const auto from = at + std::string_view(marker).size();
+      const std::string node = reason.substr(from, reason.find_first_of(": ,;", from) - from);
+      if (std::find(slot.nodes.begin(), slot.nodes.end(), node) != slot.nodes.end()) return node;
+    }
+    return "";
+  }
+
+  static std::string node_list(const TrialSlot& slot) {
+    std::string out;
+    for (const auto& n : slot.nodes) out += (out.empty() ? "" : ",") + n;
+    return out;
+  }
+
   TrialOutcome run_in(const Candidate& c, const TrialRequest& request, const StopCheck& stop, const TrialSlot& slot,
                       std::mutex* shared) {
     std::vector<TrialMetrics> runs;
@@ -515,14 +579,41 @@ class ProcessExecutor : public TrialExecutor {
     o.stopped_early = last.stopped_early;
     o.startup_s = last.startup_s;
     o.host_peak_rss_gib = last.host_peak_rss_gib;
+    // Through Slurm, a failed trial whose slot has a node down failed
+    // because of it: the reason says so (the trial is requeued when the
+    // study resumes) and the slot is left out while the node stays down.
+    if (o.status == TrialStatus::Failed && !slot.nodes.empty()) {
+      auto down = down_nodes(slurm_job_, slot.nodes);
+      const bool slurm_agrees = !down.empty();
+      if (down.empty())
+        if (const std::string node = node_srun_blames(o.reason, slot); !node.empty()) down[node] = "named by srun";
+      if (!down.empty()) {
+        std::string nodes;
+        for (const auto& [node, state] : down) nodes += (nodes.empty() ? "" : ", ") + node + " (" + state + ")";
+        o.reason = std::string(kNodeDownReason) + nodes + "; " + o.reason;
+        auto lock = shared ? std::unique_lock<std::mutex>(*shared) : std::unique_lock<std::mutex>();
+        const auto k = static_cast<size_t>(slot.index);
+        down_[k] = nodes;
+        slurm_saw_down_[k] = slurm_agrees;
+        down_since_[k] = Clock::now();
+        progress_.note("slot " + std::to_string(slot.index) + " (" + node_list(slot) + "): node " + nodes +
+                       " is down: the slot is left out while it stays down; trial " + c.id +
+                       " failed with it and is requeued when the study resumes");
+      }
+    }
     return o;
   }
 
   const Space& space_;
   TrialRunner& runner_;
+  Progress& progress_;
   Clock::time_point t0_;
   const std::vector<TrialSlot>& slots_;
   std::vector<bool> busy_;
+  mutable std::vector<std::string> down_;      // per slot: its down nodes; "" while usable
+  mutable std::vector<bool> slurm_saw_down_;   // per slot: Slurm has reported its node down since
+  std::vector<Clock::time_point> down_since_;  // per slot: when it was left out
+  std::string slurm_job_;
   std::mutex mu_;
   std::unique_lock<std::mutex> held_;
   std::condition_variable cv_;
@@ -536,9 +627,13 @@ class ProcessExecutor : public TrialExecutor {
 // trial (its step rows under that attempt, its files in confirm-<id>/); the
 // trial keeps the study's metrics and gets facts_json.production. A trial
 // that has a production measurement already is not re-run (resume).
-int64_t run_production_checks(const Space& space, Store& store, const std::vector<Candidate>& candidates,
-                              Progress& progress, const RunOptions& opts, const std::string& token,
-                              const std::string& run_mark, const Placement& placement) {
+struct ProductionChecks {
+  int64_t ran = 0;
+  double wall_s = 0;  // summed wall time of their processes
+};
+ProductionChecks run_production_checks(const Space& space, Store& store, const std::vector<Candidate>& candidates,
+                                       Progress& progress, const RunOptions& opts, const std::string& token,
+                                       const std::string& run_mark, const Placement& placement) {
   const std::string& study = space.study.name;
   Space production = space;
   production.backend = space.confirm->backend;
@@ -547,7 +642,8 @@ int64_t run_production_checks(const Space& space, Store& store, const std::vecto
   for (auto& r : own) r.facts.erase("production");  // rank by the study's measurement
   const HealthRule& limit = space.prune;
   const auto top = rank_best(own, space.study.objective, static_cast<size_t>(space.confirm->top_k), limit);
-  int64_t ran = 0;
+  ProductionChecks done;
+  int64_t& ran = done.ran;
   for (const auto& r : top) {
     const TrialRecord now = *store.trial(study, r.id);
     if (now.facts.contains("production")) continue;
@@ -574,8 +670,9 @@ int64_t run_production_checks(const Space& space, Store& store, const std::vecto
                        {"wall_s", a.launch.wall_s},
                        {"metrics", metrics}}}});
     progress.trial_end(*c, status, a.failure, a.reason, a.metrics, a.launch.wall_s);
+    done.wall_s += a.launch.wall_s;
   }
-  return ran;
+  return done;
 }
 
 }  // namespace
@@ -693,6 +790,13 @@ RunSummary run_study(const Space& space, const RunOptions& opts, std::ostream& o
     store.reset_to_pending(study, r.id, "left running by a tune that stopped before it finished; run again");
     ++summary.reset;
   }
+  int64_t requeued = 0;
+  for (const auto& r : store.trials(study))
+    if (r.status == TrialStatus::Failed && r.reason.rfind(kNodeDownReason, 0) == 0) {
+      store.reset_to_pending(study, r.id, "requeued: it failed because its node died (" + r.reason + ")");
+      ++requeued;
+    }
+  if (requeued) progress.note("requeued " + std::to_string(requeued) + " trial(s) that failed because their node died");
 
   const std::optional<double> budget = opts.time_budget_s ? opts.time_budget_s : space.search.time_budget_s;
   // The journal of earlier runs, replayed: the resumed study decides what the
@@ -711,7 +815,8 @@ RunSummary run_study(const Space& space, const RunOptions& opts, std::ostream& o
   progress.study_start(study, static_cast<int64_t>(planned.candidates.size()), summary.finished_before, before.pending);
 
   TrialRunner runner(space, store, progress, opts, token, run_mark, placement);
-  ProcessExecutor executor(space, runner, t0, placement.slots);
+  ProcessExecutor executor(space, runner, progress, t0, placement.slots,
+                           placement.slurm ? placement.slurm->job_id : std::string());
   DriveOptions drive;
   drive.replayed = true;
   for (const auto& r : replayed.restart)
@@ -729,8 +834,12 @@ RunSummary run_study(const Space& space, const RunOptions& opts, std::ostream& o
   summary.parallel = parallel;
   // The production check needs the study's final ranking: not after a stop
   // by budget or max_trials (the next run does it when the study ends).
-  if (space.confirm && !d.stopped_by_budget && !d.stopped_by_max_trials)
-    summary.ran += run_production_checks(space, store, planned.candidates, progress, opts, token, run_mark, placement);
+  if (space.confirm && !d.stopped_by_budget && !d.stopped_by_max_trials) {
+    const ProductionChecks checks =
+        run_production_checks(space, store, planned.candidates, progress, opts, token, run_mark, placement);
+    summary.ran += checks.ran;
+    summary.production_wall_s = checks.wall_s;
+  }
 
   const StudyCounts after = state.counts();
   summary.done = after.done;

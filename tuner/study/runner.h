@@ -32,14 +32,16 @@ struct RunSummary {
   int64_t leftovers_killed = 0;                           // processes of an earlier run ended before starting
   double wall_s = 0;                                      // this run
   double trial_wall_s = 0;                                // summed wall time of the launched processes
+  double production_wall_s = 0;  // summed wall time of the [confirm] production runs (one at a time, in `ran`)
   bool stopped_by_budget = false;
   int parallel = 1;  // trials at once ([launcher] parallel_trials)
   // Tuner time per trial that is not the trial's processes: planning share,
   // config writing, store writes, parsing, process start/stop bookkeeping
   // (with trials at once: the wall time beyond their summed time over the
-  // slots, which counts slots left idle too).
+  // slots, which counts slots left idle too). The production runs of
+  // [confirm] are trials' time too, not tune's.
   double overhead_per_trial_s() const {
-    return ran ? std::max(0.0, wall_s - trial_wall_s / parallel) / static_cast<double>(ran) : 0;
+    return ran ? std::max(0.0, wall_s - trial_wall_s / parallel - production_wall_s) / static_cast<double>(ran) : 0;
   }
 };
 
