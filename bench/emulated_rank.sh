@@ -11,12 +11,16 @@
 # CPU smoke run divides lbs and seq by it). Memory is the peak over steps
 # 2..STEPS. The allocator runs with expandable segments, as torchtitan's
 # run_train.sh (and tune's trials) do.
-# CPU mode (CI): FLAVOR=debugmodel_moe-L2 DEVICE=cpu STEPS=2 SEQ_SCALE=64 LBS_SCALE=2.
+# CPU mode (CI): CPU=1, the same as FLAVOR=debugmodel_moe-L2 DEVICE=cpu STEPS=2
+# SEQ_SCALE=64 LBS_SCALE=2 RUNS="7 1".
 set -uo pipefail
 build=${1:?build dir}
 out=${2:?out dir}
 mkdir -p "$out"
 trainer=$build/bin/trainer
+if [ "${CPU:-0}" = 1 ]; then
+  : "${FLAVOR:=debugmodel_moe-L2}" "${DEVICE:=cpu}" "${STEPS:=2}" "${SEQ_SCALE:=64}" "${LBS_SCALE:=2}" "${RUNS:=7 1}"
+fi
 flavor=${FLAVOR:-30B-A3B}
 steps=${STEPS:-6}
 rank=${RANK:-0}

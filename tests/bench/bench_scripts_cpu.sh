@@ -14,6 +14,7 @@ trap 'rm -rf "$work"' EXIT
 
 # script -> what its table must show (an extended regex, one line of it).
 declare -A table=(
+  [emulated_rank.sh]='^7 +tp1 ep4 etp1 lbs2 s192 op compile +[0-9.]+ +[0-9.]+ +116\.0 +[0-9.]+ +0$'
   [fidelity.sh]='^32 +2 +none +eager +0 +[0-9.]+ '
   [guided_vs_grid.sh]='^\| grid \| [0-9.]+ \| 4 \| [0-9a-f]+ \| tps [0-9.]+ \|'
   [memory_check.sh]='^config +status +measured +uncalibrated'
