@@ -63,25 +63,13 @@ struct Layout {
   std::vector<std::string> args;
 };
 
-// rank < 0: the emulated run has no rank variables; world 0 likewise.
+// World 0: no rank variables (the emulated run). Each run has its own
+// metrics folder and counts its CPU memory exactly.
 TrainerProc start(const fs::path& dir, const std::string& name, int rank, int world, int port,
                   const std::vector<std::string>& args) {
-  TrainerProc p;
-  p.log = dir / (name + ".log");
-  partune::testing::RankLaunch l;
-  l.program = PARTUNE_TRAINER_BIN;
-  l.args = args;
-  l.rank = rank;
-  l.world = world;
-  l.port = port;
-  l.rank_env = world > 0;
-  l.extra_env = {"OMP_NUM_THREADS=1", "PARTUNE_DEVICE_TYPE=cpu", "PARTUNE_CPU_MEMORY=allocated",
-                 "PARTUNE_METRICS_DIR=" + (dir / ("metrics-" + name)).string()};
-  l.log_path = p.log.string();
-  std::string error;
-  p.pid = partune::testing::spawn_rank(l, &error);
-  if (p.pid < 0) ADD_FAILURE() << error;
-  return p;
+  return partune::testing::start_trainer(
+      dir, name, rank, world, port, args,
+      {"PARTUNE_CPU_MEMORY=allocated", "PARTUNE_METRICS_DIR=" + (dir / ("metrics-" + name)).string()});
 }
 
 // The JSON records of one run's rank `rank`.
@@ -123,7 +111,7 @@ TEST_P(EmulatedRank, KeepsWhatTheRealRankKeeps) {
   for (int r = 0; r < layout.world; ++r) {
     std::vector<std::string> a = args;
     a.insert(a.end(), {"--emulate-world", std::to_string(layout.world), "--emulate-rank", std::to_string(r)});
-    emulated.push_back(start(dir, "emulated" + std::to_string(r), -1, 0, 0, a));
+    emulated.push_back(start(dir, "emulated" + std::to_string(r), 0, 0, 0, a));
   }
   std::vector<TrainerProc*> all;
   for (auto& p : real) all.push_back(&p);

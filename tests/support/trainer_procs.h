@@ -36,8 +36,10 @@ struct TrainerProc {
 // Starts the trainer as rank `rank` of `world` (world 0: no rank variables
 // at all, a one-process run) on the CPU, logging to <dir>/<name>.log, its
 // metrics files under <dir>/metrics.
+// `more_env` ("KEY=value") adds to, or replaces, those variables.
 inline TrainerProc start_trainer(const std::filesystem::path& dir, const std::string& name, int rank, int world,
-                                 int port, const std::vector<std::string>& args) {
+                                 int port, const std::vector<std::string>& args,
+                                 const std::vector<std::string>& more_env = {}) {
   TrainerProc p;
   p.log = dir / (name + ".log");
   RankLaunch l;
@@ -47,7 +49,14 @@ inline TrainerProc start_trainer(const std::filesystem::path& dir, const std::st
   l.world = world;
   l.port = port;
   l.rank_env = world > 0;
-  l.extra_env = {"OMP_NUM_THREADS=1", "PARTUNE_DEVICE_TYPE=cpu", "PARTUNE_METRICS_DIR=" + (dir / "metrics").string()};
+  for (const std::string& kv : {std::string("OMP_NUM_THREADS=1"), std::string("PARTUNE_DEVICE_TYPE=cpu"),
+                                "PARTUNE_METRICS_DIR=" + (dir / "metrics").string()}) {
+    const std::string key = kv.substr(0, kv.find('=') + 1);
+    bool replaced = false;
+    for (const auto& m : more_env) replaced = replaced || m.rfind(key, 0) == 0;
+    if (!replaced) l.extra_env.push_back(kv);
+  }
+  l.extra_env.insert(l.extra_env.end(), more_env.begin(), more_env.end());
   l.log_path = p.log.string();
   std::string error;
   p.pid = spawn_rank(l, &error);
