@@ -6,14 +6,15 @@
 // allocator (PARTUNE_CPU_MEMORY=allocated). Exactly but for one thing: Gloo
 // hands a finished collective back before its worker thread drops the
 // work's tensors, so when the count is read the real rank may still hold
-// (or free a moment late) the buffers of its last collectives: up to 16 KiB
-// seen at this size, where a rank keeps hundreds. The emulated rank (and
+// (or free a moment late) the buffers of its last collectives: up to one
+// all-to-all's input and output, where a rank keeps over a MiB. The emulated rank (and
 // NCCL) have no such thread. And the emulated run must say
 // that it is one, on its step lines and in its metrics records, so its
 // losses are never mistaken for a real run's.
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -54,8 +55,10 @@ train_timeout_seconds = 30
 
 constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;
 // The most a real Gloo rank's last collectives may still hold (see the top):
-// 16 KiB seen, twice that allowed.
-constexpr double kGloosInFlightBytes = 32 * 1024;
+// the largest collective of a forward is an MoE all-to-all, its input and
+// output each lbs x seq_len x top_k rows of tiny_moe's 32 fp32 values
+// (128 KiB in all; seen whole in a loaded run), plus 32 KiB of smaller ones.
+constexpr double kGloosInFlightBytes = 2.0 * (4 * 64 * 2) * 32 * 4 + 32 * 1024;
 
 struct Layout {
   std::string name;
@@ -128,7 +131,9 @@ TEST_P(EmulatedRank, KeepsWhatTheRealRankKeeps) {
     ASSERT_EQ(got.size(), 2u) << layout.name << " rank " << r;
     for (size_t i = 0; i < want.size(); ++i) {
       const double got_bytes = got[i] * kGiB, want_bytes = want[i] * kGiB;
-      EXPECT_GT(want_bytes, 20 * kGloosInFlightBytes) << layout.name << " rank " << r;
+      std::printf("%s rank %d step %zu: emulated %.0f bytes, real %.0f\n", layout.name.c_str(), r, i + 1, got_bytes,
+                  want_bytes);
+      EXPECT_GT(want_bytes, 3 * kGloosInFlightBytes) << layout.name << " rank " << r;
       EXPECT_NEAR(got_bytes, want_bytes, kGloosInFlightBytes)
           << layout.name << " rank " << r << " step " << i + 1 << ": emulated keeps " << got_bytes
           << " bytes, the real rank " << want_bytes;
