@@ -47,6 +47,14 @@ std::vector<StudyRecord> study_records(Store& store, const std::string& study) {
   std::vector<StudyRecord> out;
   for (const auto& e : store.events(study)) {
     const bool launch = e.kind == kLaunchEvent, result = e.kind == kResultEvent;
+    if (e.kind == kRequeueEvent && e.trial) {  // its latest result is taken back
+      for (auto it = out.rbegin(); it != out.rend(); ++it)
+        if (it->kind == StudyRecord::Kind::Result && it->trial == *e.trial) {
+          out.erase(std::next(it).base());
+          break;
+        }
+      continue;
+    }
     if (!launch && !result) continue;
     try {
       if (!e.trial) throw std::invalid_argument("no trial");

@@ -17,6 +17,10 @@ namespace partune {
 
 inline constexpr const char* kLaunchEvent = "launch";
 inline constexpr const char* kResultEvent = "result";
+// A trial whose result a later run took back (its node died: it is run
+// again): the journal reads as if that result never came, so the replay
+// starts the trial again, once.
+inline constexpr const char* kRequeueEvent = "requeue";
 
 struct StudyRecord {
   enum class Kind { Launch, Result };

@@ -794,6 +794,7 @@ RunSummary run_study(const Space& space, const RunOptions& opts, std::ostream& o
   for (const auto& r : store.trials(study))
     if (r.status == TrialStatus::Failed && r.reason.rfind(kNodeDownReason, 0) == 0) {
       store.reset_to_pending(study, r.id, "requeued: it failed because its node died (" + r.reason + ")");
+      store.add_event(study, r.id, kRequeueEvent, "requeued: its node died", nlohmann::json::object());
       ++requeued;
     }
   if (requeued) progress.note("requeued " + std::to_string(requeued) + " trial(s) that failed because their node died");
