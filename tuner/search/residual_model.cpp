@@ -4,32 +4,14 @@
 #include <cmath>
 #include <limits>
 
+#include "tuner/search/cholesky.h"
+
 namespace partune {
 
 namespace {
 
 using Matrix = std::vector<std::vector<double>>;
 
-// Lower Cholesky factor of a symmetric positive definite matrix; false when
-// it is not (numerically).
-bool cholesky(Matrix& a) {
-  const size_t n = a.size();
-  for (size_t j = 0; j < n; ++j) {
-    double d = a[j][j];
-    for (size_t k = 0; k < j; ++k) d -= a[j][k] * a[j][k];
-    if (d <= 0) return false;
-    a[j][j] = std::sqrt(d);
-    for (size_t i = j + 1; i < n; ++i) {
-      double s = a[i][j];
-      for (size_t k = 0; k < j; ++k) s -= a[i][k] * a[j][k];
-      a[i][j] = s / a[j][j];
-    }
-    for (size_t k = j + 1; k < n; ++k) a[j][k] = 0;
-  }
-  return true;
-}
-
-// Solves L y = b (forward).
 std::vector<double> forward(const Matrix& l, std::vector<double> b) {
   for (size_t i = 0; i < b.size(); ++i) {
     for (size_t k = 0; k < i; ++k) b[i] -= l[i][k] * b[k];

@@ -10,6 +10,7 @@
 
 #include "common/ac_policy.h"
 #include "common/job_keys.h"
+#include "tuner/search/cholesky.h"
 
 namespace partune {
 
@@ -24,24 +25,7 @@ std::optional<double> numeric(const Value& v) {
   return std::nullopt;
 }
 
-// Cholesky factor of a symmetric positive definite matrix (lower), in place.
-void cholesky(std::vector<std::vector<double>>& a) {
-  const size_t n = a.size();
-  for (size_t j = 0; j < n; ++j) {
-    double d = a[j][j];
-    for (size_t k = 0; k < j; ++k) d -= a[j][k] * a[j][k];
-    if (d <= 0) throw std::runtime_error("throughput model: matrix not positive definite");
-    a[j][j] = std::sqrt(d);
-    for (size_t i = j + 1; i < n; ++i) {
-      double s = a[i][j];
-      for (size_t k = 0; k < j; ++k) s -= a[i][k] * a[j][k];
-      a[i][j] = s / a[j][j];
-    }
-    for (size_t k = j + 1; k < n; ++k) a[j][k] = 0;
-  }
-}
-
-// Inverse from a Cholesky factor L (A = L L^T).
+// The inverse of L L^T from its lower Cholesky factor L.
 std::vector<std::vector<double>> inverse_from_cholesky(const std::vector<std::vector<double>>& l) {
   const size_t n = l.size();
   std::vector<std::vector<double>> inv(n, std::vector<double>(n, 0));
@@ -220,7 +204,7 @@ void ThroughputModel::fit(const std::vector<std::pair<size_t, double>>& observat
         for (size_t k = 0; k < d; ++k) a[j][k] += x[j] * x[k] / noise_var;
       }
     }
-    cholesky(a);
+    if (!cholesky(a)) throw std::runtime_error("throughput model: matrix not positive definite");
     cov_ = inverse_from_cholesky(a);
     weights_.assign(d, 0.0);
     for (size_t j = 0; j < d; ++j)
