@@ -113,7 +113,7 @@ std::vector<KeySpec> build_schema() {
       k("parallelism.data_parallel_shard_degree", T::Int, i64(-1), I),
       k("parallelism.fsdp_reshard_after_forward", T::String, str("default"), I, {"default", "always", "never"}),
       k("parallelism.tensor_parallel_degree", T::Int, i64(1), I),
-      k("parallelism.disable_loss_parallel", T::Bool, false, U),
+      k("parallelism.disable_loss_parallel", T::Bool, false, I),
       k("parallelism.enable_async_tensor_parallel", T::Bool, false, U),
       k("parallelism.pipeline_parallel_degree", T::Int, i64(1), I),
       k("parallelism.pipeline_parallel_schedule", T::String, str("1F1B"), N),

@@ -92,6 +92,38 @@ TEST(MemoryModel, ObservationsMovePredictionsAndPredictIsPure) {
   EXPECT_EQ(model->observations(), 1);
 }
 
+// Loss parallel: torchtitan shards the logits over TP in both modes unless
+// parallelism.disable_loss_parallel; the embedded trainer in the compiled
+// mode only (its fused loss combines the vocabulary slices).
+TEST(MemoryModel, LossParallelWhereTheBackendShardsTheLogits) {
+  JobConfig c;
+  c.set("model.name", std::string("qwen3"));
+  c.set("model.flavor", std::string("30B-A3B-L4"));
+  c.set("training.local_batch_size", int64_t{2});
+  c.set("training.seq_len", int64_t{4096});
+  c.set("training.mixed_precision_param", std::string("bfloat16"));
+  c.set("parallelism.data_parallel_shard_degree", int64_t{1});
+  auto logits = [&](const std::string& backend, int64_t tp, bool compile, bool disable) {
+    JobConfig j = c;
+    j.set("parallelism.tensor_parallel_degree", tp);
+    j.set("compile.enable", compile);
+    j.set("parallelism.disable_loss_parallel", disable);
+    Space s = space(backend, "30B-A3B-L4", "");
+    s.hardware.devices = static_cast<int>(tp);
+    return make_memory_model(s)->predict(j).terms.logits;
+  };
+  for (bool compile : {false, true}) {
+    const double one = logits("torchtitan", 1, compile, false);
+    EXPECT_NEAR(logits("torchtitan", 4, compile, false), one / 4, 0.01 * one) << compile;
+    EXPECT_DOUBLE_EQ(logits("torchtitan", 4, compile, true), one) << compile;
+  }
+  const double eager = logits("embedded", 1, false, false);
+  EXPECT_DOUBLE_EQ(logits("embedded", 4, false, false), eager);  // the eager composition replicates them
+  const double fused = logits("embedded", 1, true, false);
+  EXPECT_LT(logits("embedded", 4, true, false), 0.3 * fused);
+  EXPECT_DOUBLE_EQ(logits("embedded", 4, true, true), fused);
+}
+
 TEST(MemoryModel, APredictionIsVerifiedOnceATrialOfItsRegimeWasMeasured) {
   testing::MemoryMeasurement row;
   row.flavor = "30B-A3B-L4";

@@ -100,6 +100,7 @@ struct StepMetrics {
 // Parameter elements each rank held (its shards), and the model's total;
 // each rank's start-up and peak host memory by its first step.
 struct ParamCounts {
+  std::vector<int64_t> loss_parallel;  // per rank: the init record's "loss_parallel" (1 when absent)
   std::vector<int64_t> local;
   int64_t total = 0;
   std::vector<double> startup_s, host_peak_rss_gib;
@@ -132,6 +133,7 @@ std::vector<StepMetrics> run_trainer(int world, const std::vector<std::string>& 
         counts->total = j["params"].get<int64_t>();
         counts->startup_s.push_back(j.value("startup_s", -1.0));
         counts->host_peak_rss_gib.push_back(j.value("host_peak_rss_gib", -1.0));
+        counts->loss_parallel.push_back(j.value("loss_parallel", int64_t{1}));
       }
     }
     // Every rank reports the same global loss and norm.
@@ -202,6 +204,14 @@ const Layout kLayouts[] = {
      {},
      {"--compile.enable", "--activation_checkpoint.mode", "selective", "--activation_checkpoint.selective_ac_option",
       "op"}},
+    // loss parallel turned off: the replicated output and logits under TP
+    {"tp2_dense_compiled_no_loss_parallel",
+     2,
+     "tiny",
+     1,
+     {"tensor_parallel_degree=2", "data_parallel_shard_degree=1"},
+     {},
+     {"--compile.enable", "--parallelism.disable_loss_parallel"}},
     {"tp2_ep2_compiled_op_ac",
      2,
      "tiny_moe",
@@ -224,6 +234,14 @@ const Layout kLayouts[] = {
      "tiny_moe",
      2,
      {"data_parallel_shard_degree=2", "tensor_parallel_degree=2", "expert_parallel_degree=4"}},
+    // loss parallel under FSDP: the output's vocabulary rows over TP, then flat shards over dp_shard
+    {"dp_shard2_tp2_dense_compiled",
+     4,
+     "tiny",
+     2,
+     {"data_parallel_shard_degree=2", "tensor_parallel_degree=2"},
+     {},
+     {"--compile.enable"}},
     {"dp_replicate2_dp_shard2_ep2",
      4,
      "tiny_moe",
@@ -282,6 +300,16 @@ TEST_P(ParallelLayout, FirstStepsMatchOneProcess) {
     else
       EXPECT_EQ(n, par_counts.total);
   }
+  // Loss parallel ran where it applies: TP > 1 with the fused loss (the
+  // compiled mode), unless turned off.
+  bool tp = false, compiled = false, off = false;
+  for (const auto& kv : l.parallelism)
+    tp = tp || (kv.rfind("tensor_parallel_degree=", 0) == 0 && kv != "tensor_parallel_degree=1");
+  for (const auto& a : l.parallel_only) {
+    compiled = compiled || a == "--compile.enable";
+    off = off || a == "--parallelism.disable_loss_parallel";
+  }
+  for (int64_t n : par_counts.loss_parallel) EXPECT_EQ(n > 1, tp && compiled && !off) << "loss_parallel " << n;
   ASSERT_EQ(want.size(), 3u);
   ASSERT_EQ(got.size(), 3u);
   for (size_t i = 0; i < 3; ++i) {

@@ -218,6 +218,7 @@ TrainerConfig interpret(const JobConfig& job, const WhereFn& where, int world_si
 
   c.ac = parse_ac(job, where);
   c.fsdp_reshard_after_forward = job.get_string("parallelism.fsdp_reshard_after_forward");
+  c.loss_parallel = !job.get_bool("parallelism.disable_loss_parallel");
   c.init_timeout_seconds = positive(job, where, "comm.init_timeout_seconds");
   c.train_timeout_seconds = positive(job, where, "comm.train_timeout_seconds");
   c.disable_color_printing = job.get_bool("metrics.disable_color_printing");

@@ -80,6 +80,7 @@ struct TrainerConfig {
   int world_size = 1;
   int rank = 0;
   std::string fsdp_reshard_after_forward = "default";  // default | always | never
+  bool loss_parallel = true;                           // not parallelism.disable_loss_parallel (apply_loss_parallel)
   int64_t init_timeout_seconds = 300;   // comm.init_timeout_seconds: rendezvous, group creation, first step
   int64_t train_timeout_seconds = 100;  // comm.train_timeout_seconds: every later step (collectives, watchdog)
   bool compile_enable = false;          // the compiled memory mode (apply_compile, model_passes.h)

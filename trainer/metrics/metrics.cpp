@@ -101,6 +101,7 @@ void MetricsProcessor::log_init(const StartupStats& startup) {
                       {"world_size", setup_.world_size},
                       {"rank", setup_.rank}};
   if (local_params_ >= 0) init["local_params"] = local_params_;
+  if (loss_parallel_ > 1) init["loss_parallel"] = loss_parallel_;
   if (setup_.emulated) init["emulated"] = true;
   init["startup_s"] = startup.startup_s;
   init["host_peak_rss_gib"] = startup.host_peak_rss_gib;

@@ -109,6 +109,8 @@ class MetricsProcessor {
   void set_saved_bytes(double bytes) { saved_bytes_ = bytes; }
   // Parameter elements this rank holds (its shards; padding included), for the init record.
   void set_local_params(int64_t n) { local_params_ = n; }
+  // The TP degree the output layer's vocabulary is split over (loss parallel); 1: none.
+  void set_loss_parallel(int64_t tp) { loss_parallel_ = tp; }
 
  private:
   MetricsSetup setup_;
@@ -123,7 +125,8 @@ class MetricsProcessor {
   int64_t last_retries_ = 0, last_ooms_ = 0;
   MemoryReducer reduce_memory_;
   int64_t local_params_ = -1;  // -1: not set
-  double saved_bytes_ = -1;    // -1: not counted
+  int64_t loss_parallel_ = 1;
+  double saved_bytes_ = -1;  // -1: not counted
 };
 
 }  // namespace partune::trainer

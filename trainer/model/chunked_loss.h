@@ -27,6 +27,8 @@
 
 #include <cstdint>
 
+#include "trainer/model/hooks.h"
+
 namespace partune::trainer {
 
 // hidden [N, dim] (or [B, S, dim]) in the compute dtype; weight [vocab, dim]
@@ -36,7 +38,16 @@ namespace partune::trainer {
 // fp64 for fp64), equal to cross_entropy_loss(linear(hidden, weight), labels).
 // Gradients flow to hidden (its dtype) and weight (its dtype, accumulated
 // over chunks in fp32). chunk_tokens <= 0: one chunk for all tokens.
+//
+// With `vocab` active (loss parallel), weight is this rank's rows of the
+// output weight, labels index the whole vocabulary, and the result is the
+// loss over the whole vocabulary on every rank. The gradient with respect
+// to hidden is this rank's part of the sum over ranks: the caller passes
+// hidden through vocab.enter_region, whose backward sums it. Per logit of
+// its slice a rank holds what the one-rank loss holds per logit: the
+// logits and their softmax in the compute dtype.
 torch::Tensor chunked_linear_cross_entropy(const torch::Tensor& hidden, const torch::Tensor& weight,
-                                           const torch::Tensor& labels, int64_t chunk_tokens = 0);
+                                           const torch::Tensor& labels, int64_t chunk_tokens = 0,
+                                           const LossParallelHooks& vocab = {});
 
 }  // namespace partune::trainer

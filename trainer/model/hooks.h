@@ -19,6 +19,21 @@ struct TensorParallelHooks {
   TensorFn exit_region;   // on the row-parallel output: all-reduce forward, identity backward
 };
 
+// Loss parallel (torchtitan's default under TP): the output weight holds
+// vocabulary rows [vocab_start, vocab_start + rows) on this TP rank, so each
+// rank computes the logits of its slice of the vocabulary only, and the loss
+// combines the slices through two reductions over TP per row (the maximum
+// logit and the sum of exponentials) and one of the label's logit.
+// enter_region on the hidden states sums their partial gradients over TP.
+// Default-constructed: the whole vocabulary on this rank.
+struct LossParallelHooks {
+  int64_t vocab_start = 0;
+  TensorFn max_over_tp;   // elementwise maximum over TP (no autograd)
+  TensorFn sum_over_tp;   // elementwise sum over TP (no autograd)
+  TensorFn enter_region;  // identity forward, gradient all-reduce backward
+  bool active() const { return static_cast<bool>(sum_over_tp); }
+};
+
 // Called at the start and end of a module's forward (also when an activation-
 // checkpointed block is recomputed in backward). FSDP uses them to all-gather
 // a block's parameters before use and drop them after. Empty: nothing.

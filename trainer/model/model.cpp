@@ -326,6 +326,11 @@ torch::Tensor Qwen3ModelImpl::trunk(const torch::Tensor& tokens) {
   return h;
 }
 
+void Qwen3ModelImpl::replace_output(Linear l) {
+  TORCH_CHECK(!output.is_empty(), "replace_output: the flavor ties its embeddings (no output layer)");
+  output = replace_module("output", std::move(l));
+}
+
 torch::Tensor Qwen3ModelImpl::output_weight() const {
   return output.is_empty() ? tok_embeddings->weight : output->weight;
 }
@@ -345,7 +350,8 @@ torch::Tensor Qwen3ModelImpl::forward_loss(const torch::Tensor& tokens, const to
   // only between before() and after().
   if (forward_hooks.before) forward_hooks.before();
   auto h = cast(norm(trunk(tokens)), opts_.compute_dtype);
-  auto loss = chunked_linear_cross_entropy(h, output_weight(), labels, loss_chunk_tokens);
+  if (loss_parallel.enter_region) h = loss_parallel.enter_region(h);
+  auto loss = chunked_linear_cross_entropy(h, output_weight(), labels, loss_chunk_tokens, loss_parallel);
   if (forward_hooks.after) forward_hooks.after();
   return loss;
 }

@@ -265,7 +265,8 @@ class Qwen3ModelImpl : public torch::nn::Module {
   // options.device, zero-filled (norm weights one) until init_weights, or,
   // with options.without_storage, on the meta device (shapes only).
   explicit Qwen3ModelImpl(const ModelOptions& o);
-  // tokens [B, S] int64 -> logits [B, S, vocab] fp32 (fp64 when computing in fp64).
+  // tokens [B, S] int64 -> logits [B, S, vocab] fp32 (fp64 when computing in fp64);
+  // under loss parallel, this TP rank's vocabulary rows only.
   torch::Tensor forward(const torch::Tensor& tokens);
   // Mean cross-entropy over the valid (not -100) labels [B, S], 0-dim fp32
   // (fp64): cross_entropy_loss(forward(tokens), labels), or with
@@ -297,6 +298,9 @@ class Qwen3ModelImpl : public torch::nn::Module {
   Linear output{nullptr};         // null when embeddings are tied (tok_embeddings.weight is used)
   bool chunked_loss = false;      // forward_loss through chunked_linear_cross_entropy (compiled memory mode)
   int64_t loss_chunk_tokens = 0;  // its chunk; 0: the whole microbatch (compiled torchtitan's memory)
+  // Loss parallel (set with replace_output): the fused loss over this TP rank's vocabulary rows.
+  LossParallelHooks loss_parallel;
+  void replace_output(Linear l);
 
  private:
   // Embeddings and blocks (each under its activation checkpointing) -> [B, S, dim] before the final norm.

@@ -164,6 +164,7 @@ std::shared_ptr<ParallelModelState> parallelize(Qwen3Model& model, const Process
   apply_expert_parallel(model, *st);
   apply_activation_checkpointing(model, options.ac);
   apply_compile(model, options.compile);
+  apply_loss_parallel(model, *st, options.loss_parallel);
   apply_fsdp(model, *st, options.reshard_after_forward, options.param_dtype);
   return st;
 }

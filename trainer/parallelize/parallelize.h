@@ -22,6 +22,12 @@
 //                           multiply partial expert outputs, or a slice of the tokens) and is
 //                           summed in finish_gradients.
 //   apply_activation_checkpointing, apply_compile  how blocks run (model_passes.h).
+//   apply_loss_parallel     parallelism.disable_loss_parallel = false (torchtitan's default) with
+//                           TP > 1 and the fused loss (compile.enable): the output weight split
+//                           by vocabulary rows over TP, the loss combined over the slices
+//                           (LossParallelHooks); the hidden states' gradient summed over TP.
+//                           Eager, tied embeddings or a vocabulary TP does not divide: the
+//                           replicated output and logits.
 //   apply_fsdp              every parameter becomes a flat shard (padded to a multiple of the
 //                           group size) that the optimizer owns: dense parameters over the
 //                           fsdp group (dp_shard x cp), expert weights over efsdp. Before a
@@ -102,12 +108,16 @@ struct ParallelizeOptions {
   std::string reshard_after_forward = "default";  // default | always | never
   torch::Dtype param_dtype = torch::kFloat32;     // dtype FSDP gathers in (the compute dtype)
   CompileOptions compile;                         // compile.*: apply_compile
+  bool loss_parallel = true;                      // not parallelism.disable_loss_parallel
 };
 
 void apply_tensor_parallel(Qwen3Model& model, ParallelModelState& state);  // tensor_parallel.cpp
 void apply_expert_parallel(Qwen3Model& model, ParallelModelState& state);
 void apply_fsdp(Qwen3Model& model, ParallelModelState& state, const std::string& reshard_after_forward,
                 torch::Dtype param_dtype);
+// loss_parallel.cpp; loss_parallel_applies: whether it changes this model.
+bool loss_parallel_applies(const Qwen3Model& model, int64_t tp, bool enabled);
+void apply_loss_parallel(Qwen3Model& model, ParallelModelState& state, bool enabled);
 
 // All passes in order. The model must be the full model, on the groups'
 // device: initialised (the passes copy each rank's shards out of it), or

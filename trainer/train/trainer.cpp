@@ -98,6 +98,7 @@ Trainer::Trainer(const TrainerConfig& cfg, torch::Device device, std::ostream& o
   po.reshard_after_forward = cfg.fsdp_reshard_after_forward;
   po.param_dtype = mo.compute_dtype;
   po.compile = {cfg.compile_model, cfg.compile_loss, cfg.loss_chunk_tokens};
+  po.loss_parallel = cfg.loss_parallel;
   parallel_ = parallelize(model_, groups, dist->world(), po);
   if (cfg.balanced_routing)  // the emulated rank routes as a balanced node does (emulated_backend.h)
     for (auto& block : model_->layers())
@@ -116,6 +117,7 @@ Trainer::Trainer(const TrainerConfig& cfg, torch::Device device, std::ostream& o
   int64_t local_params = 0;
   for (const auto& p : model_->parameters()) local_params += p.numel();
   metrics_.set_local_params(local_params);
+  if (model_->loss_parallel.active()) metrics_.set_loss_parallel(cfg.dims.tp);
 
   AdamWOptions opts;
   opts.beta1 = cfg.optimizer.beta1;
@@ -131,6 +133,9 @@ void Trainer::log_init() {
     if (device_.is_cpu() && cfg_.mixed_precision_param == "bfloat16")
       out_ << "Note: training.mixed_precision_param 'bfloat16' applies on CUDA; the CPU computes in float32\n";
     for (const auto& w : schedule_warnings_) out_ << w << '\n';
+    if (model_->loss_parallel.active())
+      out_ << "Note: loss parallel: the output layer's vocabulary is split over TP " << cfg_.dims.tp
+           << " (parallelism.disable_loss_parallel = false)\n";
   }
   // The start-up ends when the device has finished drawing the weights, not
   // when the host has queued the work.

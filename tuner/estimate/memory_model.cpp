@@ -112,8 +112,19 @@ class TermMemoryModel : public MemoryModel {
  private:
   std::optional<MemoryShape> shape_of(const JobConfig& config) const {
     auto shape = memory_shape(config, world_size_, cuda_);
-    // torchtitan shards the logits over TP unless told not to; ours are replicated.
-    if (shape && torchtitan_) shape->loss_parallel = !config.get_bool("parallelism.disable_loss_parallel");
+    if (!shape || shape->dims.tp == 1) return shape;
+    // torchtitan shards the embeddings and the output over TP, and the logits
+    // too unless told not to; the embedded trainer shards the output and its
+    // logits in the compiled memory mode when TP divides the vocabulary
+    // (apply_loss_parallel), and replicates the embeddings.
+    const bool wanted = !config.get_bool("parallelism.disable_loss_parallel");
+    if (torchtitan_) {
+      shape->loss_parallel = wanted;
+      shape->embeddings_over_tp = true;
+    } else {
+      const Flavor& f = shape->flavor;
+      shape->loss_parallel = wanted && shape->compile && !f.tie_embeddings && f.vocab_size % shape->dims.tp == 0;
+    }
     return shape;
   }
 

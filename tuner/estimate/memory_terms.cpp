@@ -191,7 +191,10 @@ MemoryTerms embedded_memory_terms(const MemoryShape& s) {
   const Layout l = layout_of(s);
   const BlockParams b = block_params(f, l);
   const double V = f.vocab_size, D = f.dim, L = f.n_layers, c = double(s.compute_bytes);
-  const double root = V * D * (f.tie_embeddings ? 1 : 2) + D;  // embeddings, output, final norm
+  // Embeddings, output (their rows over TP when sharded), final norm.
+  const double output_rows = f.tie_embeddings ? 0.0 : (s.loss_parallel || s.embeddings_over_tp ? V / l.tp : V);
+  const double embedding_rows = s.embeddings_over_tp ? V / l.tp : V;
+  const double root = (embedding_rows + output_rows) * D + D;
 
   // Parameters and both AdamW moments: fp32, sharded by FSDP, alive all step.
   const double local = (root + L * b.dense) / l.fsdp + L * b.experts / l.efsdp;
@@ -210,17 +213,17 @@ MemoryTerms embedded_memory_terms(const MemoryShape& s) {
   const double acts =
       T * (double(split.saved) * saved_block + double(split.checkpointed) * c * D + norm_saved_bytes(s, D, 1) + c * D);
 
-  // The output projection and the loss.
+  // The output projection and the loss, over this rank's vocabulary rows.
+  const double Vl = s.loss_parallel ? V / l.tp : V;
   double logits = 0;
   if (s.compile) {
     // Fused: the logits and their softmax (compute dtype) whole; the
     // gradients of hidden (compute dtype, through an fp32 product) and of the
     // weight (fp32) are allocated once the logits are gone.
-    logits = std::max(T * V * 2 * c, T * V * c + T * D * (2 * c + 4) + V * D * 4);
+    logits = std::max(T * Vl * 2 * c, T * Vl * c + T * D * (2 * c + 4) + Vl * D * 4);
   } else {  // compute-dtype logits (their block stays cached), then fp32 logits, log-softmax and their gradient
-    logits = T * V * ((c < 4 ? c : 0) + 12);
+    logits = T * Vl * ((c < 4 ? c : 0) + 12);
   }
-  if (s.loss_parallel) logits /= l.tp;  // torchtitan: the vocabulary sharded over TP
 
   // Weight copies in the compute dtype (casts, or FSDP's gathers), kept for
   // backward by every block that is not checkpointed (every block when FSDP
@@ -232,8 +235,12 @@ MemoryTerms embedded_memory_terms(const MemoryShape& s) {
   double kept_blocks = s.ac == AcKind::PerOp ? 0.0 : double(split.saved);
   if (l.any_fsdp() && !s.reshard_after_forward) kept_blocks = L;
   double transient = kept_blocks * block_copy;
-  if (copies) transient += V * D * c * (l.any_fsdp() && !f.tie_embeddings ? 2 : 1);
-  if (s.adamw_for_loop) transient += 2 * 4 * std::max(b.largest / (f.moe ? l.efsdp : l.fsdp), V * D / l.fsdp);
+  // FSDP gathers the embedding table and the output weight for the whole
+  // forward; without it only the output weight's cast is a copy.
+  if (copies) transient += D * c * (l.any_fsdp() ? embedding_rows + output_rows : f.tie_embeddings ? V : output_rows);
+  if (s.adamw_for_loop)
+    transient +=
+        2 * 4 * std::max(b.largest / (f.moe ? l.efsdp : l.fsdp), std::max(embedding_rows, output_rows) * D / l.fsdp);
 
   // Gradients exist only once backward has begun. The saved activations
   // and weight copies that backward frees as it goes are smaller, scattered

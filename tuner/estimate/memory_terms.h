@@ -29,7 +29,11 @@ struct MemoryShape {
   bool reshard_after_forward = true;
   bool adamw_for_loop = false;    // LibTorch's loop keeps per-tensor temporaries
   int64_t grad_accumulation = 1;  // microbatches per step
-  bool loss_parallel = false;     // logits sharded over TP (torchtitan's loss parallel; not the embedded trainer)
+  // Logits and the output weight's rows sharded over TP: torchtitan's loss
+  // parallel, and the embedded trainer's in the compiled memory mode when TP
+  // divides the vocabulary (apply_loss_parallel). memory_shape sets it.
+  bool loss_parallel = false;
+  bool embeddings_over_tp = false;  // the embedding's and the output's rows over TP in any case (torchtitan)
 };
 
 // Reads a trial config for `world_size` ranks. nullopt when the flavor is not
