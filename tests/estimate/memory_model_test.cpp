@@ -143,11 +143,12 @@ double truth_gib(const MemoryModel& uncalibrated, const JobConfig& c, double slo
 }
 
 void expect_slope_corrected(const std::string& flavor, const std::vector<testing::MemoryMeasurement>& measured,
-                            const testing::MemoryMeasurement& third) {
+                            const testing::MemoryMeasurement& third, const std::string& backend = "embedded") {
   constexpr double kSlopeError = 1.7;
   const Space sp = load_space_from_string(
       "[study]\nname = \"m\"\n[hardware]\ndevice_type = \"cuda\"\ndevices = " + std::to_string(third.world) +
-          "\n[backend]\nkind = \"embedded\"\n[base]\nconfig_file = \"examples/qwen3_30b_a3b.toml\"\n"
+          "\n[backend]\nkind = \"" + backend + "\"\n" + (backend == "command" ? "argv = [\"x\"]\n" : "") +
+          "[base]\nconfig_file = \"examples/qwen3_30b_a3b.toml\"\n"
           "[base.model]\nflavor = \"" +
           flavor + "\"\n[space]\n\"training.local_batch_size\" = [1, 2]\n",
       std::string(PARTUNE_SOURCE_DIR) + "/space.toml");
@@ -203,6 +204,8 @@ TEST(MemoryModel, CalibrationCorrectsAnActivationSlopeMeasuredAtTwoTokenCounts) 
   third.lbs = 4;
   third.seq_len = 8192;
   expect_slope_corrected("30B-A3B-L12", {m, m2}, third);
+  // The command backend's wide Gaussian priors do it too.
+  expect_slope_corrected("30B-A3B-L12", {m, m2}, third, "command");
 }
 
 TEST(MemoryModel, CalibrationCorrectsAnActivationSlopeMeasuredAtTwoDepths) {
