@@ -6,6 +6,7 @@
 // What a measured trial showed cannot fit (an OOM, and what it dominates)
 // stays pruned whatever the model says.
 #include <gtest/gtest.h>
+#include <sqlite3.h>
 
 #include "cli_testing.h"
 
@@ -46,6 +47,16 @@ std::vector<std::string> decisions(const Study& s, const std::string& id) {
                                        "' AND kind IN ('prune', 'unprune', 'launch', 'result') ORDER BY id"))
     out.push_back(r[0]);
   return out;
+}
+
+// Writes to the study's database (query() opens it read-only).
+void execute(const std::string& db, const std::string& sql) {
+  sqlite3* h = nullptr;
+  ASSERT_EQ(sqlite3_open(db.c_str(), &h), SQLITE_OK) << db;
+  char* error = nullptr;
+  EXPECT_EQ(sqlite3_exec(h, sql.c_str(), nullptr, nullptr, &error), SQLITE_OK) << sql << ": " << (error ? error : "");
+  sqlite3_free(error);
+  sqlite3_close(h);
 }
 
 size_t position(const std::string& text, const std::string& needle) {
@@ -103,6 +114,38 @@ TEST(Unprune, CandidatesPrunedByAnOverpredictionComeBackAfterTheFirstTrialAndRun
   EXPECT_NE(why.out.find(big + ": ranked "), std::string::npos) << why.out;
   EXPECT_NE(why.out.find("back from pruned at "), std::string::npos) << why.out;
   EXPECT_NE(why.out.find("(was 147.5 GiB when pruned) after trial " + first), std::string::npos) << why.out;
+}
+
+// A kill after the result of the trial whose recalibration un-prunes a
+// candidate, before the un-prune is written: the resumed study's replay
+// un-prunes it again and writes what the kill lost (one 'unprune' event),
+// and runs it.
+TEST(Unprune, AnUnpruneAKillKeptFromTheStoreIsWrittenOnResumeAndTheCandidateRuns) {
+  TempDir dir;
+  const Study s = write_space(dir, overpredicting("12, 48, 1, 16, 2, 24"));
+  Result first = tune({"--space", s.space, "--plain", "--max-trials", "1"}, dir.path(), 120);
+  ASSERT_EQ(first.exit_code, 0) << first.describe();
+  auto t = by_lbs(s);
+  const std::string big = t[12].id;
+  ASSERT_EQ(t[12].status, "pending") << first.out;
+  ASSERT_EQ(decisions(s, big), (std::vector<std::string>{"prune", "unprune"}));
+  // What the store held had the kill come between the result and the un-prune.
+  const std::string reason =
+      query(s.db, "SELECT message FROM events WHERE kind = 'prune' AND trial = '" + big + "'")[0][0];
+  execute(s.db, "DELETE FROM events WHERE kind = 'unprune'");
+  execute(s.db, "UPDATE trials SET status = 'pruned', reason = '" + reason + "' WHERE id = '" + big + "'");
+  ASSERT_EQ(by_lbs(s)[12].status, "pruned");
+
+  Result resumed = tune({"--space", s.space, "--plain"}, dir.path(), 120);
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.describe();
+  t = by_lbs(s);
+  EXPECT_EQ(t[12].status, "done") << resumed.out;
+  EXPECT_EQ(t[12].reason, "");
+  EXPECT_EQ(t[48].status, "pruned");
+  EXPECT_EQ(decisions(s, big), (std::vector<std::string>{"prune", "unprune", "launch", "result"})) << resumed.out;
+  const auto data =
+      nlohmann::json::parse(query(s.db, "SELECT data_json FROM events WHERE kind = 'unprune'").at(0).at(0));
+  EXPECT_EQ(data["caused_by"], t[1].id);
 }
 
 TEST(Unprune, RandomOrderRunsEveryCandidateThatComesBack) {
