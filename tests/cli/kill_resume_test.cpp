@@ -3,8 +3,9 @@
 // (grid, then production checks); each time the same command resumes it,
 // and the trials it launched in all — the killed run's and the resumed
 // run's, as (trial, fidelity) pairs — are those of the uninterrupted study,
-// with no full run recorded twice. A finished study run again launches
-// nothing and says so.
+// with no full run recorded twice; likewise a grid study whose memory model
+// un-prunes a candidate after its first trial. A finished study run again
+// launches nothing and says so.
 #include <gtest/gtest.h>
 #include <signal.h>
 
@@ -50,6 +51,18 @@ Study confirm_study(const TempDir& dir, int step_ms = 0, const std::string& prod
   return s;
 }
 
+// Grid over a model that overpredicts (tests/cli/unprune_test.cpp): lbs 12
+// and 48 are pruned by the prediction before anything runs, lbs 1's result
+// brings lbs 12 back (un-pruned), and it runs; lbs 48 stays pruned.
+Study unprune_study(const TempDir& dir) {
+  SpaceOptions o;
+  o.hardware = "device_type = \"cuda\"\ndevices = 1\nmemory_gib = 140\n";
+  o.fake_memory_gib = 140;
+  o.base = "[base.training]\nseq_len = 4096\n[base.activation_checkpoint]\nmode = \"none\"\n";
+  o.axes = "\"model.flavor\" = [\"30B-A3B-L2\"]\n\"training.local_batch_size\" = [12, 48, 1, 16, 2]\n";
+  return write_space(dir, o);
+}
+
 using Launch = std::pair<std::string, std::string>;  // trial id, fidelity ("production": a [confirm] check)
 
 // What tune's plain output says it launched, in order.
@@ -76,17 +89,24 @@ std::vector<Launch> launches(const std::string& out) {
 
 std::set<Launch> as_set(const std::vector<Launch>& v) { return {v.begin(), v.end()}; }
 
-// Per trial: its status, the full runs it recorded and its production
-// check's status ("" if none).
+// Per trial: its status, the full runs it recorded, its production check's
+// status ("" if none), what pruned it and its prune / unprune events.
 std::map<std::string, std::string> recorded(const Study& s) {
   std::map<std::string, std::string> out;
-  for (const auto& r : query(s.db, "SELECT id, status, facts_json FROM trials WHERE study = '" + s.name + "'")) {
+  for (const auto& r : query(
+           s.db, "SELECT id, status, facts_json, COALESCE(pruned_by, '') FROM trials WHERE study = '" + s.name + "'")) {
     const auto facts = nlohmann::json::parse(r[2]);
     const size_t runs = facts.contains("search") ? facts["search"].value("runs", nlohmann::json::array()).size() : 0;
     const std::string production =
         facts.contains("production") ? facts["production"].value("status", std::string("?")) : "";
-    out[r[0]] = r[1] + " runs=" + std::to_string(runs) + " production=" + production;
+    out[r[0]] =
+        r[1] + " runs=" + std::to_string(runs) + " production=" + production + " pruned_by=" + r[3] + " decisions=";
   }
+  // Each trial's prunes and un-prunes, in order: written once each, as the
+  // uninterrupted study wrote them.
+  for (const auto& r : query(s.db, "SELECT trial, kind FROM events WHERE study = '" + s.name +
+                                       "' AND kind IN ('prune', 'unprune') ORDER BY id"))
+    out[r[0]] += r[1] + ";";
   return out;
 }
 
@@ -178,6 +198,12 @@ TEST(KillResume, GuidedStudyWithConfirmationResumesAsTheSameStudyAfterKillNineAt
 
 TEST(KillResume, ConfirmStudyResumesAsTheSameStudyAfterKillNineAtAnyMoment) {
   kill_at_random_moments([](const TempDir& dir) { return confirm_study(dir); }, "[confirm]");
+}
+
+// Un-prunes are decided again by the replay where the interrupted study
+// decided them: the same trials run, and what stayed pruned stays pruned.
+TEST(KillResume, StudyWithUnprunesResumesAsTheSameStudyAfterKillNineAtAnyMoment) {
+  kill_at_random_moments(unprune_study, "unprune");
 }
 
 // The cases, aimed: a kill during a guided confirmation run and

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdio>
 
 namespace partune {
 namespace {
@@ -47,6 +48,37 @@ TEST(Calibration, RecoversScalesThatTheObservationsDetermine) {
   EXPECT_LT(c.scales()[5], 0.97);
   const TermVector unseen = row(20, 50);
   EXPECT_NEAR(dot(c.scales(), unseen) / dot(truth, unseen), 1.0, 0.01);
+}
+
+// A term far off (activations 1.7x too large) seen by consistent
+// observations: the Gaussian prior keeps its scale half-way, the heavy tail
+// (prior_dof 1, the memory model's) lets the data move it; near 1 both pull
+// the same.
+TEST(Calibration, AHeavyTailedPriorLetsConsistentObservationsMoveAScaleFar) {
+  TermVector truth;
+  truth.fill(1.0);
+  truth[3] = 1.0 / 1.7;
+  CalibrationOptions gaussian = options(), heavy = options();
+  heavy.prior_dof = 1;
+  ScaleCalibration g(gaussian), h(heavy);
+  for (const auto& s : {std::pair{10.0, 5.0}, std::pair{20.0, 5.0}}) {
+    g.add(row(s.first, s.second), dot(truth, row(s.first, s.second)));
+    h.add(row(s.first, s.second), dot(truth, row(s.first, s.second)));
+  }
+  std::printf("activation scale: Gaussian %.3f, heavy-tailed %.3f\n", g.scales()[3], h.scales()[3]);
+  EXPECT_GT(g.scales()[3], 0.68);  // the Gaussian: far from 0.59
+  EXPECT_NEAR(h.scales()[3], truth[3], 0.05);
+  const TermVector unseen = row(60, 5);
+  EXPECT_NEAR(dot(h.scales(), unseen) / dot(truth, unseen), 1.0, 0.02);
+  EXPECT_GT(dot(g.scales(), unseen) / dot(truth, unseen), 1.05);
+
+  // Without observations the two agree (sigma is the prior's), and a small
+  // correction comes out about the same.
+  ScaleCalibration g0(gaussian), h0(heavy);
+  EXPECT_DOUBLE_EQ(g0.sigma(row(8, 30)), h0.sigma(row(8, 30)));
+  g0.add(row(8, 30), 1.03 * dot(g0.scales(), row(8, 30)));
+  h0.add(row(8, 30), 1.03 * dot(h0.scales(), row(8, 30)));
+  for (int j = 0; j < kMemoryTermCount; ++j) EXPECT_NEAR(h0.scales()[j], g0.scales()[j], 0.01) << j;
 }
 
 TEST(Calibration, ScalesStayInsideTheirBounds) {

@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdio>
+
 #include "common/error.h"
 #include "tests/estimate/measured_memory.h"
 #include "tuner/space/space.h"
@@ -158,6 +160,101 @@ TEST(MemoryModel, TermsThatDoNotDescribeTheBackendStopPruning) {
   }
   EXPECT_FALSE(model->predict(c).known);
   EXPECT_TRUE(predicted_to_fit(model->predict(c), 10.0, 0.9));
+}
+
+// "Calibration must correct a slope, not only a scale" (issue 19). A model
+// whose activations (the per-token, per-layer slope) are 1.7x too large:
+// the truth is its own terms with the activation term divided by 1.7 (the
+// grads term, which is the peak's backward excess, is kept as it is). Two
+// measurements that differ in the slope's variable teach the per-term
+// scales the slope; a third config further out is predicted within a few
+// percent, where the uncalibrated model is far off.
+double truth_gib(const MemoryModel& uncalibrated, const JobConfig& c, double slope_error) {
+  const MemoryTerms t = uncalibrated.predict(c).terms;
+  return t.total() - t.activations * (1.0 - 1.0 / slope_error);
+}
+
+void expect_slope_corrected(const std::string& flavor, const std::vector<testing::MemoryMeasurement>& measured,
+                            const testing::MemoryMeasurement& third, const std::string& backend = "embedded") {
+  constexpr double kSlopeError = 1.7;
+  const Space sp = load_space_from_string(
+      "[study]\nname = \"m\"\n[hardware]\ndevice_type = \"cuda\"\ndevices = " + std::to_string(third.world) +
+          "\n[backend]\nkind = \"" + backend + "\"\n" + (backend == "command" ? "argv = [\"x\"]\n" : "") +
+          "[base]\nconfig_file = \"examples/qwen3_30b_a3b.toml\"\n"
+          "[base.model]\nflavor = \"" +
+          flavor + "\"\n[space]\n\"training.local_batch_size\" = [1, 2]\n",
+      std::string(PARTUNE_SOURCE_DIR) + "/space.toml");
+  const auto reference = make_memory_model(sp);  // never observes: the uncalibrated terms
+  auto model = make_memory_model(sp);
+  const JobConfig target = testing::config_of(third);
+  const double truth = truth_gib(*reference, target, kSlopeError);
+  const double uncalibrated = reference->predict(target).memory_gib;
+  // The error is large to begin with, or the test shows nothing.
+  ASSERT_GT(uncalibrated / truth - 1.0, 0.15) << "uncalibrated " << uncalibrated << " GiB, truth " << truth;
+  for (size_t k = 0; k < measured.size(); ++k) {
+    const JobConfig c = testing::config_of(measured[k]);
+    model->observe(c, truth_gib(*reference, c, kSlopeError));
+    // One observation moves the prediction toward the truth and no further
+    // (the prior keeps a single measurement from running away).
+    if (k == 0) {
+      const double one = model->predict(target).memory_gib;
+      std::printf("after one observation: %.2f GiB (truth %.2f, uncalibrated %.2f)\n", one, truth, uncalibrated);
+      EXPECT_LT(one, uncalibrated);
+      EXPECT_GT(one, truth * 0.99);
+    }
+  }
+  const MemoryPrediction p = model->predict(target);
+  std::printf("after %zu observations: %.2f GiB\n", measured.size(), p.memory_gib);
+  const MemoryTerms u = reference->predict(target).terms;
+  std::printf(
+      "terms at the third config: params %.1f grads %.1f optimizer %.1f activations %.1f logits %.1f "
+      "transient %.1f overhead %.1f\n",
+      u.params, u.grads, u.optimizer, u.activations, u.logits, u.transient, u.overhead);
+  ASSERT_TRUE(p.known);
+  EXPECT_NEAR(p.memory_gib / truth, 1.0, 0.04)
+      << "calibrated " << p.memory_gib << " GiB, truth " << truth << " GiB, uncalibrated " << uncalibrated << " GiB";
+  // And the measured configs themselves.
+  for (const auto& m : measured) {
+    const JobConfig c = testing::config_of(m);
+    EXPECT_NEAR(model->predict(c).memory_gib / truth_gib(*reference, c, kSlopeError), 1.0, 0.02) << m.lbs;
+  }
+}
+
+TEST(MemoryModel, CalibrationCorrectsAnActivationSlopeMeasuredAtTwoTokenCounts) {
+  // 30B-A3B-L12 on one device, AC none: lbs 1 and 2 at seq 4096 measured,
+  // lbs 4 at seq 8192 (4x the tokens of the larger) predicted.
+  testing::MemoryMeasurement m;
+  m.flavor = "30B-A3B-L12";
+  m.world = 8;
+  m.dp_shard = 8;
+  m.ac = "none";
+  m.seq_len = 4096;
+  m.lbs = 1;
+  testing::MemoryMeasurement m2 = m;
+  m2.lbs = 2;
+  testing::MemoryMeasurement third = m;
+  third.lbs = 4;
+  third.seq_len = 8192;
+  expect_slope_corrected("30B-A3B-L12", {m, m2}, third);
+  // The command backend's wide Gaussian priors do it too.
+  expect_slope_corrected("30B-A3B-L12", {m, m2}, third, "command");
+}
+
+TEST(MemoryModel, CalibrationCorrectsAnActivationSlopeMeasuredAtTwoDepths) {
+  // The same tokens (lbs 2, seq 4096, AC none) at 4 and 8 layers measured,
+  // 16 layers predicted: the per-layer part is told from the rest by depth.
+  testing::MemoryMeasurement m;
+  m.flavor = "30B-A3B-L4";
+  m.world = 8;
+  m.dp_shard = 8;
+  m.ac = "none";
+  m.seq_len = 4096;
+  m.lbs = 2;
+  testing::MemoryMeasurement m6 = m;
+  m6.flavor = "30B-A3B-L8";
+  testing::MemoryMeasurement third = m;
+  third.flavor = "30B-A3B-L16";
+  expect_slope_corrected("30B-A3B-L4", {m, m6}, third);
 }
 
 }  // namespace

@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <set>
 
@@ -332,6 +333,138 @@ TEST_F(Sampling, CandidatesPredictedNotToFitArePrunedBeforeLaunchWithTheModelsRe
       EXPECT_EQ(t.attempt, 0);  // never launched
     }
   EXPECT_EQ(predicted, r.drive.pruned_before_launch);
+}
+
+// A view whose statuses and memory fits the test sets, as a study's change
+// when a recalibration un-prunes a candidate.
+struct SetView : StudyView {
+  std::vector<Candidate> cands;
+  std::vector<TrialStatus> st;
+  std::vector<bool> fits;
+  TrialSpec spec;
+  SetView(std::vector<Candidate> c, TrialSpec t)
+      : cands(std::move(c)), st(cands.size(), TrialStatus::Pending), fits(cands.size(), true), spec(t) {}
+  size_t size() const override { return cands.size(); }
+  const Candidate& candidate(size_t i) const override { return cands[i]; }
+  TrialStatus status(size_t i) const override { return st[i]; }
+  MemoryPrediction prediction(size_t) const override { return {}; }
+  double fit_probability(size_t i) const override { return fits[i] ? 1.0 : 0.0; }
+  bool predicted_to_fit(size_t i) const override { return fits[i]; }
+  double elapsed_s() const override { return 0; }
+  std::optional<double> remaining_s() const override { return std::nullopt; }
+  const TrialSpec& trial_spec() const override { return spec; }
+};
+
+TrialReport report_of(const TrialRequest& r, TrialStatus status, double value = 0) {
+  TrialReport rep;
+  rep.request = r;
+  rep.status = status;
+  if (status == TrialStatus::Done) {
+    rep.value = value;
+    rep.healthy = true;
+    rep.metrics.mfu = value;
+  }
+  return rep;
+}
+
+// Runs the sampler to its end on `v` (every asked trial done, its value
+// from `value`); returns the candidates asked, in order.
+std::vector<size_t> run_to_end(Sampler& sampler, SetView& v, const std::function<double(size_t)>& value) {
+  std::vector<size_t> asked;
+  for (int guard = 0; guard < 200; ++guard) {
+    const Ask a = sampler.ask(v);
+    if (a.kind != Ask::Kind::Trial) break;
+    asked.push_back(a.request.index);
+    v.st[a.request.index] = TrialStatus::Done;
+    sampler.tell(v, report_of(a.request, TrialStatus::Done, value(a.request.index)));
+  }
+  return asked;
+}
+
+// The loop prunes the first candidate asked (predicted not to fit); the
+// next trial's result recalibrates the model, the candidate is pending
+// again and the sampler is told restore(): it runs it.
+TEST_F(Sampling, GridAndRandomRunACandidateRestoredAfterItWasPruned) {
+  for (const std::string strategy : {"grid", "random"}) {
+    SmallStudy s(dir(strategy), strategy);
+    s.space.search.seed = 5;
+    SetView v(s.planned.candidates, s.space.trial);
+    auto sampler = make_sampler(s.space.search);
+    const Ask first = sampler->ask(v);
+    ASSERT_EQ(first.kind, Ask::Kind::Trial);
+    const size_t pruned = first.request.index;
+    v.st[pruned] = TrialStatus::Pruned;
+    sampler->tell(v, report_of(first.request, TrialStatus::Pruned));
+    const Ask second = sampler->ask(v);
+    ASSERT_EQ(second.kind, Ask::Kind::Trial);
+    v.st[second.request.index] = TrialStatus::Done;
+    v.st[pruned] = TrialStatus::Pending;
+    sampler->restore(v, pruned);
+    sampler->tell(v, report_of(second.request, TrialStatus::Done, 30));
+    const Ask third = sampler->ask(v);
+    ASSERT_EQ(third.kind, Ask::Kind::Trial) << strategy;
+    EXPECT_EQ(third.request.index, pruned) << strategy << ": the restored candidate runs next, at its place";
+    v.st[pruned] = TrialStatus::Done;
+    sampler->tell(v, report_of(third.request, TrialStatus::Done, 30));
+    const auto rest = run_to_end(*sampler, v, [](size_t) { return 30.0; });
+    EXPECT_EQ(rest.size(), 2u) << strategy;  // the two never asked
+    for (size_t i = 0; i < v.size(); ++i) EXPECT_EQ(v.st[i], TrialStatus::Done) << strategy << " " << i;
+  }
+}
+
+TEST_F(Sampling, GuidedRunsACandidateRestoredAfterItWasPruned) {
+  SmallStudy s(dir("g"), "guided");
+  SetView v(s.planned.candidates, s.space.trial);
+  auto sampler = make_sampler(s.space.search);
+  // The probe is pruned by the loop; the layout's next probe runs.
+  const Ask probe = sampler->ask(v);
+  ASSERT_EQ(probe.kind, Ask::Kind::Trial);
+  const size_t pruned = probe.request.index;
+  v.st[pruned] = TrialStatus::Pruned;
+  sampler->tell(v, report_of(probe.request, TrialStatus::Pruned));
+  const Ask next = sampler->ask(v);
+  ASSERT_EQ(next.kind, Ask::Kind::Trial);
+  ASSERT_NE(next.request.index, pruned);
+  // Its result brings the pruned one back; make it the one worth running.
+  v.st[next.request.index] = TrialStatus::Done;
+  v.st[pruned] = TrialStatus::Pending;
+  sampler->restore(v, pruned);
+  sampler->tell(v, report_of(next.request, TrialStatus::Done, 20));
+  const auto asked = run_to_end(*sampler, v, [&](size_t i) { return i == pruned ? 40.0 : 20.0; });
+  EXPECT_NE(std::find(asked.begin(), asked.end(), pruned), asked.end()) << "the restored candidate never ran";
+}
+
+// Guided sets a layout aside when none of it is predicted to fit; once a
+// result (of another layout) recalibrates the model so that some of it
+// does, the layout is probed.
+TEST_F(Sampling, GuidedProbesALayoutSetAsideForMemoryOnceARecalibrationMakesItFit) {
+  const Space space = sim::sim_space(PARTUNE_SOURCE_DIR, dir("g") + "/sim.db", "guided", 1);
+  const PlanResult planned = plan(space);
+  SetView v(planned.candidates, space.trial);
+  auto sampler = make_sampler(space.search);
+  // The first probe's layout fits; every other layout does not, yet.
+  const Ask first = sampler->ask(v);
+  ASSERT_EQ(first.kind, Ask::Kind::Trial);
+  const std::string layout = layout_key(v.candidate(first.request.index));
+  std::vector<size_t> others;
+  for (size_t i = 0; i < v.size(); ++i)
+    if (layout_key(v.candidate(i)) != layout) {
+      v.fits[i] = false;
+      others.push_back(i);
+    }
+  ASSERT_FALSE(others.empty());
+  EXPECT_EQ(sampler->ask(v).kind, Ask::Kind::Wait);  // every other layout is set aside; the probe runs
+  bool noted = false;
+  for (const auto& n : sampler->take_notes()) noted = noted || n.find("set aside: no candidate") != std::string::npos;
+  EXPECT_TRUE(noted);
+  // Its result: now the other layouts fit.
+  for (size_t i : others) v.fits[i] = true;
+  v.st[first.request.index] = TrialStatus::Done;
+  sampler->tell(v, report_of(first.request, TrialStatus::Done, 20));
+  const Ask again = sampler->ask(v);
+  ASSERT_EQ(again.kind, Ask::Kind::Trial);
+  EXPECT_NE(layout_key(v.candidate(again.request.index)), layout) << again.request.why;
+  EXPECT_EQ(again.request.why.rfind("probe of layout", 0), 0u) << again.request.why;
 }
 
 }  // namespace

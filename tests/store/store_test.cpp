@@ -409,6 +409,38 @@ TEST(Store, MarkPrunedOnlyTouchesPendingTrialsAndRecordsWhy) {
   EXPECT_EQ(events[0].data["caused_by"], a.id);
 }
 
+TEST(Store, MarkUnprunedReversesAPruneAndRecordsWhy) {
+  TempDir dir;
+  const auto a = candidate(1, 1, 2), b = candidate(1, 1, 4), c = candidate(1, 1, 8);
+  Store store = open_study(dir.file("study.db"), {a, b, c});
+  store.mark_running("moe", a.id, 1, "");
+  store.finish_trial("moe", a.id, TrialStatus::Done, FailureClass::None, "", metrics(30), 5);
+  ASSERT_TRUE(store.mark_pruned("moe", b.id, "predicted 150.0 GiB > 90% of 140.0 GiB", ""));
+
+  EXPECT_FALSE(store.mark_unpruned("moe", a.id, "done: untouched", {}));
+  EXPECT_FALSE(store.mark_unpruned("moe", c.id, "pending: untouched", {}));
+  EXPECT_FALSE(store.mark_unpruned("moe", "ghost", "no such", {}));
+  ASSERT_TRUE(store.mark_unpruned("moe", b.id, "now predicted 60.0 GiB", {{"caused_by", a.id}}));
+  EXPECT_FALSE(store.mark_unpruned("moe", b.id, "twice", {}));
+
+  const auto back = store.trial("moe", b.id);
+  EXPECT_EQ(back->status, TrialStatus::Pending);
+  EXPECT_EQ(back->reason, "");
+  EXPECT_EQ(back->pruned_by, "");
+  EXPECT_EQ(back->attempt, 0);
+  EXPECT_EQ(store.trial("moe", a.id)->status, TrialStatus::Done);
+  EXPECT_EQ(store.trial("moe", c.id)->status, TrialStatus::Pending);
+  const auto events = store.events("moe", b.id);
+  ASSERT_EQ(events.size(), 2u);
+  EXPECT_EQ(events[0].kind, "prune");
+  EXPECT_EQ(events[1].kind, "unprune");
+  EXPECT_EQ(events[1].message, "now predicted 60.0 GiB");
+  EXPECT_EQ(events[1].data["caused_by"], a.id);
+  EXPECT_TRUE(store.events("moe", c.id).empty());
+  // It can be pruned again.
+  EXPECT_TRUE(store.mark_pruned("moe", b.id, "predicted 130.0 GiB > 90% of 140.0 GiB", ""));
+}
+
 TEST(Store, EventsWithAndWithoutTrial) {
   TempDir dir;
   const auto a = candidate(1, 1, 2);

@@ -69,16 +69,30 @@ void ScaleCalibration::add(const TermVector& terms, double measured) {
 void ScaleCalibration::refit() {
   constexpr int n = kMemoryTermCount;
   const size_t m = rows_.size();
-  // Minimise sum_i ((y_i - s.t_i) / (y_i noise))^2 + sum_j ((s_j - 1) / prior_j)^2
-  // over the box: convex, so cyclic coordinate descent with clamping converges.
+  // Minimise sum_i ((y_i - s.t_i) / (y_i noise))^2 + sum_j penalty((s_j - 1) / prior_j)
+  // over the box, penalty(z) = z^2 (Gaussian) or nu log(1 + z^2 / nu): cyclic
+  // coordinate descent with clamping; convex for the Gaussian, and for the
+  // heavy tail each sweep minimises a quadratic bound of the penalty at the
+  // current scales (iteratively reweighted), so the objective never rises and
+  // the same observations give the same scales.
   std::vector<double> weight(m);
   for (size_t i = 0; i < m; ++i) weight[i] = 1.0 / std::pow(measured_[i] * options_.noise, 2);
   std::vector<double> fitted(m);
   for (size_t i = 0; i < m; ++i) fitted[i] = dot(scales_, rows_[i]);
-  for (int sweep = 0; sweep < 400 && m > 0; ++sweep) {
+  // The prior's weight on scale j at its current value: constant for a
+  // Gaussian prior; for a Student-t one, iteratively reweighted (each sweep
+  // minimises a quadratic bound of the t prior at the current scales, so the
+  // objective never rises), smaller the further the data have moved it.
+  auto prior_weight = [&](int j) {
+    const double precision = precision_of(options_.prior_sigma[j]);
+    if (!(options_.prior_dof > 0)) return precision;
+    const double z2 = std::pow(scales_[j] - 1.0, 2) * precision;
+    return precision / (1.0 + z2 / options_.prior_dof);
+  };
+  for (int sweep = 0; sweep < 2000 && m > 0; ++sweep) {
     double moved = 0;
     for (int j = 0; j < n; ++j) {
-      const double prior = precision_of(options_.prior_sigma[j]);
+      const double prior = prior_weight(j);
       double a = prior, b = prior;
       for (size_t i = 0; i < m; ++i) {
         const double t = rows_[i][j];
@@ -103,7 +117,9 @@ void ScaleCalibration::refit() {
                      (options_.noise_weight + double(m)));
 
   // Posterior covariance of the scales (the bounds ignored): the prior's
-  // precision plus what the observations add at the pooled noise.
+  // precision (its Gaussian core, also for a Student-t prior: sigma does not
+  // shrink below the prior's spread before any observation) plus what the
+  // observations add at the pooled noise.
   Matrix h{};
   for (int j = 0; j < n; ++j) h[j][j] = precision_of(options_.prior_sigma[j]);
   for (size_t i = 0; i < m; ++i) {

@@ -1,6 +1,7 @@
 // Per-term scales of the memory model fitted to measured trials: bounded,
-// regularised least squares on relative errors, with a Gaussian prior that
-// pulls every scale to 1 (few observations cannot run away) and a 1-sigma
+// regularised least squares on relative errors, with a prior that pulls
+// every scale to 1 (few observations cannot run away; heavy-tailed with
+// prior_dof, so that consistent ones can move a scale far) and a 1-sigma
 // prediction uncertainty that shrinks as observations accumulate and grows
 // with the fit's residuals. docs/memory-model.md explains the choices.
 #pragma once
@@ -21,6 +22,14 @@ struct CalibrationOptions {
   double upper = 2.0;
   double noise = 0.03;        // assumed relative measurement / model noise before any residual is seen
   double noise_weight = 2.0;  // pseudo-observations behind `noise` when the residuals are pooled with it
+  // Degrees of freedom of the prior on each scale: 0, a Gaussian around 1
+  // with sd prior_sigma; nu > 0, a heavy-tailed Student-t-like prior whose
+  // penalty is nu log(1 + z^2 / nu) (z = (s - 1) / prior_sigma): the
+  // Gaussian's near 1, growing only logarithmically far from it, so that
+  // measurements that agree with each other overrule it (a term wrong by
+  // 1.7x: its slope is corrected, not only the total's scale) where a
+  // Gaussian prior would keep the scale half-way.
+  double prior_dof = 0;
 };
 
 class ScaleCalibration {

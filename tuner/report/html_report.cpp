@@ -322,7 +322,7 @@ std::string time_section(const Context& c) {
   if (!t0) return section("time", "The study over time", p("No trial has run yet."));
   struct Ev {
     double t;
-    int kind;  // 0 launched, 1 finished, 2 pruned
+    int kind;  // 0 launched, 1 finished, 2 pruned, 3 un-pruned (back after a recalibration)
     const TrialRecord* r;
   };
   std::vector<Ev> evs;
@@ -333,8 +333,8 @@ std::string time_section(const Context& c) {
       if (auto f = epoch(r.finished_at)) evs.push_back({*f - *t0, 1, &r});
   }
   for (const auto& e : in.events)
-    if (e.kind == "prune")
-      if (auto t = epoch(e.time)) evs.push_back({std::max(0.0, *t - *t0), 2, nullptr});
+    if (e.kind == "prune" || e.kind == "unprune")
+      if (auto t = epoch(e.time)) evs.push_back({std::max(0.0, *t - *t0), e.kind == "prune" ? 2 : 3, nullptr});
   std::stable_sort(evs.begin(), evs.end(), [](const Ev& a, const Ev& b) { return a.t < b.t; });
   const double span = evs.empty() ? 0 : evs.back().t;
   const bool minutes = span > 600;
@@ -354,6 +354,7 @@ std::string time_section(const Context& c) {
     const double x = e.t / unit;
     if (e.kind == 0) launched.emplace_back(x, ++nl);
     if (e.kind == 2) pruned.emplace_back(x, ++np);
+    if (e.kind == 3) pruned.emplace_back(x, --np);
     if (e.kind == 1) {
       const auto v = objective_metric(e.r->metrics, in.objective);
       if (v && is_healthy(*e.r, c.rule)) {
@@ -382,7 +383,9 @@ std::string time_section(const Context& c) {
   count_chart.legend("trials launched (" + std::to_string(nl) + ")", {"#2c7bb6", Shape::Line, false});
   count_chart.legend("candidates pruned (" + std::to_string(np) + ")", {"#d7191c", Shape::Line, false});
   std::string body = best_chart.render() + count_chart.render();
-  body += p("Launches are each trial's latest attempt; prunes are the study's prune events.");
+  body +=
+      p("Launches are each trial's latest attempt; prunes are the study's prune events, less its un-prunes (a "
+        "candidate pruned by the memory model's prediction that a recalibrated model predicts to fit).");
   return section("time", "The study over time", body);
 }
 

@@ -142,7 +142,9 @@ std::string why_kind(const WhyInput& in, const WhyTarget& target) {
   return objective_metric(r.metrics, in.objective) ? "ranked" : "unhealthy";
 }
 
-std::string explain_why(const WhyInput& in, const WhyTarget& target) {
+namespace {
+
+std::string explain_kind(const WhyInput& in, const WhyTarget& target) {
   const std::string kind = why_kind(in, target);
   if (target.rejected) {
     const RejectedPoint& p = *target.rejected;
@@ -253,6 +255,18 @@ std::string explain_why(const WhyInput& in, const WhyTarget& target) {
            fmt::fixed(100.0 * (value(ranked[k]) / value(r) - 1.0), 1) + "%), differs on: " + differences(ranked[k], r) +
            "\n";
   if (pos > 5) out += "    ... and " + std::to_string(pos - 5) + " more\n";
+  return out;
+}
+
+}  // namespace
+
+std::string explain_why(const WhyInput& in, const WhyTarget& target) {
+  std::string out = explain_kind(in, target);
+  // Pruned by a prediction and brought back by a recalibration ('unprune'
+  // events): when, and why.
+  if (target.trial)
+    for (const auto& e : in.events)
+      if (e.kind == "unprune") out += "  back from pruned at " + e.time + ": " + e.message + "\n";
   return out;
 }
 

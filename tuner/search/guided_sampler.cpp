@@ -51,6 +51,8 @@ double expected_improvement(double mean, double sd, double best) {
   return sd * (z * normal_cdf(z) + normal_pdf(z));
 }
 
+constexpr const char* kNothingFits = "no candidate of the layout is predicted to fit in memory";
+
 bool is_layout_failure(FailureClass f) {
   return f == FailureClass::Hang || f == FailureClass::Crash || f == FailureClass::Nccl || f == FailureClass::Timeout ||
          f == FailureClass::Error;
@@ -138,7 +140,7 @@ std::optional<TrialRequest> GuidedSampler::next_probe(const StudyView& view) {
     }
     layout.probed = true;
     if (!pick) {
-      layout.set_aside = "no candidate of the layout is predicted to fit in memory";
+      layout.set_aside = kNothingFits;
       notes_.push_back("layout " + layout.key + " set aside: " + layout.set_aside);
       continue;
     }
@@ -390,6 +392,18 @@ void GuidedSampler::tell(const StudyView& view, const TrialReport& report) {
     return;
   }
   if (report.status != TrialStatus::Done && report.status != TrialStatus::Failed) return;
+  // The result recalibrated the memory model: a layout set aside because
+  // none of it was predicted to fit is probed once some of it is.
+  for (auto& l : layouts_) {
+    if (l.set_aside != kNothingFits) continue;
+    for (size_t m : l.members)
+      if (view.status(m) == TrialStatus::Pending && !outstanding_.count(m) && view.predicted_to_fit(m)) {
+        l.set_aside.clear();
+        l.probed = false;
+        notes_.push_back("layout " + l.key + " back: " + ids_[m] + " is now predicted to fit");
+        break;
+      }
+  }
   layout.probed = true;  // a result of any member (a resumed study's too) tells about the layout
   // A second member measured places the layout beyond its probe: a resumed
   // study does not probe its frontier again.
@@ -461,6 +475,24 @@ void GuidedSampler::tell(const StudyView& view, const TrialReport& report) {
   } else if (report.request.fidelity != Fidelity::Confirm) {
     ++since_gain_;
   }
+}
+
+void GuidedSampler::restore(const StudyView& view, size_t i) {
+  if (!initialised_) init(view);
+  State& s = state_[i];
+  // A run's result stands: only what was pruned without running comes back.
+  if (s.measured) return;
+  s.healthy = true;
+  model_stale_ = true;  // the memory frontier moves
+  Layout& layout = layouts_[layout_of_[i]];
+  if (layout.set_aside == kNothingFits) {
+    layout.set_aside.clear();
+    layout.probed = false;
+    notes_.push_back("layout " + layout.key + " back: " + ids_[i] + " is now predicted to fit");
+  } else if (layout.probed && layout.frontier_probed && layout.set_aside.empty()) {
+    layout.frontier_probed = false;  // its frontier may be the restored candidate now
+  }
+  exploring_done_ = false;
 }
 
 std::optional<std::string> GuidedSampler::should_stop(const TrialRequest& request,

@@ -69,6 +69,13 @@ class GuidedSampler : public Sampler {
   explicit GuidedSampler(GuidedOptions options) : opt_(options) {}
   Ask ask(const StudyView& view) override;
   void tell(const StudyView& view, const TrialReport& report) override;
+  // A candidate pruned by the memory model's prediction that fits after a
+  // recalibration: it counts as healthy again, the frontier is recomputed
+  // and its layout gets the probes it lost (a layout set aside because
+  // nothing of it was predicted to fit is probed; a layout whose frontier
+  // probe is done gets another on the new frontier), and exploration, if it
+  // ended, looks again (patience, if spent, ends it again).
+  void restore(const StudyView& view, size_t i) override;
   std::optional<std::string> should_stop(const TrialRequest& request,
                                          const std::vector<double>& counted) const override;
   std::vector<std::string> take_notes() override;

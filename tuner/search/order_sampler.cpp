@@ -10,8 +10,8 @@ Ask OrderSampler::ask(const StudyView& view) {
     order_ = strategy_->order(cands);
     ordered_ = true;
   }
-  // Pruned candidates (by a trial over the memory limit) are skipped when
-  // reached, so the cursor never needs to look back.
+  // Pruned candidates are skipped when reached; only a restored one
+  // (restore) makes the cursor look back.
   while (cursor_ < order_.size()) {
     const size_t i = order_[cursor_++];
     if (view.status(i) != TrialStatus::Pending || outstanding_.count(i)) continue;
@@ -24,6 +24,15 @@ Ask OrderSampler::ask(const StudyView& view) {
   }
   if (!outstanding_.empty()) return Ask::wait("every candidate is run or running");
   return Ask::finished("every candidate is run or pruned");
+}
+
+void OrderSampler::restore(const StudyView& /*view*/, size_t i) {
+  if (!ordered_) return;  // nothing asked yet: the cursor is at the start
+  for (size_t k = 0; k < cursor_ && k < order_.size(); ++k)
+    if (order_[k] == i) {
+      cursor_ = k;
+      return;
+    }
 }
 
 void OrderSampler::tell(const StudyView& /*view*/, const TrialReport& report) {

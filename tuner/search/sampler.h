@@ -96,6 +96,13 @@ class Sampler {
   virtual ~Sampler() = default;
   virtual Ask ask(const StudyView& view) = 0;
   virtual void tell(const StudyView& view, const TrialReport& report) = 0;
+  // Candidate i, which the sampler was told was Pruned (or which it saw
+  // pruned), is Pending again: a measured trial recalibrated the memory
+  // model, which now predicts it to fit. A sampler that dropped it takes it
+  // back. Called after the study's state changed, before the tell() of the
+  // trial that caused it. Default: nothing (a sampler that reads the status
+  // from the view at every ask needs nothing).
+  virtual void restore(const StudyView& /*view*/, size_t /*i*/) {}
   // Called at every counted step of a running trial with the objective values
   // so far; a reason stops the trial (early stopping). Default: never.
   virtual std::optional<std::string> should_stop(const TrialRequest& /*request*/,

@@ -705,6 +705,21 @@ bool Store::mark_pruned(const std::string& study, const std::string& id, const s
   return true;
 }
 
+bool Store::mark_unpruned(const std::string& study, const std::string& id, const std::string& message,
+                          const nlohmann::json& data) {
+  std::lock_guard lock(impl_->mutex);
+  Impl::Transaction tx(*impl_);
+  auto s = impl_->prepare(
+      "UPDATE trials SET status = 'pending', reason = '', pruned_by = NULL "
+      "WHERE study = ?1 AND id = ?2 AND status = 'pruned'");
+  s.bind(1, study).bind(2, id);
+  s.run();
+  if (impl_->changes() != 1) return false;
+  impl_->insert_event(study, id, "unprune", message, data);
+  tx.commit();
+  return true;
+}
+
 void Store::reset_to_pending(const std::string& study, const std::string& id, const std::string& reason) {
   std::lock_guard lock(impl_->mutex);
   Impl::Transaction tx(*impl_);

@@ -141,6 +141,13 @@ class Store {
   // otherwise) and records a 'prune' event.
   bool mark_pruned(const std::string& study, const std::string& id, const std::string& reason,
                    const std::string& caused_by);
+  // Reverses mark_pruned: a trial that is still pruned goes back to pending,
+  // its reason and pruned_by cleared, and an 'unprune' event records why
+  // (`message`, `data`). Returns false and changes nothing when it is not
+  // pruned. The study does this for a candidate pruned by the memory model's
+  // prediction that a recalibrated model predicts to fit.
+  bool mark_unpruned(const std::string& study, const std::string& id, const std::string& message,
+                     const nlohmann::json& data);
   // Back to pending (a trial a killed tuner left running): keeps the earlier
   // attempts' step rows, records a 'reset' event.
   void reset_to_pending(const std::string& study, const std::string& id, const std::string& reason);

@@ -19,6 +19,12 @@ std::string duration(double s) {
   return buf;
 }
 
+std::string gib(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.1f GiB", v);
+  return buf;
+}
+
 }  // namespace
 
 DriveSummary drive_study(Study& study, Sampler& sampler, TrialExecutor& executor, Progress& progress,
@@ -159,6 +165,17 @@ DriveSummary drive_study(Study& study, Sampler& sampler, TrialExecutor& executor
     Study::Finished fin = study.finish(i, req, o);
     progress.trial_end(c, o.status, o.failure, o.reason, fin.report.metrics, o.wall_s);
     for (const auto& d : fin.pruned) progress.pruned(d.candidate_id, d.reason);
+    // Its recalibration brought candidates pruned by prediction back: the
+    // sampler takes them back before it learns the result (replay.cpp does
+    // the same, in the same order).
+    for (const auto& u : fin.unpruned) {
+      const MemoryPrediction p = study.prediction(u.index);
+      progress.note("back from pruned: " + study.candidate(u.index).id + " now predicted " +
+                    (p.known ? gib(u.now_gib) : std::string("unknown")) + " (was " + gib(u.was_gib) + ") after " +
+                    c.id);
+      sampler.restore(study, u.index);
+      ++sum.unpruned;
+    }
     sampler.tell(study, fin.report);
     notes();
     const auto best = study.best();

@@ -1,5 +1,7 @@
 // The study loop, the same for real and simulated trials:
-//   ask the sampler -> prune before launch (memory model) -> launch -> tell.
+//   ask the sampler -> prune before launch (memory model) -> launch -> tell
+//   (after a trial's result: the candidates its recalibration un-pruned are
+//   restored to the sampler, then the result is told).
 // It ends when the sampler is finished, at the time budget (no trial starts
 // after it; the study resumes on the next run), or after max_trials launches
 // by this run. Progress shows every trial, every decision and, after each
@@ -43,6 +45,7 @@ struct BestPoint {
 struct DriveSummary {
   int64_t launched = 0;
   int64_t pruned_before_launch = 0;
+  int64_t unpruned = 0;  // pruned by prediction, back after a recalibration
   int64_t stopped_early = 0;
   double trial_wall_s = 0;
   bool stopped_by_budget = false;

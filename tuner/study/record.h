@@ -21,6 +21,11 @@ inline constexpr const char* kResultEvent = "result";
 // again): the journal reads as if that result never came, so the replay
 // starts the trial again, once.
 inline constexpr const char* kRequeueEvent = "requeue";
+// A candidate pruned by the memory model's prediction that a recalibration
+// (after a measured trial) predicts to fit: pending again. Not part of the
+// journal the replay reads: the replay makes the same decision itself
+// (Study::finish), in the same place.
+inline constexpr const char* kUnpruneEvent = "unprune";
 
 struct StudyRecord {
   enum class Kind { Launch, Result };

@@ -44,7 +44,8 @@ Replayed replay_study(Study& study, std::unique_ptr<Sampler>& sampler,
   sampler->take_notes();
 
   study.set_dry(true);
-  std::vector<TrialReport> told;        // every replayed result, in order
+  // Every replayed result, in order, with the candidates it un-pruned.
+  std::vector<std::pair<TrialReport, std::vector<size_t>>> told;
   std::vector<TrialRequest> in_flight;  // launched, no result yet (oldest first)
   for (const auto& rec : records) {
     const auto at = index.find(rec.trial);
@@ -73,9 +74,12 @@ Replayed replay_study(Study& study, std::unique_ptr<Sampler>& sampler,
       in_flight.erase(flying);
     }
     const Study::Finished fin = study.finish(i, req, rec.outcome);
-    told.push_back(fin.report);
+    std::vector<size_t> restored;
+    for (const auto& u : fin.unpruned) restored.push_back(u.index);
+    told.emplace_back(fin.report, restored);
     ++out.results;
     if (out.matched) {
+      for (size_t k : restored) sampler->restore(study, k);  // as the loop does (drive.cpp)
       sampler->tell(study, fin.report);
       sampler->take_notes();
     }
@@ -87,7 +91,10 @@ Replayed replay_study(Study& study, std::unique_ptr<Sampler>& sampler,
     // The journal and this sampler parted: a fresh one learns it all, in order.
     sampler = make_sampler();
     for (const auto& r : warm) sampler->tell(study, r);
-    for (const auto& r : told) sampler->tell(study, r);
+    for (const auto& [r, restored] : told) {
+      for (size_t k : restored) sampler->restore(study, k);
+      sampler->tell(study, r);
+    }
     sampler->take_notes();
   }
   study.set_dry(false);

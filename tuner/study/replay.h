@@ -10,6 +10,12 @@
 // without a result are handed back, to be started again first and once. A
 // finished study thus asks for nothing more.
 //
+// Prunes by the memory model's prediction and un-prunes (a recalibration
+// after a result predicts a pruned candidate to fit) are not journalled as
+// such: the replay decides them again where the interrupted study did (the
+// loop's prune before each journalled launch; Study::finish after each
+// result, the sampler told restore() before the result, as drive.cpp does).
+//
 // When an ask differs from the journal (the space changed, or a time budget
 // cut exploration at another moment), the sampler is made afresh and told
 // every journalled result in order, and decides from there.

@@ -1,6 +1,7 @@
 #include "tuner/study/study.h"
 
 #include <cmath>
+#include <cstdio>
 #include <map>
 
 #include "tuner/report/report.h"
@@ -8,6 +9,28 @@
 #include "tuner/trial/run_metrics.h"
 
 namespace partune {
+
+namespace {
+
+// A prune reason of the memory model (prediction_prune_reason), not of a
+// measured trial.
+bool prediction_reason(const std::string& reason, const std::string& pruned_by) {
+  return pruned_by.empty() && reason.rfind("predicted", 0) == 0;
+}
+
+std::string gib(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.1f GiB", v);
+  return buf;
+}
+
+// The 'unprune' event's message and data.
+std::string unprune_message(const Study::Unpruned& u, bool known, const std::string& caused_by) {
+  return (known ? "now predicted " + gib(u.now_gib) : std::string("the memory model no longer speaks for it")) +
+         " (was " + gib(u.was_gib) + " when pruned) after trial " + caused_by + " recalibrated the memory model";
+}
+
+}  // namespace
 
 Study::Study(const Space& space, std::vector<Candidate> candidates, Store& store, std::unique_ptr<MemoryModel> memory,
              std::function<double()> clock, std::optional<double> budget_s, const std::set<std::string>& replayed)
@@ -30,7 +53,10 @@ Study::Study(const Space& space, std::vector<Candidate> candidates, Store& store
     const TrialRecord& r = it->second;
     State& s = state_[i];
     s.attempt = r.attempt;
-    if (replayed.count(r.id)) {
+    if (replayed.count(r.id) || (r.status == TrialStatus::Pruned && prediction_reason(r.reason, r.pruned_by))) {
+      // A journalled trial, or one pruned by a prediction: the replay makes
+      // its state (the loop's prunes and un-prunes, in order); sync_store
+      // then compares it with this row.
       s.replayed = true;
       continue;
     }
@@ -194,7 +220,21 @@ int64_t Study::sync_store() {
     const TrialStatus stored = it->second.status;
     const bool open = stored == TrialStatus::Pending || stored == TrialStatus::Running;
     if (stored == TrialStatus::Pruned && s.status == TrialStatus::Pending) {
-      s.status = TrialStatus::Pruned;  // pruned by a later run while it waited to be run again
+      if (s.unpruned_dry > 0 && s.unpruned_dry > unprune_events(candidates_[i].id)) {
+        // The replay un-pruned it, and the kill came before the un-prune
+        // was written.
+        if (store_.mark_unpruned(space_.study.name, candidates_[i].id, s.unprune_message, s.unprune_data)) ++mended;
+        record_prediction(i);
+      } else {
+        // Pruned after the last journalled event (by the loop before a
+        // launch that never came, or by a later run while it waited to be
+        // run again).
+        s.status = TrialStatus::Pruned;
+        s.reason = it->second.reason;
+        s.pruned_by = it->second.pruned_by;
+        s.pruned_at_gib =
+            it->second.facts.contains("prediction") ? it->second.facts["prediction"].value("memory_gib", 0.0) : 0.0;
+      }
     } else if (open && (s.status == TrialStatus::Done || s.status == TrialStatus::Failed)) {
       store_.set_facts(space_.study.name, candidates_[i].id, {{"search", search_facts(i)}});
       store_.finish_trial(space_.study.name, candidates_[i].id, s.status, s.failure, s.reason, s.metrics, s.wall_s);
@@ -280,7 +320,8 @@ Study::Finished Study::finish(size_t i, const TrialRequest& request, const Trial
       store_.set_trial_costs(study, candidates_[i].id, o.startup_s, o.host_peak_rss_gib);
   }
 
-  if (o.status == TrialStatus::Done) observe_memory(i, o.metrics);
+  const bool observed = o.status == TrialStatus::Done && o.metrics.memory_gib;
+  if (observed) observe_memory(i, o.metrics);
   if (auto why = over_memory_limit(o.failure, o.metrics, limit_)) {
     std::vector<const Candidate*> pending;
     for (size_t k = 0; k < state_.size(); ++k)
@@ -290,13 +331,68 @@ Study::Finished Study::finish(size_t i, const TrialRequest& request, const Trial
         if (candidates_[k].id == d.candidate_id && prune(k, d.reason, candidates_[i].id)) f.pruned.push_back(d);
     }
   }
+  if (observed) f.unpruned = unprune_fitting(i);
   return f;
+}
+
+bool Study::pruned_by_prediction(size_t i) const {
+  return state_[i].status == TrialStatus::Pruned && prediction_reason(state_[i].reason, state_[i].pruned_by);
+}
+
+std::vector<Study::Unpruned> Study::unprune_fitting(size_t i) {
+  std::vector<size_t> back;
+  for (size_t k = 0; k < state_.size(); ++k)
+    if (pruned_by_prediction(k) && predicted_to_fit(k)) back.push_back(k);
+  if (back.empty()) return {};
+  // What a measured trial showed cannot fit stays pruned, whatever the model
+  // says: a trial over the memory limit that needs no more memory than it.
+  std::vector<const Candidate*> cands;
+  for (size_t k : back) cands.push_back(&candidates_[k]);
+  std::set<std::string> held;
+  for (size_t j = 0; j < state_.size(); ++j) {
+    const State& t = state_[j];
+    if (t.status != TrialStatus::Done && t.status != TrialStatus::Failed) continue;
+    if (auto why = over_memory_limit(t.failure, t.metrics, limit_))
+      for (const auto& d : dominated_by(candidates_[j], *why, cands)) held.insert(d.candidate_id);
+  }
+  std::vector<Unpruned> out;
+  for (size_t k : back) {
+    if (held.count(candidates_[k].id)) continue;
+    State& s = state_[k];
+    const MemoryPrediction p = prediction(k);
+    Unpruned u{k, s.pruned_at_gib, p.memory_gib};
+    const std::string message = unprune_message(u, p.known, candidates_[i].id);
+    const nlohmann::json data = {{"caused_by", candidates_[i].id},
+                                 {"was_gib", u.was_gib},
+                                 {"now_gib", p.known ? nlohmann::json(u.now_gib) : nlohmann::json(nullptr)},
+                                 {"reason", s.reason}};
+    if (dry_) {
+      ++s.unpruned_dry;
+      s.unprune_message = message;
+      s.unprune_data = data;
+    } else if (!store_.mark_unpruned(space_.study.name, candidates_[k].id, message, data)) {
+      continue;
+    }
+    s.status = TrialStatus::Pending;
+    s.reason.clear();
+    s.pruned_by.clear();
+    record_prediction(k);
+    out.push_back(u);
+  }
+  return out;
+}
+
+int64_t Study::unprune_events(const std::string& id) {
+  int64_t n = 0;
+  for (const auto& e : store_.events(space_.study.name, id)) n += e.kind == kUnpruneEvent;
+  return n;
 }
 
 bool Study::prune(size_t i, const std::string& reason, const std::string& caused_by) {
   if (state_[i].status != TrialStatus::Pending) return false;
   if (!dry_ && !store_.mark_pruned(space_.study.name, candidates_[i].id, reason, caused_by)) return false;
   record_prediction(i);
+  state_[i].pruned_at_gib = prediction(i).memory_gib;
   state_[i].status = TrialStatus::Pruned;
   state_[i].reason = reason;
   state_[i].pruned_by = caused_by;

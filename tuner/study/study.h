@@ -15,6 +15,14 @@
 // the Study "dry" (nothing written), so its state, memory model included,
 // grows in the order things happened; sync_store then mends the rows a kill
 // left behind, and the study goes on live.
+//
+// A prune by the memory model's prediction is not for good: after each
+// measured trial recalibrates the model, every candidate pruned by a
+// prediction (not by a measured trial) that is now predicted to fit is
+// pending again (Finished::unpruned; an 'unprune' event). Candidates pruned
+// by a prediction start a resumed study pending, like the journalled
+// trials: the replay prunes and un-prunes them where the interrupted study
+// did.
 #pragma once
 #include <functional>
 #include <memory>
@@ -84,9 +92,16 @@ class Study : public StudyView {
   // its result is journalled, e.g. during a confirmation run or a
   // production check). Returns how many rows it mended.
   int64_t sync_store();
+  // A candidate back from a prune by prediction: the prediction that pruned
+  // it and the recalibrated one.
+  struct Unpruned {
+    size_t index = 0;
+    double was_gib = 0, now_gib = 0;
+  };
   struct Finished {
     TrialReport report;
     std::vector<PruneDecision> pruned;  // what this trial's memory pruned
+    std::vector<Unpruned> unpruned;     // what its recalibration brought back, in plan order
   };
   Finished finish(size_t i, const TrialRequest& request, const TrialOutcome& outcome);
   // A pending candidate set aside before launch; false if it was not pending.
@@ -112,7 +127,20 @@ class Study : public StudyView {
     std::vector<TrialMetrics> full_runs;
     TrialRequest last_request;  // of the latest result
     std::string stopped_early;  // its reason, when the latest run was stopped early
+    double pruned_at_gib = 0;   // the prediction when it was pruned by one
+    // Un-prunes during the journal's replay, and the latest one's event, for
+    // sync_store to write if the kill came before the interrupted study did.
+    int64_t unpruned_dry = 0;
+    std::string unprune_message;
+    nlohmann::json unprune_data;
   };
+  // The 'unprune' events the store holds for a trial.
+  int64_t unprune_events(const std::string& id);
+  // Pruned by the memory model's prediction (not by a measured trial).
+  bool pruned_by_prediction(size_t i) const;
+  // After trial i's measurement recalibrated the model: the candidates
+  // pruned by prediction that now fit, back to pending.
+  std::vector<Unpruned> unprune_fitting(size_t i);
   // facts_json.search: the latest run's request, the short result, the full
   // runs, their mean and spread.
   nlohmann::json search_facts(size_t i) const;
