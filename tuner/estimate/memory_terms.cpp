@@ -11,6 +11,8 @@ namespace partune {
 namespace {
 
 constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;
+// [routed rows, dim] gradients alive at once in an MoE block's backward.
+constexpr double kMoeBackwardRows = 5.0;
 
 AcKind ac_kind(const AcPolicy& p) {
   switch (p.mode) {
@@ -258,6 +260,11 @@ MemoryTerms embedded_memory_terms(const MemoryShape& s) {
     working += T * per_block + block_copy;  // a checkpointed block, recomputed whole
   else if (s.ac == AcKind::PerOp)
     working += T * (per_block - saved_block) + block_copy;  // what per-op AC recomputes, and its weight copy
+  if (f.moe && split.saved + split.checkpointed > 0) {
+    // An MoE block's backward: its [routed rows, dim] gradient buffers.
+    const double rows = (l.token_split ? 1.0 / l.tp : 1.0) * double(f.top_k) * T;
+    working += kMoeBackwardRows * rows * c * D;
+  }
   const double at_loss = acts + transient + logits;
   if (s.grad_accumulation > 1) {  // later microbatches run forward and loss with every gradient allocated
     t.grads = (grads + std::max(0.0, acts + transient + working - at_loss)) / kGiB;
