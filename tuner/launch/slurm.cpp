@@ -130,6 +130,29 @@ std::map<std::string, std::string> down_nodes(const std::string& job_id, const s
   return down;
 }
 
+std::optional<double> slurmd_timeout_s() {
+  const ClientResult r = run_client({"scontrol", "show", "config"}, 10);
+  if (r.exit_code != 0) return std::nullopt;
+  for (const auto& line : r.lines) {
+    if (line.rfind("SlurmdTimeout", 0) != 0) continue;
+    const auto eq = line.find('=');
+    if (eq == std::string::npos) return std::nullopt;
+    const char* from = line.c_str() + eq + 1;
+    char* end = nullptr;
+    const double v = std::strtod(from, &end);
+    if (end == from || !(v >= 0)) return std::nullopt;
+    return v;
+  }
+  return std::nullopt;
+}
+
+bool srun_lost_a_slurmd(const std::string& reason) {
+  for (const char* marker : {"Zero Bytes were transmitted or received", "Communication connection failure",
+                             "Connection refused", "Socket timed out on send/recv"})
+    if (reason.find(marker) != std::string::npos) return true;
+  return false;
+}
+
 int cancel_steps(const std::string& job_id, const std::string& name_prefix) {
   std::vector<std::string> argv = {"squeue", "--steps", "--noheader", "--format=%i %j"};
   if (!job_id.empty()) argv.push_back("--jobs=" + job_id);

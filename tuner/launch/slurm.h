@@ -5,6 +5,7 @@
 // Everything here runs Slurm's own clients, argv only.
 #pragma once
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -64,6 +65,16 @@ int cancel_steps(const std::string& job_id, const std::string& name_prefix);
 // Empty when every one can, or when Slurm cannot answer (then nothing is
 // left out on a guess).
 std::map<std::string, std::string> down_nodes(const std::string& job_id, const std::vector<std::string>& nodes);
+
+// The cluster's SlurmdTimeout in seconds (`scontrol show config`): how long
+// Slurm takes to mark a node whose slurmd stopped answering DOWN. nullopt
+// when Slurm cannot say.
+std::optional<double> slurmd_timeout_s();
+
+// Whether srun's error says it lost contact with a node's slurmd without
+// naming the node ("slurm_receive_msgs: [[host]:port] failed: Zero Bytes
+// were transmitted or received", "Communication connection failure").
+bool srun_lost_a_slurmd(const std::string& reason);
 
 // The output lines and exit code of a short Slurm client call (no shell;
 // ended after timeout_s).

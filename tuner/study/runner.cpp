@@ -15,6 +15,7 @@
 #include <fstream>
 #include <functional>
 #include <limits>
+#include <map>
 #include <mutex>
 #include <thread>
 
@@ -539,6 +540,7 @@ class ProcessExecutor : public TrialExecutor {
   };
 
   static constexpr double kSrunOnlyGraceS = 600;
+  static constexpr double kVerdictCapS = 330;
 
   // The node of `slot` srun's error names as the one that failed ("Task
   // launch for StepId=J.S failed on node n2: ...", "Node failure on n2"), or "".
@@ -551,6 +553,23 @@ class ProcessExecutor : public TrialExecutor {
       if (std::find(slot.nodes.begin(), slot.nodes.end(), node) != slot.nodes.end()) return node;
     }
     return "";
+  }
+
+  // srun lost a slurmd of the slot without naming its node: Slurm marks a
+  // node whose slurmd stopped answering DOWN after SlurmdTimeout, so ask it
+  // until then (plus a margin; at most kVerdictCapS). Only this trial's
+  // slot waits (each runs on a thread of its own), and a node that died
+  // takes its slot out of use anyway. Nothing down by then: an ordinary
+  // failure.
+  std::map<std::string, std::string> await_slurms_verdict(const TrialSlot& slot) const {
+    const double wait_s = std::min(kVerdictCapS, slurmd_timeout_s().value_or(kVerdictCapS) + 5);
+    const auto until = Clock::now() + std::chrono::duration<double>(wait_s);
+    std::map<std::string, std::string> down;
+    while (down.empty() && Clock::now() < until && !abort_) {
+      std::this_thread::sleep_for(std::chrono::seconds(1));
+      down = down_nodes(slurm_job_, slot.nodes);
+    }
+    return down;
   }
 
   static std::string node_list(const TrialSlot& slot) {
@@ -587,6 +606,7 @@ class ProcessExecutor : public TrialExecutor {
       const bool slurm_agrees = !down.empty();
       if (down.empty())
         if (const std::string node = node_srun_blames(o.reason, slot); !node.empty()) down[node] = "named by srun";
+      if (down.empty() && srun_lost_a_slurmd(o.reason)) down = await_slurms_verdict(slot);
       if (!down.empty()) {
         std::string nodes;
         for (const auto& [node, state] : down) nodes += (nodes.empty() ? "" : ", ") + node + " (" + state + ")";
