@@ -54,12 +54,6 @@ Predictions predict_all(const Space& space, const PlanResult& plan) {
   return out;
 }
 
-std::string gib(double v) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.1f GiB", v);
-  return buf;
-}
-
 }  // namespace
 
 nlohmann::json plan_output_json(const Space& space, const PlanResult& plan) {
@@ -82,7 +76,7 @@ std::string plan_output_table(const Space& space, const PlanResult& plan) {
   PlanColumn memory{"predicted", {}}, fits{"fits", {}};
   int64_t fit = 0;
   for (const Predicted& r : pred.rows) {
-    memory.cells.push_back(r.p.known ? gib(r.p.memory_gib) : "?");
+    memory.cells.push_back(r.p.known ? gib_text(r.p.memory_gib) : "?");
     fits.cells.push_back(!r.fits ? "?" : *r.fits ? "yes" : "no");
     if (r.fits && *r.fits) ++fit;
   }
@@ -91,7 +85,7 @@ std::string plan_output_table(const Space& space, const PlanResult& plan) {
   if (pred.capacity_gib) {
     std::snprintf(line, sizeof line, "memory: %lld of %zu candidates predicted to fit under %.0f%% of %s",
                   static_cast<long long>(fit), pred.rows.size(), 100.0 * space.prune.memory_headroom,
-                  gib(*pred.capacity_gib).c_str());
+                  gib_text(*pred.capacity_gib).c_str());
   } else {
     std::snprintf(line, sizeof line,
                   "memory: device memory unknown until the first trial; set [hardware] memory_gib to judge fits now");

@@ -194,12 +194,16 @@ bool predicted_to_fit(const MemoryPrediction& p, double capacity_gib, double hea
 
 std::string prediction_prune_reason(const MemoryPrediction& p, double capacity_gib, double headroom, double sigmas) {
   if (predicted_to_fit(p, capacity_gib, headroom, sigmas)) return "";
-  const std::string limit = number(headroom * 100.0, "%.4g") + "% of " + number(capacity_gib, "%.1f") + " GiB";
-  const std::string predicted = "predicted " + number(p.memory_gib, "%.1f") + " GiB";
+  const std::string limit = number(headroom * 100.0, "%.4g") + "% of " + gib_text(capacity_gib);
+  const std::string predicted = "predicted " + gib_text(p.memory_gib);
   if (!p.verified)
     return predicted + " > " + limit + " (unverified: no trial of this study has run at " + p.regime + " yet)";
   if (p.memory_gib > headroom * capacity_gib) return predicted + " > " + limit;
-  return predicted + " + " + number(sigmas, "%.3g") + " x " + number(p.sigma_gib, "%.1f") + " GiB margin > " + limit;
+  return predicted + " + " + number(sigmas, "%.3g") + " x " + gib_text(p.sigma_gib) + " margin > " + limit;
 }
+
+bool is_prediction_prune_reason(const std::string& reason) { return reason.rfind("predicted", 0) == 0; }
+
+std::string gib_text(double gib) { return number(gib, "%.1f") + " GiB"; }
 
 }  // namespace partune

@@ -93,4 +93,11 @@ bool predicted_to_fit(const MemoryPrediction& p, double capacity_gib, double hea
 std::string prediction_prune_reason(const MemoryPrediction& p, double capacity_gib, double headroom,
                                     double sigmas = 2.0);
 
+// Whether a prune reason is prediction_prune_reason's (the model's), not a
+// measured trial's.
+bool is_prediction_prune_reason(const std::string& reason);
+
+// "151.2 GiB": memory as the prune reasons and the study's notes print it.
+std::string gib_text(double gib);
+
 }  // namespace partune

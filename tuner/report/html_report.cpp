@@ -8,6 +8,7 @@
 #include <set>
 
 #include "common/job_keys.h"
+#include "tuner/estimate/memory_model.h"
 #include "tuner/report/exporter.h"
 #include "tuner/report/format.h"
 #include "tuner/report/report.h"
@@ -444,7 +445,7 @@ std::string pruned_section(const Context& c) {
         std::string why = cause ? unhealthy_because(cause->status, cause->failure, cause->metrics, c.rule) : "";
         if (cause && cause->failure != FailureClass::None) why = std::string(to_string(cause->failure));
         groups["pruned by trial " + r.pruned_by + (why.empty() ? "" : " (" + why + ")")].push_back(&r);
-      } else if (r.attempt == 0 && r.reason.rfind("predicted", 0) == 0) {
+      } else if (r.attempt == 0 && is_prediction_prune_reason(r.reason)) {
         groups["pruned by the memory model's prediction"].push_back(&r);
       } else {
         groups["pruned: " + r.reason].push_back(&r);

@@ -6,6 +6,7 @@
 
 #include "common/error.h"
 #include "common/job_keys.h"
+#include "tuner/estimate/memory_model.h"
 #include "tuner/report/format.h"
 #include "tuner/report/report.h"
 
@@ -63,7 +64,7 @@ std::string prediction_text(const TrialRecord& r) {
 
 bool pruned_by_prediction(const TrialRecord& r) {
   return r.status == TrialStatus::Pruned && r.pruned_by.empty() && r.attempt == 0 &&
-         r.reason.rfind("predicted", 0) == 0;
+         is_prediction_prune_reason(r.reason);
 }
 
 }  // namespace

@@ -4,6 +4,8 @@
 #include <cstdio>
 #include <map>
 
+#include "tuner/estimate/memory_model.h"
+
 namespace partune {
 
 namespace {
@@ -16,12 +18,6 @@ std::string duration(double s) {
     std::snprintf(buf, sizeof buf, "%dm%02ds", int(s / 60), int(s) % 60);
   else
     std::snprintf(buf, sizeof buf, "%.0fs", s);
-  return buf;
-}
-
-std::string gib(double v) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.1f GiB", v);
   return buf;
 }
 
@@ -171,8 +167,8 @@ DriveSummary drive_study(Study& study, Sampler& sampler, TrialExecutor& executor
     for (const auto& u : fin.unpruned) {
       const MemoryPrediction p = study.prediction(u.index);
       progress.note("back from pruned: " + study.candidate(u.index).id + " now predicted " +
-                    (p.known ? gib(u.now_gib) : std::string("unknown")) + " (was " + gib(u.was_gib) + ") after " +
-                    c.id);
+                    (p.known ? gib_text(u.now_gib) : std::string("unknown")) + " (was " + gib_text(u.was_gib) +
+                    ") after " + c.id);
       sampler.restore(study, u.index);
       ++sum.unpruned;
     }

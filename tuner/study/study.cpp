@@ -1,7 +1,6 @@
 #include "tuner/study/study.h"
 
 #include <cmath>
-#include <cstdio>
 #include <map>
 
 #include "tuner/report/report.h"
@@ -15,19 +14,13 @@ namespace {
 // A prune reason of the memory model (prediction_prune_reason), not of a
 // measured trial.
 bool prediction_reason(const std::string& reason, const std::string& pruned_by) {
-  return pruned_by.empty() && reason.rfind("predicted", 0) == 0;
-}
-
-std::string gib(double v) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.1f GiB", v);
-  return buf;
+  return pruned_by.empty() && is_prediction_prune_reason(reason);
 }
 
 // The 'unprune' event's message and data.
 std::string unprune_message(const Study::Unpruned& u, bool known, const std::string& caused_by) {
-  return (known ? "now predicted " + gib(u.now_gib) : std::string("the memory model no longer speaks for it")) +
-         " (was " + gib(u.was_gib) + " when pruned) after trial " + caused_by + " recalibrated the memory model";
+  return (known ? "now predicted " + gib_text(u.now_gib) : std::string("the memory model no longer speaks for it")) +
+         " (was " + gib_text(u.was_gib) + " when pruned) after trial " + caused_by + " recalibrated the memory model";
 }
 
 }  // namespace
