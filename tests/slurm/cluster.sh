@@ -46,8 +46,12 @@ cluster_start() {
   # steps at once that mostly sleep, on CI's 2 cores.
   cpus=16
   mem=$(( $(awk '/MemTotal/ {print int($2 / 1024)}' /proc/meminfo) - 1024 ))
-  # Ports of their own, so that tests running at once do not meet.
-  port=$(( 20000 + (RANDOM % 2000) * 8 ))
+  # Ports of their own, so that tests running at once do not meet, and
+  # below the kernel's ephemeral range (where srun's and the steps' own
+  # sockets may already hold one).
+  local ephemeral
+  ephemeral=$(awk '{print $1}' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+  port=$(( 20000 + (RANDOM % ((ephemeral - 20000 - 16) / 8)) * 8 ))
   mkdir -p "$dir"/{state,log,dev}
   for i in $(seq 1 "$nodes"); do mkdir -p "$dir/spool$i"; done
   for i in $(seq 0 $((gpus - 1))); do mknod -m 0666 "$dir/dev/nvidia$i" c 195 "$i"; done
@@ -107,13 +111,14 @@ cluster_start() {
       slurmd -f "$SLURM_CONF" -N "n$i" || { echo "FAIL: slurmd -N n$i did not start" >&2; return 1; }
     done
   fi
-  for _ in $(seq 100); do
+  # Up to 60 s: on CI's 2 busy cores a slurmd can take a while to register.
+  for _ in $(seq 300); do
     if [ "$(sinfo -h -o %T | sort -u)" = "idle" ] && [ "$(sinfo -h -N -o %N | wc -l)" -eq "$nodes" ]; then return 0; fi
     sleep 0.2
   done
-  echo "FAIL: the nodes did not become idle:" >&2
+  echo "FAIL: the nodes did not become idle (ports from $port):" >&2
   sinfo -N >&2
-  tail -20 "$dir"/log/*.log >&2
+  tail -n 20 "$dir"/log/*.log >&2
   return 1
 }
 
