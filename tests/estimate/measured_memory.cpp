@@ -87,6 +87,14 @@ const std::vector<MemoryMeasurement>& measured_memory() {
     add({"L4 s4096 b4 sel2 exp", "30B-A3B-L4", 1, -1, 1, 1, 4, 4096, "2", false, kH200, 77.45, expandable});
     add({"L4 s8192 b2 none exp", "30B-A3B-L4", 1, -1, 1, 1, 2, 8192, "none", false, kH200, 86.24, expandable});
     add({"L4 s8192 b4 sel2 exp", "30B-A3B-L4", 1, -1, 1, 1, 4, 8192, "2", false, kH200, 117.82, expandable});
+    // Per-op selective AC (the seed's and torchtitan's qwen3 default), compiled, expandable segments, on
+    // one H100 (docs/benchmarks.md, f0f49a9, 12 steps): the same call as the torchtitan rows below.
+    const std::string per_op = "one H100, compiled, expandable segments, f0f49a9 (docs/benchmarks.md)";
+    add({"L4 s8192 b2 op compile H100", "30B-A3B-L4", 1, -1, 1, 1, 2, 8192, "op", true, kH100, 50.71, per_op});
+    add({"L4 s12288 b2 op compile H100", "30B-A3B-L4", 1, -1, 1, 1, 2, 12288, "op", true, kH100, 51.86, per_op});
+    add({"L4 s8192 b2 none compile H100", "30B-A3B-L4", 1, -1, 1, 1, 2, 8192, "none", true, kH100, 59.31, per_op});
+    add({"L2 s8192 b2 op compile H100", "30B-A3B-L2", 1, -1, 1, 1, 2, 8192, "op", true, kH100, 31.87, per_op});
+    add({"L2 s12288 b2 op compile H100", "30B-A3B-L2", 1, -1, 1, 1, 2, 12288, "op", true, kH100, 36.91, per_op});
     MemoryMeasurement old{"L4 s4096 b1 none H100 (082959b)",
                           "30B-A3B-L4",
                           1,
@@ -109,6 +117,22 @@ const std::vector<MemoryMeasurement>& measured_memory() {
                                      kH200, 61.1, titan},
                    MemoryMeasurement{"L4 s8192 b4 sel2 compiled", "30B-A3B-L4", 1, -1, 1, 1, 4, 8192, "2", true, kH200,
                                      71.2, titan}}) {
+      m.torchtitan = true;
+      add(m);
+    }
+    // The same H100 call as the per-op rows above: compiled torchtitan on one GPU runs under autocast (AMP), not
+    // FSDP's bf16 mixed precision, so it keeps fp32 weights' bf16 copies and whole logits (docs/benchmarks.md).
+    const std::string titan_h100 = "torchtitan v0.2.2 compiled, one H100, expandable segments (docs/benchmarks.md)";
+    for (auto m : {MemoryMeasurement{"L4 s8192 b2 op tt H100", "30B-A3B-L4", 1, -1, 1, 1, 2, 8192, "op", true, kH100,
+                                     53.66, titan_h100},
+                   MemoryMeasurement{"L4 s12288 b2 op tt H100", "30B-A3B-L4", 1, -1, 1, 1, 2, 12288, "op", true, kH100,
+                                     63.30, titan_h100},
+                   MemoryMeasurement{"L4 s8192 b2 none tt H100", "30B-A3B-L4", 1, -1, 1, 1, 2, 8192, "none", true,
+                                     kH100, 61.09, titan_h100},
+                   MemoryMeasurement{"L2 s8192 b2 op tt H100", "30B-A3B-L2", 1, -1, 1, 1, 2, 8192, "op", true, kH100,
+                                     38.67, titan_h100},
+                   MemoryMeasurement{"L2 s12288 b2 op tt H100", "30B-A3B-L2", 1, -1, 1, 1, 2, 12288, "op", true, kH100,
+                                     43.98, titan_h100}}) {
       m.torchtitan = true;
       add(m);
     }

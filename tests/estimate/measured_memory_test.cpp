@@ -54,7 +54,7 @@ TEST(MeasuredMemory, UncalibratedMeetsTheIssueTargets) {
     std::printf("%-28s measured %6.2f predicted %6.2f +- %4.2f GiB (%+5.1f%%)\n", m.label.c_str(), m.measured_gib,
                 p.memory_gib, p.sigma_gib, 100 * (p.memory_gib / m.measured_gib - 1));
   }
-  ASSERT_EQ(errors.size(), 57u);
+  ASSERT_EQ(errors.size(), 62u);
   // The targets: median 5%, worst 12% (docs/memory-model.md).
   EXPECT_LE(median(errors), 0.05);
   EXPECT_LE(*std::max_element(errors.begin(), errors.end()), 0.12);
@@ -68,6 +68,8 @@ TEST(MeasuredMemory, OlderCodeAndCompiledTorchtitanAreInTheirClass) {
   for (const auto& m : measured_memory()) {
     if (!m.loose && !m.torchtitan) continue;
     const auto p = make_memory_model(space_for(m.world))->predict(config_of(m));
+    std::printf("%-28s measured %6.2f predicted %6.2f (%+5.1f%%)\n", m.label.c_str(), m.measured_gib, p.memory_gib,
+                100 * (p.memory_gib / m.measured_gib - 1));
     EXPECT_LE(relative_error(p.memory_gib, m.measured_gib), 0.20) << m.label << ": " << p.memory_gib;
   }
 }
