@@ -20,6 +20,16 @@ namespace fs = std::filesystem;
 inline const std::string kTune = TUNE_BIN;
 inline const std::string kFakeTrainer = FAKE_TRAINER_BIN;
 inline const std::string kFixtures = PARTUNE_FIXTURES_DIR;
+// The embedded trainer, for the tests that run it (test_cli is built with
+// it unless -DPARTUNE_TRAINER=OFF; CI builds it). REQUIRE_TRAINER() skips a
+// test in a build without it.
+#ifdef PARTUNE_TRAINER_BIN
+inline const std::string kTrainer = PARTUNE_TRAINER_BIN;
+#define REQUIRE_TRAINER()
+#else
+inline const std::string kTrainer;
+#define REQUIRE_TRAINER() GTEST_SKIP() << "built without the trainer (-DPARTUNE_TRAINER=OFF)"
+#endif
 
 // A folder of its own per test, removed at the end.
 class TempDir {

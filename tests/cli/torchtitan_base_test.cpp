@@ -13,14 +13,6 @@
 namespace partune::cli_testing {
 namespace {
 
-#ifdef PARTUNE_TRAINER_BIN
-const std::string kTrainer = PARTUNE_TRAINER_BIN;
-#define REQUIRE_TRAINER()
-#else
-const std::string kTrainer;
-#define REQUIRE_TRAINER() GTEST_SKIP() << "built without the trainer (-DPARTUNE_TRAINER=OFF)"
-#endif
-
 // An embedded-backend CPU study on `config` with a small flavor of the same
 // kind (dense or MoE) and a short sequence; `extra` adds [base.*] tables.
 std::string study_on(const TempDir& dir, const std::string& config, const std::string& flavor,

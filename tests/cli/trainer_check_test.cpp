@@ -11,14 +11,6 @@
 namespace partune::cli_testing {
 namespace {
 
-#ifdef PARTUNE_TRAINER_BIN
-const std::string kTrainer = PARTUNE_TRAINER_BIN;
-#define REQUIRE_TRAINER()
-#else
-const std::string kTrainer;
-#define REQUIRE_TRAINER() GTEST_SKIP() << "built without the trainer (-DPARTUNE_TRAINER=OFF)"
-#endif
-
 // `trainer args...` in the test's folder, output captured (no shell).
 Result run_trainer(const std::vector<std::string>& args, const TempDir& dir,
                    const std::string& stdin_path = "/dev/null") {
