@@ -34,7 +34,7 @@ void apply_loss_parallel(Qwen3Model& model, ParallelModelState& st, bool enabled
   h.vocab_start = vocab / T * r;
   h.max_over_tp = [g = tp](const torch::Tensor& x) { return all_reduce_max(x, g); };
   h.sum_over_tp = [g = tp](const torch::Tensor& x) { return all_reduce_sum(x, g); };
-  h.enter_region = [g = tp](const torch::Tensor& x) { return grad_all_reduce(x, g); };
+  h.enter_region = tensor_parallel_hooks(tp).enter_region;  // the same gradient sum as a TP region's input
   model->loss_parallel = std::move(h);
 }
 
