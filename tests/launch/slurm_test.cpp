@@ -3,8 +3,11 @@
 #include "tuner/launch/slurm.h"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cstdlib>
+#include <filesystem>
+#include <fstream>
 
 #include "common/error.h"
 #include "tuner/launch/cuda_devices.h"
@@ -156,6 +159,34 @@ TEST(TrialSlots, TheLauncherPinsAProcessToItsCpus) {
   const LaunchResult r = launch(procs, {}, [&](size_t, std::string_view line) { seen = line; });
   EXPECT_EQ(trial_exit(r).first, 0);
   EXPECT_EQ(seen, "Cpus_allowed_list:\t0");
+}
+
+// `scontrol show config` as Slurm 22.05 prints it, from a stand-in scontrol
+// first on PATH (the parser under test; tests/slurm asks a real one).
+TEST(Slurm, ConfigSecondsReadsTheKeyNamedAndNoOther) {
+  const auto dir = std::filesystem::temp_directory_path() / ("partune_scontrol_" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  {
+    std::ofstream f(dir / "scontrol");
+    f << "#!/bin/sh\n[ \"$1 $2\" = \"show config\" ] || exit 1\n"
+         "echo 'SlurmdTimeoutExtra      = 99 sec'\necho 'SlurmdTimeout           = 300 sec'\n"
+         "echo 'MessageTimeout          = 10 sec'\necho 'SlurmctldTimeout        = bogus'\n";
+  }
+  std::filesystem::permissions(dir / "scontrol", std::filesystem::perms::owner_all);
+  const std::string old_path = std::getenv("PATH") ? std::getenv("PATH") : "";
+  ::setenv("PATH", (dir.string() + ":" + old_path).c_str(), 1);
+  const auto slurmd = slurm_config_seconds("SlurmdTimeout");
+  const auto message = slurm_config_seconds("MessageTimeout");
+  const auto bogus = slurm_config_seconds("SlurmctldTimeout");
+  const auto absent = slurm_config_seconds("KillWait");
+  ::setenv("PATH", old_path.c_str(), 1);
+  std::filesystem::remove_all(dir);
+  ASSERT_TRUE(slurmd.has_value());
+  EXPECT_EQ(*slurmd, 300);  // not the 99 of a longer key that starts the same
+  ASSERT_TRUE(message.has_value());
+  EXPECT_EQ(*message, 10);
+  EXPECT_FALSE(bogus.has_value());
+  EXPECT_FALSE(absent.has_value());
 }
 
 }  // namespace

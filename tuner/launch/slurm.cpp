@@ -130,11 +130,11 @@ std::map<std::string, std::string> down_nodes(const std::string& job_id, const s
   return down;
 }
 
-std::optional<double> slurmd_timeout_s() {
+std::optional<double> slurm_config_seconds(const std::string& key) {
   const ClientResult r = run_client({"scontrol", "show", "config"}, 10);
   if (r.exit_code != 0) return std::nullopt;
   for (const auto& line : r.lines) {
-    if (line.rfind("SlurmdTimeout", 0) != 0) continue;
+    if (line.rfind(key, 0) != 0 || line.find_first_of(" =", key.size()) != key.size()) continue;
     const auto eq = line.find('=');
     if (eq == std::string::npos) return std::nullopt;
     const char* from = line.c_str() + eq + 1;

@@ -66,10 +66,11 @@ int cancel_steps(const std::string& job_id, const std::string& name_prefix);
 // left out on a guess).
 std::map<std::string, std::string> down_nodes(const std::string& job_id, const std::vector<std::string>& nodes);
 
-// The cluster's SlurmdTimeout in seconds (`scontrol show config`): how long
-// Slurm takes to mark a node whose slurmd stopped answering DOWN. nullopt
-// when Slurm cannot say.
-std::optional<double> slurmd_timeout_s();
+// A duration of the cluster's configuration in seconds (`scontrol show
+// config`, a line "Key = 5 sec"), such as SlurmdTimeout (how long a node's
+// slurmd may stay silent before Slurm marks the node DOWN) or MessageTimeout
+// (how long one of Slurm's pings may take). nullopt when Slurm cannot say.
+std::optional<double> slurm_config_seconds(const std::string& key);
 
 // Whether srun's error says it lost contact with a node's slurmd without
 // naming the node ("slurm_receive_msgs: [[host]:port] failed: Zero Bytes

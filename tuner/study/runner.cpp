@@ -541,6 +541,7 @@ class ProcessExecutor : public TrialExecutor {
 
   static constexpr double kSrunOnlyGraceS = 600;
   static constexpr double kVerdictCapS = 330;
+  static constexpr double kDefaultMessageTimeoutS = 10;  // Slurm's default MessageTimeout
 
   // The node of `slot` srun's error names as the one that failed ("Task
   // launch for StepId=J.S failed on node n2: ...", "Node failure on n2"), or "".
@@ -556,13 +557,17 @@ class ProcessExecutor : public TrialExecutor {
   }
 
   // srun lost a slurmd of the slot without naming its node: Slurm marks a
-  // node whose slurmd stopped answering DOWN after SlurmdTimeout, so ask it
-  // until then (plus a margin; at most kVerdictCapS). Only this trial's
-  // slot waits (each runs on a thread of its own), and a node that died
-  // takes its slot out of use anyway. Nothing down by then: an ordinary
-  // failure.
+  // node whose slurmd stopped answering DOWN once SlurmdTimeout has passed
+  // and its ping of the node has timed out (MessageTimeout), so ask it
+  // until then (plus a margin; at most kVerdictCapS). A wait of SlurmdTimeout
+  // + 5 s alone missed the verdict on a busy 2-core test cluster (Slurm
+  // marked the node only by the time the next trial failed). Only this trial's slot waits (each runs
+  // on a thread of its own), and a node that died takes its slot out of use
+  // anyway. Nothing down by then: an ordinary failure.
   std::map<std::string, std::string> await_slurms_verdict(const TrialSlot& slot) const {
-    const double wait_s = std::min(kVerdictCapS, slurmd_timeout_s().value_or(kVerdictCapS) + 5);
+    const auto slurmd = slurm_config_seconds("SlurmdTimeout"), message = slurm_config_seconds("MessageTimeout");
+    const double wait_s =
+        slurmd ? std::min(kVerdictCapS, *slurmd + message.value_or(kDefaultMessageTimeoutS) + 5) : kVerdictCapS;
     const auto until = Clock::now() + std::chrono::duration<double>(wait_s);
     std::map<std::string, std::string> down;
     while (down.empty() && Clock::now() < until && !abort_) {
