@@ -559,11 +559,11 @@ class ProcessExecutor : public TrialExecutor {
   // srun lost a slurmd of the slot without naming its node: Slurm marks a
   // node whose slurmd stopped answering DOWN once SlurmdTimeout has passed
   // and its ping of the node has timed out (MessageTimeout), so ask it
-  // until then (plus a margin; at most kVerdictCapS). A wait of SlurmdTimeout
-  // + 5 s alone missed the verdict on a busy 2-core test cluster (Slurm
-  // marked the node only by the time the next trial failed). Only this trial's slot waits (each runs
-  // on a thread of its own), and a node that died takes its slot out of use
-  // anyway. Nothing down by then: an ordinary failure.
+  // until then (plus a margin; at most kVerdictCapS). SlurmdTimeout + 5 s
+  // alone missed the verdict on a busy 2-core test cluster (Slurm marked the
+  // node only by the time the next trial failed). Only this trial's slot
+  // waits (each runs on a thread of its own), and a node that died takes its
+  // slot out of use anyway. Nothing down by then: an ordinary failure.
   std::map<std::string, std::string> await_slurms_verdict(const TrialSlot& slot) const {
     const auto slurmd = slurm_config_seconds("SlurmdTimeout"), message = slurm_config_seconds("MessageTimeout");
     const double wait_s =
