@@ -35,19 +35,39 @@ TEST(Estimate, GridRunsEveryCandidatePredictedToFitOnce) {
   EXPECT_DOUBLE_EQ(e.seconds, static_cast<double>(fit) * (300 + space.trial.steps * 5));
 }
 
-TEST(Estimate, GuidedIsAFractionOfGridAndTheBudgetCapsIt) {
+TEST(Estimate, GuidedIsARangeFromItsRulesAFractionOfGridAndTheBudgetCapsIt) {
   Space guided = space_for("guided");
   const PlanResult planned = plan(guided);
   sim::SimMemoryModel memory;
   const StudyEstimate g = estimate_study_cost(guided, planned, memory);
   const StudyEstimate grid = estimate_study_cost(space_for("grid"), planned, memory);
-  // 15 layouts: 30 short trials, 8 promoted, 3 confirmations.
-  EXPECT_EQ(g.trials, 30 + 8 + 3);
-  EXPECT_LT(g.seconds, 0.12 * grid.seconds);
+  // 15 layouts: at the least 30 probes, 8 promoted, 3 confirmations; at the
+  // most 30 probes + 40 explored (patience), 18 promoted, 3 confirmations and
+  // 4 tie-break runs.
+  EXPECT_EQ(g.trials_min, 30 + 8 + 3);
+  EXPECT_EQ(g.trials, 70 + 18 + 3 + 4);
+  EXPECT_LT(g.seconds_min, g.seconds);
+  EXPECT_EQ(grid.trials_min, grid.trials);
+  EXPECT_DOUBLE_EQ(grid.seconds_min, grid.seconds);
+  EXPECT_LT(g.seconds, 0.2 * grid.seconds);
+  // A budget pays for exploration until it is spent: more launches than
+  // patience allows when it is long, fewer when short.
+  guided.search.time_budget_s = 2 * g.seconds;
+  const StudyEstimate night = estimate_study_cost(guided, planned, memory);
+  EXPECT_DOUBLE_EQ(night.seconds, 2 * g.seconds);
+  EXPECT_DOUBLE_EQ(night.seconds_min, 2 * g.seconds);
+  EXPECT_GT(night.trials_min, g.trials);
+  EXPECT_LT(night.trials_min, night.trials);  // tie-break runs take the place of explored ones
   guided.search.time_budget_s = 3600;
-  EXPECT_DOUBLE_EQ(estimate_study_cost(guided, planned, memory).seconds, 3600);
+  const StudyEstimate budgeted = estimate_study_cost(guided, planned, memory);
+  EXPECT_DOUBLE_EQ(budgeted.seconds, 3600);
+  EXPECT_DOUBLE_EQ(budgeted.seconds_min, 3600);
+  EXPECT_LT(budgeted.trials, g.trials_min);
   guided.search.max_trials = 5;
-  EXPECT_EQ(estimate_study_cost(guided, planned, memory).trials, 5);
+  const StudyEstimate capped = estimate_study_cost(guided, planned, memory);
+  EXPECT_EQ(capped.trials, 5);
+  EXPECT_EQ(capped.trials_min, 5);
+  EXPECT_LT(capped.seconds, 3600);
 }
 
 TEST(Estimate, MeasuredCostIsTheMedianStartupAndStepTime) {

@@ -12,6 +12,7 @@
 #include "tuner/search/sampler.h"
 #include "tuner/store/store.h"
 #include "tuner/study/drive.h"
+#include "tuner/study/estimate.h"
 #include "tuner/study/study.h"
 
 namespace partune::sim {
@@ -31,6 +32,7 @@ struct SimRun {
   std::map<std::string, TrialMetrics> metrics;              // every done trial's stored metrics, by id
   int64_t pending_predicted_to_fit = 0;                     // at the end: untried candidates the study would launch
   std::map<std::string, Candidate> candidates_by_id;
+  StudyEstimate estimate;  // what `tune plan` would have said before the study (the trial cost as it measured)
 
   // The best-so-far ratio at time t (0 before the first healthy result).
   double ratio_at(double t) const {
@@ -108,6 +110,8 @@ inline SimRun run_sim(const std::string& source_dir, const std::string& dir, con
   for (const auto& c : planned.candidates)
     if (Truth t = truth(c, o.landscape); t.healthy) run.best_truth = std::max(run.best_truth, t.mfu);
   run.drive = drive_study(study, sampler, executor, progress, options);
+  run.estimate = estimate_study_cost(space, planned, SimMemoryModel(o.landscape),
+                                     measured_trial_cost(store.trials(space.study.name), space.trial));
   for (size_t i = 0; i < study.size(); ++i)
     run.pending_predicted_to_fit += study.status(i) == TrialStatus::Pending && study.predicted_to_fit(i);
   run.asked = sampler.asked;

@@ -70,7 +70,8 @@ TEST_F(SimStudy, LandscapeHasTheShapeOfTheShippedSpace) {
 // The landscapes of issue 20, each through the real Study, 5 seeds (axis
 // values shuffled by the seed): the default strategy gets within 1% of the
 // best healthy config in at most 12% of grid's wall time (median), with at
-// most 5 OOM and 2 hanging launches; given a time budget of 12% of grid's
+// most 5 OOM and 2 hanging launches, and its launches and time within what
+// `tune plan` estimated (estimate_study_cost); given a time budget of 12% of grid's
 // wall time, it never ends with more than 20% of it unused while untried
 // candidates predicted to fit remain. The ASan build (PARTUNE_SIM_SUBSET)
 // runs two of them: all seven take minutes there.
@@ -104,11 +105,17 @@ TEST_P(Landscapes, DefaultStrategyFindsTheBestInAFractionOfTheGridsTime) {
     ratio.push_back(guided.final_ratio);
     EXPECT_LE(guided.counts.oom, 5) << "seed " << seed;
     EXPECT_LE(guided.counts.hang, 2) << "seed " << seed;
+    // `tune plan`'s estimate holds the study's launches.
+    EXPECT_GE(guided.counts.launched, guided.estimate.trials_min) << "seed " << seed;
+    EXPECT_LE(guided.counts.launched, guided.estimate.trials) << "seed " << seed;
+    EXPECT_GE(guided.wall_s, guided.estimate.seconds_min) << "seed " << seed;
+    EXPECT_LE(guided.wall_s, guided.estimate.seconds) << "seed " << seed;
     std::cout << GetParam() << " seed " << seed << ": guided " << guided.counts.launched << " trials, " << guided.wall_s
               << " s = " << 100 * guided.wall_s / grid << "% of grid (" << grid << " s); best "
               << 100 * guided.final_ratio << "% of the best; oom " << guided.counts.oom << ", hang "
               << guided.counts.hang << ", stopped early " << guided.counts.stopped_early << " (" << guided.drive.end
-              << ")\n";
+              << "); estimated " << guided.estimate.trials_min << " to " << guided.estimate.trials << " trials, "
+              << guided.estimate.seconds_min << " to " << guided.estimate.seconds << " s\n";
   }
   EXPECT_LE(median(time_fraction), 0.12);
   EXPECT_GE(median(ratio), 0.99);

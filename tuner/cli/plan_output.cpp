@@ -67,7 +67,10 @@ nlohmann::json plan_output_json(const Space& space, const PlanResult& plan) {
         {"verified", r.p.known && r.p.verified},
         {"regime", r.p.regime}};
   }
-  j["estimate"] = {{"trials", pred.estimate.trials}, {"seconds", pred.estimate.seconds}};
+  j["estimate"] = {{"trials", pred.estimate.trials},
+                   {"seconds", pred.estimate.seconds},
+                   {"trials_min", pred.estimate.trials_min},
+                   {"seconds_min", pred.estimate.seconds_min}};
   return j;
 }
 
@@ -95,9 +98,20 @@ std::string plan_output_table(const Space& space, const PlanResult& plan) {
     footer.push_back(
         "memory: fits are point estimates, unverified until a trial of the candidate's regime (depth, memory mode, "
         "TP, EP) has run; the study then adds a 2-sigma margin there (docs/memory-model.md)");
-  std::snprintf(line, sizeof line, "estimate: %lld trials, %.1f h of trials under the %s strategy (trial cost %s)",
-                static_cast<long long>(pred.estimate.trials), pred.estimate.seconds / 3600.0,
-                space.search.strategy.c_str(),
+  const StudyEstimate& e = pred.estimate;
+  const std::string trials = e.trials_min == e.trials
+                                 ? std::to_string(e.trials)
+                                 : std::to_string(e.trials_min) + " to " + std::to_string(e.trials);
+  char hours[64];
+  if (space.search.time_budget_s && e.seconds_min == *space.search.time_budget_s)
+    std::snprintf(hours, sizeof hours, "%.1f h (the time budget)", e.seconds / 3600.0);
+  else if (e.seconds_min == e.seconds)
+    std::snprintf(hours, sizeof hours, "%.1f h", e.seconds / 3600.0);
+  else
+    std::snprintf(hours, sizeof hours, "%.1f to %.1f h", e.seconds_min / 3600.0, e.seconds / 3600.0);
+  // Guided gives a range: where its exploration stops depends on what the trials measure.
+  std::snprintf(line, sizeof line, "estimate: %s trials, %s of trials under the %s strategy (trial cost %s)",
+                trials.c_str(), hours, space.search.strategy.c_str(),
                 pred.measured_cost ? "measured by this study's trials" : "a default guess until trials run");
   footer.push_back(line);
   return plan_to_table(plan, space, {memory, fits}, footer);

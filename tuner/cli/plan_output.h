@@ -14,7 +14,9 @@ namespace partune {
 // plan_to_json's shape, each candidate with "predicted": {"memory_gib":
 // float or null (model cannot speak for the config), "fits": bool or null
 // (device memory unknown)}, and a top-level "estimate": {"trials": int,
-// "seconds": float}.
+// "seconds": float, "trials_min": int, "seconds_min": float} (the most and
+// the least a study is expected to launch and spend; equal unless the
+// strategy decides as it goes).
 nlohmann::json plan_output_json(const Space& space, const PlanResult& plan);
 
 // plan_to_table with "predicted" and "fits" columns and a summary line.

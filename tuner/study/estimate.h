@@ -1,6 +1,7 @@
 // What a study is expected to cost before it runs: trials and seconds under
 // the space's strategy (the default, guided, unless [search] says otherwise),
-// for `tune plan`'s "estimate" {"trials", "seconds"}.
+// for `tune plan`'s "estimate" {"trials", "seconds", "trials_min",
+// "seconds_min"}.
 #pragma once
 #include <cstdint>
 #include <optional>
@@ -27,18 +28,27 @@ struct TrialCost {
 TrialCost measured_trial_cost(const std::vector<TrialRecord>& trials, const TrialSpec& trial,
                               const TrialCost& fallback = {});
 
+// A range where the strategy decides as it goes (guided: where exploration
+// stops depends on what the trials measure), else min == max. Plan a night
+// by the max.
 struct StudyEstimate {
-  int64_t trials = 0;          // launches, short and full and confirmations
-  double seconds = 0;          // summed trial wall time
+  int64_t trials = 0;          // launches, short and full and confirmations: at most about
+  double seconds = 0;          // summed trial wall time: at most about
+  int64_t trials_min = 0;      // at least about
+  double seconds_min = 0;      // at least about
   int64_t candidates_fit = 0;  // candidates the memory model lets run
 };
 
 // Grid and random: every candidate predicted to fit, once, at full steps.
-// Guided: two short trials per layout (a probe, then about as many chosen by
-// the model: the simulated 8xH200 study launched 33-36 trials for 15 layouts,
-// docs/benchmarks.md), a quarter of them promoted to full steps, and the
-// top-k confirmations; capped by the candidates that fit, max_trials and the
-// time budget.
+// Guided, as its rules run (guided_sampler.h): a probe and a frontier probe
+// per layout, then exploration (none at the least; at the most its patience,
+// the trials it may spend without a gain before it stops), a quarter of the
+// short trials promoted to full steps, and the top-k confirmations (at the
+// most with the tie-break runs of the first two). The seven simulated 8xH200
+// landscapes (15 layouts) launch 56-76 trials without a budget; this says 41
+// to 95. With a time budget guided explores until the budget is spent: the
+// launches are those the budget pays for. Both ends are capped by the
+// candidates that fit and max_trials.
 StudyEstimate estimate_study_cost(const Space& space, const PlanResult& plan, const MemoryModel& memory,
                                   const TrialCost& cost = {});
 
