@@ -23,7 +23,9 @@
 #   6. a node dying mid-study: its trial fails with srun's reason and the
 #      node named, its slot is left out while the node stays down (the
 #      progress line says so), the study goes on; resumed, the study requeues
-#      the trial that failed with the node and finishes it.
+#      the trial that failed with the node and finishes it;
+#   8. the first node dying in a study with [confirm]: the production check
+#      runs on the other slot's node, and its measurement is stored.
 set -uo pipefail
 TUNE=$(realpath "$1")
 TRAINER=$(realpath "$2")
@@ -339,6 +341,30 @@ check "the resumed study requeues the trials of the dead node ($failed_with_node
   grep -q "requeued $failed_with_node trial(s) that failed because their node died" out2.txt
 check "the resumed study finishes every trial" grep -q "6 done, 0 failed" out2.txt
 grep -q "6 done, 0 failed" out2.txt || cat out2.txt
+scancel "$job"
+
+# 8. The first node dies mid-study, in a study with [confirm]: the production
+# check runs on the slot whose node is up (slot 1, n2), not on slot 0, and
+# its measurement is stored. A fresh cluster: n2's slurmd died in 6.
+start_cluster two-b 2 4
+mkdir -p "$WORK/confirm" && cd "$WORK/confirm"
+sed -e 's/name = "down"/name = "confirm"/' "$WORK/down/down.toml" >confirm.toml
+printf '[confirm]\nkind = "command"\nargv = ["%s", "--job.config_file", "{config_file}", "--step-ms", "100"]\ntop_k = 1\n' \
+  "$FAKE_TRAINER" >>confirm.toml
+job=$(salloc --no-shell --no-kill --exclusive -N2 --gres=gpu:4 2>&1 | sed -n 's/.*Granted job allocation \([0-9]*\).*/\1/p')
+SLURM_JOB_ID=$job SLURM_JOB_NODELIST=n[1-2] timeout 150 "$TUNE" --space confirm.toml >out.txt 2>&1 &
+tune_pid=$!
+for _ in $(seq 100); do
+  [ "$(partune_steps)" -ge 2 ] && break
+  sleep 0.1
+done
+kill -9 "$(cat "$CLUSTER/slurmd-n1.pid")"
+wait $tune_pid
+check "the study with [confirm] ends normally after its first node died" grep -q "search finished" out.txt || cat out.txt
+check "the production check leaves out slot 0 (n1 down)" grep -q "production check: slot 0 left out (node n1 " out.txt
+check "the production check ran on n2 and its measurement is stored" \
+  test "$(sql results/confirm.db "select count(*) from trials where json_extract(facts_json, '$.production.status') = 'done'")" -eq 1
+grep -q "production check: slot 0 left out" out.txt || cat out.txt
 scancel "$job"
 echo "two-node tests: ${SECONDS}s"
 

@@ -647,6 +647,22 @@ class ProcessExecutor : public TrialExecutor {
   std::atomic<bool> abort_{false};
 };
 
+// The slot a production check runs in: locally the first; through Slurm the
+// first whose nodes Slurm reports up (a node that died during the study must
+// not fail the checks while another slot's nodes can run them). Asked before
+// each check: a node may die between two. None up: the first, whose failure
+// then says why.
+const TrialSlot& production_slot(const Placement& placement, Progress& progress) {
+  if (!placement.slurm || placement.slots.size() == 1) return placement.slots.front();
+  for (const TrialSlot& slot : placement.slots) {
+    const auto down = down_nodes(placement.slurm->job_id, slot.nodes);
+    if (down.empty()) return slot;
+    progress.note("production check: slot " + std::to_string(slot.index) + " left out (node " + down.begin()->first +
+                  " is " + down.begin()->second + ")");
+  }
+  return placement.slots.front();
+}
+
 // [confirm]: the top_k healthy trials, ranked by the study's own measurement,
 // re-run once on the production backend. Each run is a new attempt of the
 // trial (its step rows under that attempt, its files in confirm-<id>/); the
@@ -677,7 +693,7 @@ ProductionChecks run_production_checks(const Space& space, Store& store, const s
     progress.note("production check of " + r.id + " on the " + production.backend.kind + " backend ([confirm])");
     store.mark_running(study, r.id, 0, runner.dir_of(*c).string());
     progress.trial_start(++ran, static_cast<int64_t>(top.size()), *c, now.attempt + 1, space.trial.steps);
-    Attempt a = runner.run_once(*c, space.trial.steps, {}, placement.slots.front());
+    Attempt a = runner.run_once(*c, space.trial.steps, {}, production_slot(placement, progress));
     const TrialStatus status = a.ok ? TrialStatus::Done : TrialStatus::Failed;
     const bool healthy = a.ok && !over_memory_limit(a.failure, a.metrics, limit);
     const TrialMetrics& m = a.metrics;
