@@ -49,6 +49,7 @@ TEST(Estimate, GuidedIsARangeFromItsRulesAFractionOfGridAndTheBudgetCapsIt) {
   EXPECT_LT(g.seconds_min, g.seconds);
   EXPECT_EQ(grid.trials_min, grid.trials);
   EXPECT_DOUBLE_EQ(grid.seconds_min, grid.seconds);
+  EXPECT_LT(g.seconds_min, 0.12 * grid.seconds);
   EXPECT_LT(g.seconds, 0.2 * grid.seconds);
   // A budget pays for exploration until it is spent: more launches than
   // patience allows when it is long, fewer when short.

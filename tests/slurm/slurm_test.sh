@@ -302,6 +302,22 @@ check "2-node embedded study exits 0" grep -q "1 done, 0 failed" out.txt || cat 
 check "2-node embedded: a world of 2, one rank a node" grep -q "^0: .*global batch size 2," results/emb2/trial-*/output.log
 check "2-node embedded: rank 1 (on n2) wrote its metrics" test -s "$(ls results/emb2/trial-*/metrics-rank1.jsonl)"
 
+# study_losing_a_node SPACE NODE TIMEOUT: tune on SPACE (out.txt) in a new
+# 2-node allocation made with --no-kill (its id in $job, so that it survives
+# a node's death), NODE's slurmd killed once 2 steps run; returns tune's exit
+# status.
+study_losing_a_node() {
+  job=$(salloc --no-shell --no-kill --exclusive -N2 --gres=gpu:4 2>&1 | sed -n 's/.*Granted job allocation \([0-9]*\).*/\1/p')
+  SLURM_JOB_ID=$job SLURM_JOB_NODELIST=n[1-2] timeout "$3" "$TUNE" --space "$1" >out.txt 2>&1 &
+  local tune_pid=$!
+  for _ in $(seq 100); do
+    [ "$(partune_steps)" -ge 2 ] && break
+    sleep 0.1
+  done
+  kill -9 "$(cat "$CLUSTER/slurmd-$2.pid")"
+  wait $tune_pid
+}
+
 # 6. A node dies mid-study (its slurmd killed; the allocation survives with
 # --no-kill, which takes the node out of it): the trial that meets the dead
 # node fails with srun's reason and the node named, its slot is left out
@@ -311,15 +327,7 @@ check "2-node embedded: rank 1 (on n2) wrote its metrics" test -s "$(ls results/
 mkdir -p "$WORK/down" && cd "$WORK/down"
 sed -e 's/name = "par"/name = "down"/' -e 's/devices = 2/devices = 1/' -e 's/parallel_trials = 3/parallel_trials = 2/' \
   -e 's/"--step-ms", "400"/"--step-ms", "700"/' "$WORK/par/par.toml" >down.toml
-job=$(salloc --no-shell --no-kill --exclusive -N2 --gres=gpu:4 2>&1 | sed -n 's/.*Granted job allocation \([0-9]*\).*/\1/p')
-SLURM_JOB_ID=$job SLURM_JOB_NODELIST=n[1-2] timeout 120 "$TUNE" --space down.toml >out.txt 2>&1 &
-tune_pid=$!
-for _ in $(seq 100); do
-  [ "$(partune_steps)" -ge 2 ] && break
-  sleep 0.1
-done
-kill -9 "$(cat "$CLUSTER/slurmd-n2.pid")"
-wait $tune_pid
+study_losing_a_node down.toml n2 120
 check "the study ends normally after a node died (exit $?)" grep -q "search finished" out.txt || cat out.txt
 check "a trial on the dead node failed with srun's reason and the node named" \
   test "$(sql results/down.db "select count(*) from trials where status = 'failed' and reason like 'node down: n2 %srun: error:%'")" -ge 1
@@ -351,15 +359,7 @@ mkdir -p "$WORK/confirm" && cd "$WORK/confirm"
 sed -e 's/name = "down"/name = "confirm"/' "$WORK/down/down.toml" >confirm.toml
 printf '[confirm]\nkind = "command"\nargv = ["%s", "--job.config_file", "{config_file}", "--step-ms", "100"]\ntop_k = 1\n' \
   "$FAKE_TRAINER" >>confirm.toml
-job=$(salloc --no-shell --no-kill --exclusive -N2 --gres=gpu:4 2>&1 | sed -n 's/.*Granted job allocation \([0-9]*\).*/\1/p')
-SLURM_JOB_ID=$job SLURM_JOB_NODELIST=n[1-2] timeout 150 "$TUNE" --space confirm.toml >out.txt 2>&1 &
-tune_pid=$!
-for _ in $(seq 100); do
-  [ "$(partune_steps)" -ge 2 ] && break
-  sleep 0.1
-done
-kill -9 "$(cat "$CLUSTER/slurmd-n1.pid")"
-wait $tune_pid
+study_losing_a_node confirm.toml n1 150
 check "the study with [confirm] ends normally after its first node died" grep -q "search finished" out.txt || cat out.txt
 check "the production check leaves out slot 0 (n1 down)" grep -q "production check: slot 0 left out (node n1 " out.txt
 check "the production check ran on n2 and its measurement is stored" \
